@@ -1,0 +1,69 @@
+//! The admin actor: a read-only view of the running server (connections, per-worker
+//! handler families with their queues, counters), served at `GET /admin/stats`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde_json::{json, Value};
+
+use crate::actors::supervisor::Snapshot;
+use crate::services::Services;
+
+pub struct AdminActor {
+    services: Arc<Services>,
+    started: std::time::Instant,
+}
+
+impl AdminActor {
+    pub fn new(services: Arc<Services>) -> Self {
+        AdminActor { services, started: std::time::Instant::now() }
+    }
+}
+
+impl Actor for AdminActor {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "Value")]
+pub struct Stats;
+
+impl Handler<Stats> for AdminActor {
+    type Result = ResponseFuture<Value>;
+
+    fn handle(&mut self, _: Stats, _ctx: &mut Context<Self>) -> Self::Result {
+        let services = self.services.clone();
+        let uptime = self.started.elapsed().as_secs();
+        Box::pin(async move {
+            let supervisors = services.supervisors.lock().map(|s| s.clone()).unwrap_or_default();
+            let mut workers = Vec::new();
+            for (index, supervisor) in supervisors.iter().enumerate() {
+                if let Ok(families) = supervisor.send(Snapshot).await {
+                    workers.push(json!({"worker": index, "families": families}));
+                }
+            }
+            let mut by_transport: BTreeMap<&'static str, usize> = BTreeMap::new();
+            for entry in services.connections.iter() {
+                *by_transport.entry(entry.transport.as_str()).or_default() += 1;
+            }
+            let counters = &services.counters;
+            json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_seconds": uptime,
+                "draining": services.is_draining(),
+                "connections": {"open": services.connections.len(), "by_transport": by_transport},
+                "counters": {
+                    "connections_opened": counters.connections_opened.load(Ordering::Relaxed),
+                    "connections_closed": counters.connections_closed.load(Ordering::Relaxed),
+                    "requests": counters.requests.load(Ordering::Relaxed),
+                    "errors": counters.errors.load(Ordering::Relaxed),
+                    "protocol_violations": counters.protocol_violations.load(Ordering::Relaxed),
+                    "slow_client_disconnects": counters.slow_client_disconnects.load(Ordering::Relaxed),
+                },
+                "workers": workers,
+            })
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! A handler actor serves one command family on one worker thread. Each request runs
+//! as its own future (so slow commands do not block fast ones); a panic while handling
+//! becomes an `error` reply for that request and nothing else.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures_util::FutureExt;
+
+use crate::actors::messages::{Completed, Request};
+use crate::commands::{Command, CommandContext};
+use crate::error::OpenCoreError;
+use crate::policy::identity;
+use crate::protocol::envelope::error_reply;
+use crate::services::{Counters, Services};
+
+pub struct CommandHandler {
+    services: Arc<Services>,
+}
+
+impl CommandHandler {
+    pub fn new(services: Arc<Services>) -> Self {
+        CommandHandler { services }
+    }
+}
+
+impl Actor for CommandHandler {
+    type Context = Context<Self>;
+}
+
+impl Supervised for CommandHandler {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!("command handler restarting");
+    }
+}
+
+/// Run one request; resolves when the reply has been handed to the connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Execute {
+    pub command: Command,
+    pub request: Request,
+}
+
+impl Handler<Execute> for CommandHandler {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, message: Execute, _ctx: &mut Context<Self>) -> Self::Result {
+        let services = self.services.clone();
+        Box::pin(async move {
+            let Execute { command, request } = message;
+            let Request { envelope, identity: claimed, peer, reply_to, .. } = request;
+            let request_id = envelope.id.clone();
+            let command_name = envelope.command.clone();
+            let work = {
+                let services = services.clone();
+                async move {
+                    let user = identity::resolve(&services, &claimed, &envelope.command, &peer).await?;
+                    if command.needs_user() && user.is_none() {
+                        return Err(OpenCoreError::NotSignedIn);
+                    }
+                    command.run(CommandContext { services, envelope, user, peer }).await
+                }
+            };
+            let completed = match AssertUnwindSafe(work).catch_unwind().await {
+                Ok(Ok(outcome)) => Completed { reply: Some(outcome.reply), session: outcome.session },
+                Ok(Err(err)) => {
+                    Counters::bump(&services.counters.errors);
+                    Completed { reply: Some(error_reply(&request_id, &err)), session: None }
+                }
+                Err(_) => {
+                    Counters::bump(&services.counters.errors);
+                    tracing::error!(command = %command_name, "handler panicked; answered with an error");
+                    let err = OpenCoreError::HandlerPanicked(command_name);
+                    Completed { reply: Some(error_reply(&request_id, &err)), session: None }
+                }
+            };
+            reply_to.send(completed);
+        })
+    }
+}

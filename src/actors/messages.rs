@@ -1,0 +1,85 @@
+//! Messages between transports, connection actors, the supervisor and handlers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{Message, Recipient};
+use tokio::sync::oneshot;
+
+use crate::auth::ResolvedUser;
+use crate::proto::Envelope;
+
+/// Who a request claims to be, before the identity policy checks it.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// The connection's signed-in user.
+    Session(Arc<ResolvedUser>),
+    /// `Envelope.jwt` (or a unary RPC's token) for this one request.
+    Token(String),
+    Anonymous,
+}
+
+/// Where the outcome of a request goes.
+pub enum ReplyTo {
+    Connection(Recipient<Completed>),
+    Once(oneshot::Sender<Completed>),
+}
+
+impl ReplyTo {
+    pub fn send(self, completed: Completed) {
+        match self {
+            ReplyTo::Connection(recipient) => recipient.do_send(completed),
+            ReplyTo::Once(sender) => {
+                let _ = sender.send(completed);
+            }
+        }
+    }
+}
+
+/// One command on its way to a handler.
+pub struct Request {
+    /// `command` is already lower-cased.
+    pub envelope: Envelope,
+    pub identity: Identity,
+    pub peer: Arc<str>,
+    pub reply_to: ReplyTo,
+    pub received: Instant,
+}
+
+/// A connection's identity after a successful sign-in.
+#[derive(Debug, Clone)]
+pub struct SessionUpdate {
+    pub user: Arc<ResolvedUser>,
+    pub jwt: String,
+    pub expires: u64,
+    pub ping: bool,
+}
+
+/// The end of a request: the reply (if the command has one) and, for sign-in, the
+/// connection's new identity.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Completed {
+    pub reply: Option<Envelope>,
+    pub session: Option<SessionUpdate>,
+}
+
+/// Requests into the supervisor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Dispatch(pub Request);
+
+/// Connection control from outside (shutdown, admin).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub enum Control {
+    /// Stop taking requests; close once in-flight work is answered.
+    Drain,
+    /// Close now.
+    Close,
+}
+
+/// A server-initiated envelope for one connection (events, streams).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Push(pub Envelope);

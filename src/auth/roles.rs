@@ -1,0 +1,104 @@
+//! Role membership graph: which roles a principal is in, directly or through roles
+//! nested in roles (unbounded depth, cycles tolerated). Built from the `users`
+//! collection and rebuilt whenever that collection changes.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use bson::Document;
+
+use crate::auth::builtin::{GUEST_USER_ID, USERS_ROLE_ID};
+use crate::auth::user::RoleRef;
+
+#[derive(Debug, Default)]
+pub struct RoleGraph {
+    names: HashMap<String, String>,
+    /// member id → ids of the roles listing it in `members`.
+    member_of: HashMap<String, Vec<String>>,
+}
+
+impl RoleGraph {
+    /// `roles`: every `_type: "role"` document.
+    pub fn build(roles: &[Document]) -> Self {
+        let mut graph = RoleGraph::default();
+        for role in roles {
+            let Some(id) = id_string(role) else { continue };
+            let name = role.get_str("name").unwrap_or_default().to_string();
+            graph.names.insert(id.clone(), name);
+            if let Ok(members) = role.get_array("members") {
+                for member in members {
+                    if let Some(member_id) = member.as_document().and_then(id_string) {
+                        graph.member_of.entry(member_id).or_default().push(id.clone());
+                    }
+                }
+            }
+        }
+        graph
+    }
+
+    pub fn role_count(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Transitive closure for a principal, sorted by name. Every user except guest
+    /// is implicitly in `users`.
+    pub fn resolve(&self, principal_id: &str) -> Vec<RoleRef> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut queue: VecDeque<&str> = VecDeque::new();
+        queue.push_back(principal_id);
+        if principal_id != GUEST_USER_ID && self.names.contains_key(USERS_ROLE_ID) {
+            queue.push_back(USERS_ROLE_ID);
+            seen.insert(USERS_ROLE_ID);
+        }
+        while let Some(current) = queue.pop_front() {
+            if let Some(parents) = self.member_of.get(current) {
+                for parent in parents {
+                    if seen.insert(parent.as_str()) {
+                        queue.push_back(parent.as_str());
+                    }
+                }
+            }
+        }
+        seen.remove(principal_id);
+        let mut roles: Vec<RoleRef> = seen
+            .into_iter()
+            .filter_map(|id| self.names.get(id).map(|name| RoleRef { id: id.to_string(), name: name.clone() }))
+            .collect();
+        roles.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        roles
+    }
+}
+
+/// `_id` as a string, whether stored as a string or an ObjectId.
+pub fn id_string(doc: &Document) -> Option<String> {
+    match doc.get("_id")? {
+        bson::Bson::String(s) => Some(s.clone()),
+        bson::Bson::ObjectId(oid) => Some(oid.to_hex()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    fn role(id: &str, name: &str, members: &[&str]) -> Document {
+        let members: Vec<Document> = members.iter().map(|m| doc! {"_id": *m, "name": *m}).collect();
+        doc! {"_id": id, "name": name, "_type": "role", "members": members}
+    }
+
+    #[test]
+    fn nested_roles_resolve_transitively_and_cycles_end() {
+        let graph = RoleGraph::build(&[
+            role("r1", "alpha", &["u1"]),
+            role("r2", "beta", &["r1"]),
+            role("r3", "gamma", &["r2", "r4"]),
+            role("r4", "delta", &["r3"]),
+            role(USERS_ROLE_ID, "users", &[]),
+        ]);
+        let names: Vec<String> = graph.resolve("u1").into_iter().map(|r| r.name).collect();
+        assert_eq!(names, vec!["alpha", "beta", "delta", "gamma", "users"]);
+        let guest: Vec<String> = graph.resolve(GUEST_USER_ID).into_iter().map(|r| r.name).collect();
+        assert!(guest.is_empty());
+    }
+}

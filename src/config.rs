@@ -1,0 +1,231 @@
+//! Command line and environment configuration. Every setting has a flag and an
+//! environment variable; `opencore --help` is generated from this file.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "opencore",
+    version,
+    about = "OpenIAP-compatible message-routing server (gRPC, WebSocket, TCP, unix socket)",
+    long_about = "opencore serves the OpenIAP protocol: protobuf Envelopes over gRPC \
+                  (openiap.FlowService/SetupStream), WebSocket (/ws/v2), raw TCP and a unix socket. \
+                  With no subcommand it runs `serve` on the embedded store."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server settings, used when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(Box<ServeConfig>),
+    /// Load generator: drive a running server over ws, grpc or tcp and report throughput and latency.
+    Bench(crate::bench::BenchConfig),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address every listener binds to.
+    #[arg(long, env = "OPENCORE_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// HTTP port: /ws/v2, /config, /livenessprobe, /readyz, /admin. 0 turns it off.
+    #[arg(long, env = "OPENCORE_HTTP_PORT", default_value_t = 3000)]
+    pub http_port: u16,
+    /// gRPC port (openiap.FlowService, h2c). 0 turns it off.
+    #[arg(long, env = "OPENCORE_GRPC_PORT", default_value_t = 50051)]
+    pub grpc_port: u16,
+    /// Raw TCP port (4-byte little-endian length framing). 0 turns it off.
+    #[arg(long, env = "OPENCORE_TCP_PORT", default_value_t = 8080)]
+    pub tcp_port: u16,
+    /// Unix socket path (Node client `pipe:` URLs use /tmp/CoreFxPipe_<name>).
+    #[arg(long, env = "OPENCORE_PIPE_PATH", default_value = "/tmp/CoreFxPipe_opencore")]
+    pub pipe_path: PathBuf,
+    /// Do not listen on the unix socket.
+    #[arg(long, env = "OPENCORE_NO_PIPE")]
+    pub no_pipe: bool,
+    /// Where the embedded store, the generated secret and the generated admin password live.
+    #[arg(long, env = "OPENCORE_DATA_DIR", default_value = "./opencore-data")]
+    pub data_dir: PathBuf,
+    /// HS256 signing secret for tokens (the reference's `aes_secret` is accepted too).
+    /// If unset, one is generated and kept in the data dir.
+    #[arg(long, env = "OPENCORE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Name of the administrator created on a fresh data dir.
+    #[arg(long, env = "OPENCORE_ADMIN_USER", default_value = "admin")]
+    pub admin_user: String,
+    /// Password of that administrator; generated, printed once and stored (0600) if unset.
+    #[arg(long, env = "OPENCORE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Lifetime of normal sign-in tokens (e.g. 300s, 5m, 10h, 7d).
+    #[arg(long, env = "OPENCORE_SHORT_TOKEN_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub short_token_ttl: Duration,
+    /// Lifetime of `longtoken` sign-in tokens.
+    #[arg(long, env = "OPENCORE_LONG_TOKEN_TTL", default_value = "365d", value_parser = parse_duration)]
+    pub long_token_ttl: Duration,
+    /// Let clients act as the guest user without signing in.
+    #[arg(long, env = "OPENCORE_ENABLE_GUEST")]
+    pub enable_guest: bool,
+    /// Public domain reported in /config and the signin config (defaults to the bind address).
+    #[arg(long, env = "OPENCORE_DOMAIN")]
+    pub domain: Option<String>,
+    #[command(flatten)]
+    pub limits: Limits,
+    /// Worker threads for connections and handlers (default: number of cores).
+    #[arg(long, env = "OPENCORE_WORKERS")]
+    pub workers: Option<usize>,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    #[arg(long, env = "OPENCORE_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Bcrypt cost for passwords the server hashes (the reference uses 12).
+    #[arg(long, env = "OPENCORE_BCRYPT_COST", default_value_t = 12)]
+    pub bcrypt_cost: u32,
+    /// Tests only: port 0 means "any free port" instead of "off".
+    #[arg(skip)]
+    pub ephemeral_ports: bool,
+}
+
+/// Per-connection limits. Each one is enforced by the connection actor or its transport.
+#[derive(Debug, Clone, Args)]
+pub struct Limits {
+    /// Largest envelope accepted from a client, in bytes (also the gRPC decode limit).
+    #[arg(long, env = "OPENCORE_MAX_MESSAGE_SIZE", default_value_t = 32 * 1024 * 1024)]
+    pub max_message_size: usize,
+    /// Requests one connection may have in flight; more get an error reply.
+    #[arg(long, env = "OPENCORE_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+    /// Requests per second one connection may send (token bucket, burst = 1 s worth). 0 = unlimited.
+    #[arg(long, env = "OPENCORE_RATE_LIMIT", default_value_t = 50_000)]
+    pub rate_limit: u32,
+    /// Out-of-order envelopes a stream connection may hold while waiting for a missing seq.
+    #[arg(long, env = "OPENCORE_SEQ_WINDOW", default_value_t = 100)]
+    pub seq_window: usize,
+    /// Bytes queued towards one client before it counts as slow.
+    #[arg(long, env = "OPENCORE_MAX_OUTBOUND_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_outbound_bytes: usize,
+    /// How long a client may stay over the outbound limit before it is disconnected.
+    #[arg(long, env = "OPENCORE_SLOW_CLIENT_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub slow_client_grace: Duration,
+    /// Interval of server pings (to clients that signed in with ping=true) and token refresh checks.
+    #[arg(long, env = "OPENCORE_PING_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// Close a connection after this long without any inbound envelope. 0 = never
+    /// (some official clients are silent when idle, so this is off by default).
+    #[arg(long, env = "OPENCORE_IDLE_TIMEOUT", default_value = "0s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Close a connection that has not signed in after this long. 0 = never.
+    #[arg(long, env = "OPENCORE_SIGNIN_TIMEOUT", default_value = "0s", value_parser = parse_duration)]
+    pub signin_timeout: Duration,
+    /// Concurrent password checks (bcrypt) per worker; further sign-ins wait in priority lanes.
+    #[arg(long, env = "OPENCORE_AUTH_CONCURRENCY", default_value_t = 1)]
+    pub auth_concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 32 * 1024 * 1024,
+            max_in_flight: 1024,
+            rate_limit: 50_000,
+            seq_window: 100,
+            max_outbound_bytes: 64 * 1024 * 1024,
+            slow_client_grace: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(10),
+            idle_timeout: Duration::ZERO,
+            signin_timeout: Duration::ZERO,
+            auth_concurrency: 1,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// A configuration for tests: every listener on an ephemeral port, on loopback.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        let pipe_path = data_dir.join("opencore.sock");
+        ServeConfig {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            http_port: 0,
+            grpc_port: 0,
+            tcp_port: 0,
+            pipe_path,
+            no_pipe: false,
+            data_dir,
+            jwt_secret: Some("test-secret-test-secret-test-secret".into()),
+            admin_user: "admin".into(),
+            admin_password: Some("admin-password".into()),
+            short_token_ttl: Duration::from_secs(300),
+            long_token_ttl: Duration::from_secs(365 * 86400),
+            enable_guest: false,
+            domain: None,
+            limits: Limits::default(),
+            workers: Some(2),
+            shutdown_grace: Duration::from_secs(2),
+            bcrypt_cost: 4,
+            ephemeral_ports: true,
+        }
+    }
+
+    /// Whether a listener with this configured port runs.
+    pub fn listens_on(&self, port: u16) -> bool {
+        port != 0 || self.ephemeral_ports
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+            .max(1)
+    }
+
+    pub fn domain(&self) -> String {
+        self.domain.clone().unwrap_or_else(|| self.bind.to_string())
+    }
+}
+
+/// Parses `300`, `300s`, `500ms`, `5m`, `10h`, `7d` (the reference's `ms`-style values).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("invalid duration '{text}'"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
+        other => return Err(format!("unknown duration unit '{other}' in '{text}'")),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("invalid duration '{text}'"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("365d").unwrap(), Duration::from_secs(365 * 86400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("12").unwrap(), Duration::from_secs(12));
+        assert!(parse_duration("5 weeks").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn help_renders() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

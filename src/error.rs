@@ -1,0 +1,163 @@
+//! One error type for everything a client can be told. The numeric codes travel in
+//! `ErrorResponse.code` and are part of the protocol: never renumber a variant, only add.
+//! Messages never carry stack traces or internal state.
+
+use thiserror::Error;
+
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum OpenCoreError {
+    // 1xxx: server-side failures
+    #[error("Internal server error")]
+    Internal,
+    #[error("The handler for {0} failed; the request was not completed")]
+    HandlerPanicked(String),
+    #[error("Server is shutting down")]
+    ShuttingDown,
+    #[error("Storage error: {0}")]
+    Storage(String),
+
+    // 2xxx: malformed or unacceptable envelopes
+    #[error("Invalid/empty command")]
+    EmptyCommand,
+    #[error("Unknown command {0}")]
+    UnknownCommand(String),
+    #[error("Missing data for command {0}")]
+    MissingData(String),
+    #[error("Could not decode {command} payload as openiap.{type_name}: {reason}")]
+    UndecodablePayload { command: String, type_name: String, reason: String },
+    #[error("Message of {size} bytes exceeds the limit of {limit} bytes")]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error("Too many requests in flight (limit {0}); wait for replies before sending more")]
+    TooManyInFlight(usize),
+    #[error("Rate limit exceeded: more than {0} requests per second")]
+    RateLimited(u32),
+    #[error("{0}")]
+    BadRequest(String),
+
+    // 3xxx: authentication and authorization
+    #[error("Not signed in, and missing jwt")]
+    NotSignedIn,
+    #[error("Discard {command} due to missing jwt, and respond with error, for client at {peer}")]
+    InvalidToken { command: String, peer: String },
+    #[error("Discard signin due to invalid or expired jwt for client at {0}")]
+    InvalidSigninToken(String),
+    #[error("{0} failed logging in using local")]
+    LoginFailed(String),
+    #[error("Disabled user {0} failed logging in using {1}")]
+    DisabledUser(String, String),
+    #[error("Access denied")]
+    AccessDenied,
+    #[error("Username cannot be null")]
+    UsernameRequired,
+    #[error("Password cannot be null")]
+    PasswordRequired,
+    #[error("Failed resolving token, could not find user by {0}")]
+    UnknownTokenUser(String),
+    #[error("Guest user is not enabled")]
+    GuestDisabled,
+
+    // 4xxx: valid request, not served by this server (yet)
+    #[error("{0} is not implemented by this server")]
+    NotImplemented(String),
+}
+
+impl OpenCoreError {
+    /// Stable wire code (`ErrorResponse.code`).
+    pub fn code(&self) -> i32 {
+        use OpenCoreError::*;
+        match self {
+            Internal => 1000,
+            HandlerPanicked(_) => 1001,
+            ShuttingDown => 1002,
+            Storage(_) => 1003,
+            EmptyCommand => 2000,
+            UnknownCommand(_) => 2001,
+            MissingData(_) => 2002,
+            UndecodablePayload { .. } => 2003,
+            MessageTooLarge { .. } => 2004,
+            TooManyInFlight(_) => 2005,
+            RateLimited(_) => 2006,
+            BadRequest(_) => 2007,
+            NotSignedIn => 3000,
+            InvalidToken { .. } => 3001,
+            InvalidSigninToken(_) => 3002,
+            LoginFailed(_) => 3003,
+            DisabledUser(..) => 3004,
+            AccessDenied => 3005,
+            UsernameRequired => 3006,
+            PasswordRequired => 3007,
+            UnknownTokenUser(_) => 3008,
+            GuestDisabled => 3009,
+            NotImplemented(_) => 4000,
+        }
+    }
+
+    /// The gRPC status a unary RPC reports for this error.
+    pub fn grpc_code(&self) -> tonic::Code {
+        use OpenCoreError::*;
+        match self.code() / 1000 {
+            2 => match self {
+                MessageTooLarge { .. } => tonic::Code::ResourceExhausted,
+                TooManyInFlight(_) | RateLimited(_) => tonic::Code::ResourceExhausted,
+                UnknownCommand(_) => tonic::Code::Unimplemented,
+                _ => tonic::Code::InvalidArgument,
+            },
+            3 => match self {
+                AccessDenied => tonic::Code::PermissionDenied,
+                _ => tonic::Code::Unauthenticated,
+            },
+            4 => tonic::Code::Unimplemented,
+            _ => match self {
+                ShuttingDown => tonic::Code::Unavailable,
+                _ => tonic::Code::Internal,
+            },
+        }
+    }
+}
+
+pub type Result<T, E = OpenCoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_grouped() {
+        let samples = [
+            OpenCoreError::Internal,
+            OpenCoreError::HandlerPanicked("x".into()),
+            OpenCoreError::ShuttingDown,
+            OpenCoreError::Storage("x".into()),
+            OpenCoreError::EmptyCommand,
+            OpenCoreError::UnknownCommand("x".into()),
+            OpenCoreError::MissingData("x".into()),
+            OpenCoreError::UndecodablePayload { command: "a".into(), type_name: "b".into(), reason: "c".into() },
+            OpenCoreError::MessageTooLarge { size: 2, limit: 1 },
+            OpenCoreError::TooManyInFlight(1),
+            OpenCoreError::RateLimited(1),
+            OpenCoreError::BadRequest("x".into()),
+            OpenCoreError::NotSignedIn,
+            OpenCoreError::InvalidToken { command: "a".into(), peer: "b".into() },
+            OpenCoreError::InvalidSigninToken("x".into()),
+            OpenCoreError::LoginFailed("x".into()),
+            OpenCoreError::DisabledUser("x".into(), "y".into()),
+            OpenCoreError::AccessDenied,
+            OpenCoreError::UsernameRequired,
+            OpenCoreError::PasswordRequired,
+            OpenCoreError::UnknownTokenUser("x".into()),
+            OpenCoreError::GuestDisabled,
+            OpenCoreError::NotImplemented("x".into()),
+        ];
+        let mut codes: Vec<i32> = samples.iter().map(|e| e.code()).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), samples.len());
+    }
+
+    #[test]
+    fn reference_texts_are_kept() {
+        assert_eq!(OpenCoreError::UnknownCommand("foo".into()).to_string(), "Unknown command foo");
+        assert_eq!(OpenCoreError::NotSignedIn.to_string(), "Not signed in, and missing jwt");
+        assert_eq!(OpenCoreError::LoginFailed("bob".into()).to_string(), "bob failed logging in using local");
+    }
+}

@@ -1,0 +1,4 @@
+//! Wire protocol helpers shared by every transport.
+
+pub mod envelope;
+pub mod frame;

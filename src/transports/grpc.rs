@@ -1,0 +1,126 @@
+//! gRPC: `openiap.FlowService`. `SetupStream` is a connection like any other (without
+//! `seq` ordering); the unary RPCs are mapped onto the same commands, so they get the
+//! same authorization, limits and priority lanes. RPCs whose command the server does
+//! not serve yet keep tonic's default `UNIMPLEMENTED`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{Stream, StreamExt};
+use prost::{Message, Name};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::actors::connection::outbound::Sink;
+use crate::actors::connection::{ConnectionActor, Inbound};
+use crate::actors::messages::{Dispatch, Identity, ReplyTo};
+use crate::actors::supervisor::Supervisor;
+use crate::error::OpenCoreError;
+use crate::proto::flow_service_server::FlowService;
+use crate::proto::{Envelope, ErrorResponse, SigninRequest, SigninResponse};
+use crate::protocol::envelope::pack;
+use crate::services::{Services, TransportKind};
+use crate::transports::workers::Workers;
+
+/// What a client may receive in one gRPC message (tonic's and grpcio's default limit).
+pub const MAX_SEND_MESSAGE: usize = 4 * 1024 * 1024;
+const OUTBOUND_CHANNEL: usize = 256;
+
+pub struct FlowServiceImpl {
+    services: Arc<Services>,
+    workers: Arc<Workers>,
+}
+
+impl FlowServiceImpl {
+    pub fn new(services: Arc<Services>, workers: Arc<Workers>) -> Self {
+        FlowServiceImpl { services, workers }
+    }
+
+    /// Runs one command through a worker's supervisor, as if it came in an envelope.
+    async fn unary<Q, R>(&self, command: &str, request: Request<Q>) -> Result<Response<R>, Status>
+    where
+        Q: Message + Name,
+        R: Message + Name + Default,
+    {
+        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "grpc".into());
+        let token = request
+            .metadata()
+            .get("jwt")
+            .or_else(|| request.metadata().get("authorization"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let identity = if token.is_empty() { Identity::Anonymous } else { Identity::Token(token) };
+        let envelope = Envelope {
+            command: command.to_string(),
+            id: "unary".into(),
+            data: Some(pack(request.get_ref())),
+            ..Default::default()
+        };
+        let (reply, answer) = oneshot::channel();
+        let services = self.services.clone();
+        let dispatched = self.workers.run_on_next(move || {
+            let request = crate::actors::messages::Request {
+                envelope,
+                identity,
+                peer: peer.into(),
+                reply_to: ReplyTo::Once(reply),
+                received: Instant::now(),
+            };
+            Supervisor::local(&services).do_send(Dispatch(request));
+        });
+        if !dispatched {
+            return Err(Status::unavailable("server is shutting down"));
+        }
+        let completed = answer.await.map_err(|_| Status::internal("request was dropped"))?;
+        let reply = completed.reply.ok_or_else(|| Status::internal("no reply"))?;
+        let data = reply.data.unwrap_or_default();
+        if reply.command == "error" {
+            let error = ErrorResponse::decode(data.value.as_slice()).unwrap_or_default();
+            return Err(status_for(&error));
+        }
+        R::decode(data.value.as_slice()).map(Response::new).map_err(|err| Status::internal(err.to_string()))
+    }
+}
+
+/// Maps an error reply onto a gRPC status by its stable code.
+fn status_for(error: &ErrorResponse) -> Status {
+    let code = match error.code / 1000 {
+        2 => tonic::Code::InvalidArgument,
+        3 if error.code == OpenCoreError::AccessDenied.code() => tonic::Code::PermissionDenied,
+        3 => tonic::Code::Unauthenticated,
+        4 => tonic::Code::Unimplemented,
+        _ => tonic::Code::Internal,
+    };
+    Status::new(code, error.message.clone())
+}
+
+type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl FlowService for FlowServiceImpl {
+    async fn setup_stream(&self, request: Request<Streaming<Envelope>>) -> Result<Response<EnvelopeStream>, Status> {
+        if self.services.is_draining() {
+            return Err(Status::unavailable("server is shutting down"));
+        }
+        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "grpc".into());
+        let inbound = request.into_inner();
+        let (sender, receiver) = mpsc::channel(OUTBOUND_CHANNEL);
+        let services = self.services.clone();
+        self.workers.run_on_next(move || {
+            let inbound = inbound.map(|item| match item {
+                Ok(envelope) => Inbound::Envelope(envelope),
+                Err(status) => Inbound::Failed(status.to_string()),
+            });
+            ConnectionActor::start(services, TransportKind::Grpc, peer, inbound, Sink::Grpc(sender));
+        });
+        // Returning at once sends the response headers, which tonic clients wait for.
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn signin(&self, request: Request<SigninRequest>) -> Result<Response<SigninResponse>, Status> {
+        self.unary("signin", request).await
+    }
+}

@@ -1,0 +1,8 @@
+//! Transports: each turns its wire into `Inbound` items for a connection actor and
+//! gives the actor a `Sink` to write to. Nothing here knows about commands.
+
+pub mod grpc;
+pub mod http;
+pub mod stream;
+pub mod websocket;
+pub mod workers;

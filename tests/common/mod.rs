@@ -1,0 +1,166 @@
+//! Shared test support: a real server on ephemeral ports and a raw-protocol client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use opencore::config::ServeConfig;
+use opencore::proto::{Envelope, ErrorResponse, SigninRequest, SigninResponse};
+use opencore::protocol::envelope::pack;
+use opencore::protocol::frame::{encode_frame, FrameDecoder};
+use opencore::server::BackgroundServer;
+use prost::{Message, Name};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub server: BackgroundServer,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> Self {
+        // The official client would export telemetry to a public host otherwise.
+        std::env::set_var("enable_analytics", "false");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = ServeConfig::for_tests(dir.path().join("data"));
+        adjust(&mut config);
+        let server = BackgroundServer::start(config).expect("server starts");
+        TestServer { server, dir }
+    }
+
+    pub fn tcp(&self) -> SocketAddr {
+        self.server.bound.tcp.expect("tcp listener")
+    }
+    pub fn http(&self) -> SocketAddr {
+        self.server.bound.http.expect("http listener")
+    }
+    pub fn grpc(&self) -> SocketAddr {
+        self.server.bound.grpc.expect("grpc listener")
+    }
+}
+
+/// A client speaking length-prefixed envelopes over TCP, numbering `seq` itself.
+pub struct RawClient {
+    pub stream: TcpStream,
+    pub seq: i32,
+    next_id: u64,
+    decoder: FrameDecoder,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).ok();
+        RawClient { stream, seq: 0, next_id: 0, decoder: FrameDecoder::new(64 * 1024 * 1024) }
+    }
+
+    pub fn envelope<M: Message + Name>(&mut self, command: &str, message: &M) -> Envelope {
+        self.next_id += 1;
+        Envelope { command: command.into(), id: format!("req{}", self.next_id), data: Some(pack(message)), ..Default::default() }
+    }
+
+    /// Sends with the next seq.
+    pub async fn send(&mut self, mut envelope: Envelope) -> String {
+        envelope.seq = self.seq;
+        self.seq += 1;
+        let id = envelope.id.clone();
+        self.send_exact(&envelope).await;
+        id
+    }
+
+    /// Sends the envelope with whatever seq it carries.
+    pub async fn send_exact(&mut self, envelope: &Envelope) {
+        let mut out = BytesMut::new();
+        encode_frame(&envelope.encode_to_vec(), &mut out);
+        self.stream.write_all(&out).await.expect("write");
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes).await;
+    }
+
+    /// Next envelope from the server, `None` on close or timeout.
+    pub async fn recv(&mut self) -> Option<Envelope> {
+        loop {
+            if let Ok(Some(frame)) = self.decoder.next_frame() {
+                return Envelope::decode(frame).ok();
+            }
+            let mut buf = vec![0u8; 64 * 1024];
+            match tokio::time::timeout(WAIT, self.stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(n)) => self.decoder.extend(&buf[..n]),
+            }
+        }
+    }
+
+    /// Next reply (skips server pushes such as `ping` and `refreshtoken`).
+    pub async fn reply(&mut self) -> Envelope {
+        loop {
+            let envelope = self.recv().await.expect("a reply before the connection closed");
+            if !envelope.rid.is_empty() {
+                return envelope;
+            }
+        }
+    }
+
+    pub async fn request<M: Message + Name>(&mut self, command: &str, message: &M) -> Envelope {
+        let envelope = self.envelope(command, message);
+        let id = self.send(envelope).await;
+        let reply = self.reply().await;
+        assert_eq!(reply.rid, id);
+        reply
+    }
+
+    pub async fn signin(&mut self, username: &str, password: &str) -> SigninResponse {
+        let reply = self
+            .request("signin", &SigninRequest { username: username.into(), password: password.into(), ..Default::default() })
+            .await;
+        assert_eq!(reply.command, "signinreply", "signin failed: {:?}", error_message(&reply));
+        decode(&reply)
+    }
+
+    /// True when the server closed the connection (possibly after an error envelope).
+    pub async fn closed(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::time::Instant::now() < deadline {
+            match self.recv().await {
+                None => return true,
+                Some(_) => continue,
+            }
+        }
+        false
+    }
+}
+
+pub fn decode<M: Message + Default>(envelope: &Envelope) -> M {
+    M::decode(envelope.data.as_ref().expect("reply carries data").value.as_slice()).expect("decodable payload")
+}
+
+pub fn error_message(envelope: &Envelope) -> Option<String> {
+    (envelope.command == "error").then(|| decode::<ErrorResponse>(envelope).message)
+}
+
+/// Plain HTTP/1.1 GET; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect http");
+    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send request");
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("http answer").expect("read");
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    // Chunked bodies: good enough for JSON checks to search within.
+    (status, body)
+}
