@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     // `prost::Name` gives every message its `type.googleapis.com/openiap.X` type URL.
     config.enable_type_names();
+    config.type_name_domain(["."], "type.googleapis.com");
     config.bytes(["."]);
     tonic_prost_build::configure()
         .build_client(true)

@@ -33,6 +33,8 @@ pub enum OpenCoreError {
     RateLimited(u32),
     #[error("{0}")]
     BadRequest(String),
+    #[error("Reply of {size} bytes exceeds the {limit} bytes this transport's clients accept")]
+    ReplyTooLarge { size: usize, limit: usize },
 
     // 3xxx: authentication and authorization
     #[error("Not signed in, and missing jwt")]
@@ -78,6 +80,7 @@ impl OpenCoreError {
             TooManyInFlight(_) => 2005,
             RateLimited(_) => 2006,
             BadRequest(_) => 2007,
+            ReplyTooLarge { .. } => 2008,
             NotSignedIn => 3000,
             InvalidToken { .. } => 3001,
             InvalidSigninToken(_) => 3002,
@@ -92,23 +95,17 @@ impl OpenCoreError {
         }
     }
 
-    /// The gRPC status a unary RPC reports for this error.
-    pub fn grpc_code(&self) -> tonic::Code {
-        use OpenCoreError::*;
-        match self.code() / 1000 {
-            2 => match self {
-                MessageTooLarge { .. } => tonic::Code::ResourceExhausted,
-                TooManyInFlight(_) | RateLimited(_) => tonic::Code::ResourceExhausted,
-                UnknownCommand(_) => tonic::Code::Unimplemented,
-                _ => tonic::Code::InvalidArgument,
-            },
-            3 => match self {
-                AccessDenied => tonic::Code::PermissionDenied,
-                _ => tonic::Code::Unauthenticated,
-            },
-            4 => tonic::Code::Unimplemented,
-            _ => match self {
-                ShuttingDown => tonic::Code::Unavailable,
+    /// The gRPC status a unary RPC reports for an error with this wire code.
+    pub fn grpc_code_for(code: i32) -> tonic::Code {
+        match code {
+            2004 | 2005 | 2006 | 2008 => tonic::Code::ResourceExhausted,
+            2001 => tonic::Code::Unimplemented,
+            3005 => tonic::Code::PermissionDenied,
+            1002 => tonic::Code::Unavailable,
+            _ => match code / 1000 {
+                2 => tonic::Code::InvalidArgument,
+                3 => tonic::Code::Unauthenticated,
+                4 => tonic::Code::Unimplemented,
                 _ => tonic::Code::Internal,
             },
         }
@@ -136,6 +133,7 @@ mod tests {
             OpenCoreError::TooManyInFlight(1),
             OpenCoreError::RateLimited(1),
             OpenCoreError::BadRequest("x".into()),
+            OpenCoreError::ReplyTooLarge { size: 2, limit: 1 },
             OpenCoreError::NotSignedIn,
             OpenCoreError::InvalidToken { command: "a".into(), peer: "b".into() },
             OpenCoreError::InvalidSigninToken("x".into()),

@@ -31,6 +31,16 @@ impl TransportKind {
         }
     }
 
+    /// Largest envelope the official clients accept on this transport: gRPC clients
+    /// keep tonic's/grpcio's 4 MiB receive limit; tungstenite takes 16 MiB per frame.
+    pub fn max_outbound_envelope(&self, configured: usize) -> usize {
+        match self {
+            TransportKind::Grpc => 4 * 1024 * 1024 - 64,
+            TransportKind::WebSocket => 16 * 1024 * 1024,
+            TransportKind::Tcp | TransportKind::Pipe => configured.max(16 * 1024 * 1024),
+        }
+    }
+
     /// Stream transports number envelopes (`seq`) and frame them with a length prefix.
     pub fn is_sequenced(&self) -> bool {
         !matches!(self, TransportKind::Grpc)

@@ -10,3 +10,6 @@ pub mod user;
 
 pub use directory::{Directory, DirectorySettings, TokenFailure};
 pub use user::{ResolvedUser, RoleRef};
+
+#[cfg(test)]
+mod tests;

@@ -87,14 +87,7 @@ impl FlowServiceImpl {
 
 /// Maps an error reply onto a gRPC status by its stable code.
 fn status_for(error: &ErrorResponse) -> Status {
-    let code = match error.code / 1000 {
-        2 => tonic::Code::InvalidArgument,
-        3 if error.code == OpenCoreError::AccessDenied.code() => tonic::Code::PermissionDenied,
-        3 => tonic::Code::Unauthenticated,
-        4 => tonic::Code::Unimplemented,
-        _ => tonic::Code::Internal,
-    };
-    Status::new(code, error.message.clone())
+    Status::new(OpenCoreError::grpc_code_for(error.code), error.message.clone())
 }
 
 type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send + 'static>>;

@@ -106,7 +106,19 @@ impl ConnectionActor {
         })
     }
 
-    fn send(&mut self, envelope: Envelope) {
+    fn send(&mut self, mut envelope: Envelope) {
+        // Never send more than the client can receive: an oversized reply becomes an
+        // error for its request; an oversized push is dropped.
+        let size = envelope.encoded_len();
+        let limit = self.transport.max_outbound_envelope(self.services.config.limits.max_message_size);
+        if size > limit {
+            if envelope.rid.is_empty() {
+                tracing::warn!(connection = self.id, command = %envelope.command, size, "dropping push larger than the client accepts");
+                return;
+            }
+            let err = OpenCoreError::ReplyTooLarge { size, limit };
+            envelope = error_reply(&envelope.rid, &err);
+        }
         let queued = self.outbound.enqueue(envelope);
         if queued > self.services.config.limits.max_outbound_bytes && self.over_limit_since.is_none() {
             self.over_limit_since = Some(Instant::now());

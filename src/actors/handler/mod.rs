@@ -63,20 +63,32 @@ impl Handler<Execute> for CommandHandler {
                     command.run(CommandContext { services, envelope, user, peer }).await
                 }
             };
-            let completed = match AssertUnwindSafe(work).catch_unwind().await {
-                Ok(Ok(outcome)) => Completed { reply: Some(outcome.reply), session: outcome.session },
-                Ok(Err(err)) => {
-                    Counters::bump(&services.counters.errors);
-                    Completed { reply: Some(error_reply(&request_id, &err)), session: None }
-                }
-                Err(_) => {
-                    Counters::bump(&services.counters.errors);
-                    tracing::error!(command = %command_name, "handler panicked; answered with an error");
-                    let err = OpenCoreError::HandlerPanicked(command_name);
-                    Completed { reply: Some(error_reply(&request_id, &err)), session: None }
-                }
-            };
+            let completed = guarded(work, &request_id, command_name, &services).await;
             reply_to.send(completed);
         })
     }
 }
+
+/// Runs a command to its reply: an error becomes an `error` reply, and so does a panic
+/// (the panic ends this request only; the handler, connection and server live on).
+pub async fn guarded<F>(work: F, request_id: &str, command: String, services: &Services) -> Completed
+where
+    F: std::future::Future<Output = Result<crate::commands::Outcome, OpenCoreError>>,
+{
+    match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(Ok(outcome)) => Completed { reply: Some(outcome.reply), session: outcome.session },
+        Ok(Err(err)) => {
+            Counters::bump(&services.counters.errors);
+            Completed { reply: Some(error_reply(request_id, &err)), session: None }
+        }
+        Err(_) => {
+            Counters::bump(&services.counters.errors);
+            tracing::error!(%command, "handler panicked; answered with an error");
+            let err = OpenCoreError::HandlerPanicked(command);
+            Completed { reply: Some(error_reply(request_id, &err)), session: None }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

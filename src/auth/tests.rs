@@ -1,0 +1,67 @@
+//! Directory behaviour over a real embedded store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bson::{doc, Bson};
+
+use crate::auth::builtin::USERS_COLLECTION;
+use crate::auth::{Directory, DirectorySettings};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::SharedStore;
+
+fn directory(store: SharedStore) -> Directory {
+    let settings = DirectorySettings {
+        short_token_ttl: Duration::from_secs(60),
+        long_token_ttl: Duration::from_secs(3600),
+        enable_guest: false,
+        bcrypt_cost: 4,
+    };
+    Directory::new(store, b"secret", settings)
+}
+
+#[tokio::test]
+async fn membership_changes_apply_immediately() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let hash = crate::auth::password::hash("pw", 4).unwrap();
+    store
+        .insert_many(
+            USERS_COLLECTION,
+            vec![
+                doc! {"_id": "u1", "_type": "user", "name": "bob", "username": "bob", "passwordhash": hash},
+                doc! {"_id": "r1", "_type": "role", "name": "team", "members": [{"_id": "u1", "name": "bob"}]},
+                doc! {"_id": "r2", "_type": "role", "name": "department", "members": [{"_id": "r1", "name": "team"}]},
+            ],
+        )
+        .await
+        .unwrap();
+    let directory = directory(store.clone());
+    let user = directory.signin_password("bob", "pw").await.unwrap();
+    let names: Vec<&str> = user.roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, vec!["department", "team"]);
+
+    // Remove bob from `team`: both roles are gone on the next lookup, no restart or TTL.
+    store
+        .replace_one(USERS_COLLECTION, &doc! {"_id": "r1"}, doc! {"_type": "role", "name": "team", "members": []}, false)
+        .await
+        .unwrap();
+    let user = directory.user_by_id("u1").await.unwrap().unwrap();
+    assert!(user.roles.is_empty(), "{:?}", user.roles);
+
+    // Disabling the user makes its tokens useless at once.
+    let (token, _) = directory.issue_token(&user, false).unwrap();
+    assert!(directory.resolve_token(&token).await.is_ok());
+    store
+        .replace_one(
+            USERS_COLLECTION,
+            &doc! {"_id": "u1"},
+            doc! {"_type": "user", "name": "bob", "username": "bob", "disabled": true},
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(directory.resolve_token(&token).await.is_err());
+    assert!(directory.user_by_id("nobody").await.unwrap().is_none());
+    let _ = Bson::Null;
+}
