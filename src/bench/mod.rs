@@ -1,8 +1,308 @@
-//! `opencore bench`: a load generator speaking the raw protocol.
+//! `opencore bench`: a load generator speaking the raw protocol over WebSocket, gRPC
+//! or TCP. C connections each keep exactly K requests outstanding (a closed loop),
+//! for a warmup and then a measured duration, and report throughput, latency
+//! percentiles and errors.
+//!
+//! - `target`: `--url` → transport, host, port, path.
+//! - `workload`: the commands the bench can send.
+//! - `pipeline`: one connection's K-in-flight state machine (transport independent).
+//! - `connection`: the per-connection event loop and sign-in, generic over transports.
+//! - `ws`, `tcp`, `grpc`: the transports.
+//! - `wire`: cheap decoding of inbound envelopes, framing of outbound ones.
+//! - `stats`: histograms, counters and the report.
+
+pub mod connection;
+pub mod grpc;
+pub mod pipeline;
+pub mod stats;
+pub mod target;
+pub mod tcp;
+pub mod wire;
+pub mod workload;
+pub mod ws;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use crate::config::parse_duration;
+use connection::Transport;
+use pipeline::{Pipeline, Schedule};
+use stats::{ConnStats, Errors, Latency, Report};
+use target::{Target, Transport as TransportKind};
+use workload::BenchCommand;
+
+/// How long one connection may take to connect (TCP + WebSocket/HTTP2 handshake).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct BenchConfig {}
+#[command(after_help = "Example: opencore bench --url ws://127.0.0.1:3000 -c 50 -k 4 -d 10")]
+pub struct BenchConfig {
+    /// Server to drive: ws://host:port[/path] (default path /ws/v2), grpc://host:port or tcp://host:port.
+    #[arg(long, env = "OPENCORE_BENCH_URL")]
+    pub url: String,
+    /// Concurrent connections (C).
+    #[arg(short = 'c', long, default_value_t = 50)]
+    pub connections: usize,
+    /// Requests each connection keeps outstanding (K).
+    #[arg(short = 'k', long = "in-flight", default_value_t = 4)]
+    pub in_flight: usize,
+    /// Measured duration (seconds, or e.g. 500ms, 1m).
+    #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Load before measuring starts, not counted in the results.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// The command to send.
+    #[arg(long, value_enum, default_value_t = BenchCommand::GetElement)]
+    pub command: BenchCommand,
+    /// Sign in on every connection before the load starts.
+    #[arg(long, env = "OPENCORE_BENCH_USERNAME", requires = "password")]
+    pub username: Option<String>,
+    /// Password for --username.
+    #[arg(long, env = "OPENCORE_BENCH_PASSWORD", hide_env_values = true, requires = "username")]
+    pub password: Option<String>,
+    /// Envelope priority of every request.
+    #[arg(long, default_value_t = 1)]
+    pub priority: i32,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many measured requests (spread evenly over the connections).
+    #[arg(long)]
+    pub max_requests: Option<u64>,
+    /// A request unanswered for this long counts as a timeout error.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// How long each connection's sign-in may take (the server checks passwords a few at a time).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub signin_timeout: Duration,
+    /// Threads of the bench's runtime (default: one per core, at most one per connection).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
 
-pub fn run(_config: BenchConfig) -> Result<(), String> {
-    Err("bench is being written".into())
+impl BenchConfig {
+    fn validate(&self) -> Result<Target, String> {
+        let target = Target::parse(&self.url)?;
+        if self.connections == 0 {
+            return Err("--connections must be at least 1".into());
+        }
+        if self.in_flight == 0 {
+            return Err("--in-flight must be at least 1".into());
+        }
+        if self.duration.is_zero() {
+            return Err("--duration must be more than 0".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("--timeout must be more than 0".into());
+        }
+        if self.signin_timeout.is_zero() {
+            return Err("--signin-timeout must be more than 0".into());
+        }
+        if self.max_requests == Some(0) {
+            return Err("--max-requests must be at least 1".into());
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err("--username and --password go together".into());
+        }
+        Ok(target)
+    }
+}
+
+pub fn run(config: BenchConfig) -> Result<(), String> {
+    let target = config.validate()?;
+    let threads = config.threads.unwrap_or_else(|| default_threads(config.connections)).max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("opencore-bench")
+        .enable_all()
+        .build()
+        .map_err(|err| format!("could not start the bench runtime: {err}"))?;
+    if !config.json {
+        eprintln!(
+            "bench: {target} {} C={} K={} warmup {} duration {}{}",
+            config.command.name(),
+            config.connections,
+            config.in_flight,
+            stats::format_seconds(config.warmup),
+            stats::format_seconds(config.duration),
+            config.username.as_deref().map(|u| format!(" as {u}")).unwrap_or_default(),
+        );
+    }
+    let result = runtime.block_on(execute(&config, &target));
+    // Whatever is left (tonic's background tasks, a connection that would not close)
+    // must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let report = result?;
+    if config.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.to_text());
+    }
+    if report.requests == 0 {
+        return Err("no request was answered successfully during the measured time".into());
+    }
+    Ok(())
+}
+
+/// One thread per core, never more than the connections.
+pub fn default_threads(connections: usize) -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    cores.clamp(1, connections.max(1))
+}
+
+/// A connected (and signed-in) connection of any transport.
+enum Conn {
+    Ws(ws::WsTransport),
+    Tcp(tcp::TcpTransport),
+    Grpc(grpc::GrpcTransport),
+}
+
+impl Conn {
+    async fn open(target: &Target, config: &BenchConfig) -> Result<(Conn, u64), String> {
+        let connecting = async {
+            Ok::<_, String>(match target.transport {
+                TransportKind::WebSocket => Conn::Ws(ws::connect(target).await?),
+                TransportKind::Tcp => Conn::Tcp(tcp::connect(target).await?),
+                TransportKind::Grpc => Conn::Grpc(grpc::connect(target).await?),
+            })
+        };
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| format!("could not connect to {target} within {CONNECT_TIMEOUT:?}"))??;
+        let (Some(username), Some(password)) = (&config.username, &config.password) else {
+            return Ok((conn, 0));
+        };
+        let envelope = workload::signin_envelope(username, password, config.priority);
+        let signed_in = match &mut conn {
+            Conn::Ws(t) => connection::signin(t, envelope, config.signin_timeout).await,
+            Conn::Tcp(t) => connection::signin(t, envelope, config.signin_timeout).await,
+            Conn::Grpc(t) => connection::signin(t, envelope, config.signin_timeout).await,
+        };
+        signed_in.map_err(|err| format!("{err} (as '{username}')"))?;
+        Ok((conn, 1))
+    }
+
+    async fn drive(self, pipeline: Pipeline) -> ConnStats {
+        match self {
+            Conn::Ws(t) => connection::drive(t, pipeline).await,
+            Conn::Tcp(t) => connection::drive(t, pipeline).await,
+            Conn::Grpc(t) => connection::drive(t, pipeline).await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Conn::Ws(t) => t.close().await,
+            Conn::Tcp(t) => t.close().await,
+            Conn::Grpc(t) => t.close().await,
+        }
+    }
+}
+
+/// The share of `--max-requests` connection `index` sends.
+pub fn budget_share(max_requests: Option<u64>, connections: usize, index: usize) -> Option<u64> {
+    max_requests.map(|max| {
+        let connections = connections as u64;
+        max / connections + u64::from((index as u64) < max % connections)
+    })
+}
+
+async fn execute(config: &BenchConfig, target: &Target) -> Result<Report, String> {
+    // 1. Connect (and sign in) every connection before any load.
+    let mut opening = JoinSet::new();
+    for index in 0..config.connections {
+        let target = target.clone();
+        let config = config.clone();
+        opening.spawn(async move { (index, Conn::open(&target, &config).await) });
+    }
+    let mut conns: Vec<Option<(Conn, u64)>> = (0..config.connections).map(|_| None).collect();
+    let mut failure = None;
+    while let Some(joined) = opening.join_next().await {
+        match joined {
+            Ok((index, Ok(conn))) => conns[index] = Some(conn),
+            Ok((index, Err(err))) => {
+                failure = Some(format!("connection {}: {err}", index + 1));
+                break;
+            }
+            Err(err) => {
+                failure = Some(format!("connection task failed: {err}"));
+                break;
+            }
+        }
+    }
+    if let Some(failure) = failure {
+        opening.abort_all();
+        let closing = conns.into_iter().flatten().map(|(conn, _)| conn.close());
+        let _ = tokio::time::timeout(Duration::from_secs(1), futures_util::future::join_all(closing)).await;
+        return Err(failure);
+    }
+
+    // 2. Run the load on all of them at once.
+    let schedule = Schedule::new(Instant::now(), config.warmup, config.duration, config.timeout);
+    let template = config.command.template(config.priority);
+    let expected = config.command.success_reply();
+    let mut running = Vec::with_capacity(config.connections);
+    for (index, (conn, sent)) in conns.into_iter().flatten().enumerate() {
+        let budget = budget_share(config.max_requests, config.connections, index);
+        let pipeline = Pipeline::new(template.clone(), &expected, config.in_flight, sent, schedule, budget);
+        running.push(tokio::spawn(conn.drive(pipeline)));
+    }
+
+    // 3. Collect. Every connection ends by itself shortly after the end; the bound is a safety net.
+    let deadline = tokio::time::Instant::from_std(schedule.end) + Duration::from_secs(5);
+    let mut all = Vec::with_capacity(running.len());
+    let mut stuck = 0u64;
+    for handle in running {
+        let abort = handle.abort_handle();
+        match tokio::time::timeout_at(deadline, handle).await {
+            Ok(Ok(stats)) => all.push(stats),
+            Ok(Err(err)) => return Err(format!("a connection task failed: {err}")),
+            Err(_) => {
+                abort.abort();
+                stuck += 1;
+            }
+        }
+    }
+    let mut report = merge(config, target, &schedule, all);
+    if stuck > 0 {
+        report.errors.disconnects += stuck;
+        report.first_error.get_or_insert_with(|| format!("{stuck} connection(s) did not stop in time"));
+    }
+    Ok(report)
+}
+
+fn merge(config: &BenchConfig, target: &Target, schedule: &Schedule, all: Vec<ConnStats>) -> Report {
+    let mut histogram = stats::new_histogram();
+    let mut errors = Errors::default();
+    let mut sent = 0;
+    let mut first_error = None;
+    let measured = schedule.end.saturating_duration_since(schedule.measure_start);
+    let duration = stats::measured_time(measured, all.iter().map(|s| s.stopped_after));
+    for stats in all {
+        let _ = histogram.add(&stats.histogram);
+        errors.add(&stats.errors);
+        sent += stats.sent;
+        if first_error.is_none() {
+            first_error = stats.first_error;
+        }
+    }
+    Report {
+        transport: target.transport.as_str().to_string(),
+        command: config.command.name().to_string(),
+        url: target.to_string(),
+        connections: config.connections,
+        in_flight: config.in_flight,
+        warmup: config.warmup,
+        duration,
+        requests: histogram.len(),
+        sent,
+        latency: Latency::from_histogram(&histogram),
+        errors,
+        first_error,
+    }
 }

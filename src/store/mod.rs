@@ -4,8 +4,6 @@
 
 pub mod changes;
 pub mod embedded;
-// TEMPORARY until the query engine lands: same API, equality-only semantics.
-#[path = "engine_shim.rs"]
 pub mod engine;
 pub mod keys;
 

@@ -4,7 +4,7 @@ use bson::{Bson, Document};
 use redb::{Database, ReadableDatabase, ReadableTable, TableError};
 
 use super::{backend, definition, table};
-use crate::store::engine::{Filter, SortSpec};
+use crate::store::engine::{Filter, Projection, SortSpec};
 use crate::store::keys::encode_id;
 use crate::store::{FindOptions, StoreResult};
 
@@ -63,6 +63,7 @@ pub(crate) fn scan(
 
 pub fn find(db: &Database, collection: &str, filter: &Document, options: &FindOptions) -> StoreResult<Vec<Document>> {
     let filter = Filter::parse(filter)?;
+    let projection = options.projection.as_ref().filter(|p| !p.is_empty()).map(Projection::parse).transpose()?;
     let sort = options.sort.as_ref().filter(|s| !s.is_empty()).map(SortSpec::parse).transpose()?;
     let mut results = Vec::new();
     match &sort {
@@ -88,6 +89,9 @@ pub fn find(db: &Database, collection: &str, filter: &Document, options: &FindOp
                 results.truncate(options.limit as usize);
             }
         }
+    }
+    if let Some(projection) = projection {
+        results = results.iter().map(|doc| projection.apply(doc, Some(&filter))).collect::<Result<_, _>>()?;
     }
     Ok(results)
 }
