@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Generates /work/main/tests/data/query_corpus.json (Extended JSON v2)."""
-import json
+"""Generates query_corpus.json beside this file (Extended JSON v2).
 
-OUT = "/work/main/tests/data/query_corpus.json"
+Run: python3 tests/data/gen_query_corpus.py
+"""
+import json
+import os
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "query_corpus.json")
 cases = []
 names = set()
 
