@@ -14,13 +14,11 @@ use crate::auth::bootstrap::{ensure_builtins, load_or_create_secret, AdminAccoun
 use crate::auth::{Directory, DirectorySettings};
 use crate::config::ServeConfig;
 use crate::error::OpenCoreError;
-use crate::proto::flow_service_server::FlowServiceServer;
 use crate::services::Services;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::SharedStore;
-use crate::transports::grpc::{FlowServiceImpl, MAX_SEND_MESSAGE};
 use crate::transports::workers::Workers;
-use crate::transports::{http, stream};
+use crate::transports::{grpc, http, stream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -104,24 +102,7 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
             .await
             .map_err(listen_error(format!("grpc port {}", config.grpc_port)))?;
         bound.grpc = listener.local_addr().ok();
-        let service = FlowServiceServer::new(FlowServiceImpl::new(services.clone(), workers.clone()))
-            .max_decoding_message_size(config.limits.max_message_size)
-            .max_encoding_message_size(MAX_SEND_MESSAGE);
-        let mut stop_grpc = stop_rx.clone();
-        // `tcp_nodelay` on the builder is ignored for a supplied listener: set it here,
-        // or Nagle's algorithm adds ~40 ms stalls to small replies.
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        tasks.push(tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = stop_grpc.changed().await;
-                })
-                .await;
-            if let Err(err) = result {
-                tracing::error!(%err, "grpc server failed");
-            }
-        }));
+        tasks.push(tokio::spawn(grpc::serve(listener, services.clone(), workers.clone(), stop_rx.clone())));
     }
     let mut http_handle = None;
     if config.listens_on(config.http_port) {

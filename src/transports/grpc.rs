@@ -2,6 +2,10 @@
 //! `seq` ordering); the unary RPCs are mapped onto the same commands, so they get the
 //! same authorization, limits and priority lanes. RPCs whose command the server does
 //! not serve yet keep tonic's default `UNIMPLEMENTED`.
+//!
+//! Every worker thread runs its own tonic server; the accept loop hands each socket
+//! to a worker, so a connection's HTTP/2 tasks and its connection actor share one
+//! thread and no request crosses threads.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,7 +14,7 @@ use std::time::Instant;
 use futures_util::{Stream, StreamExt};
 use prost::{Message, Name};
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::actors::connection::outbound::Sink;
@@ -18,7 +22,7 @@ use crate::actors::connection::{ConnectionActor, Inbound};
 use crate::actors::messages::{Dispatch, Identity, ReplyTo};
 use crate::actors::supervisor::Supervisor;
 use crate::error::OpenCoreError;
-use crate::proto::flow_service_server::FlowService;
+use crate::proto::flow_service_server::{FlowService, FlowServiceServer};
 use crate::proto::{Envelope, ErrorResponse, SigninRequest, SigninResponse};
 use crate::protocol::envelope::pack;
 use crate::services::{Services, TransportKind};
@@ -27,6 +31,62 @@ use crate::transports::workers::Workers;
 /// What a client may receive in one gRPC message (tonic's and grpcio's default limit).
 pub const MAX_SEND_MESSAGE: usize = 4 * 1024 * 1024;
 const OUTBOUND_CHANNEL: usize = 256;
+
+/// Accepts gRPC connections and deals them out to the workers' tonic servers.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    services: Arc<Services>,
+    workers: Arc<Workers>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut lanes = Vec::new();
+    for worker in workers.handles() {
+        let (sender, receiver) = mpsc::unbounded_channel::<std::net::TcpStream>();
+        let service = FlowServiceServer::new(FlowServiceImpl::new(services.clone(), workers.clone()))
+            .max_decoding_message_size(services.config.limits.max_message_size)
+            .max_encoding_message_size(MAX_SEND_MESSAGE);
+        let mut stop = stop.clone();
+        worker.spawn_fn(move || {
+            actix_rt::spawn(async move {
+                // Adopt each socket on this worker's reactor.
+                let incoming = UnboundedReceiverStream::new(receiver).map(tokio::net::TcpStream::from_std);
+                let result = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+                if let Err(err) = result {
+                    tracing::error!(%err, "grpc server failed");
+                }
+            });
+        });
+        lanes.push(sender);
+    }
+    let mut stop = stop;
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        let socket = match accepted {
+            Ok((socket, _)) => socket,
+            Err(err) => {
+                tracing::warn!(%err, "grpc accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Small replies must not wait for Nagle's algorithm.
+        let _ = socket.set_nodelay(true);
+        let Ok(socket) = socket.into_std() else { continue };
+        if lanes.is_empty() || lanes[next % lanes.len()].send(socket).is_err() {
+            return;
+        }
+        next = next.wrapping_add(1);
+    }
+}
 
 pub struct FlowServiceImpl {
     services: Arc<Services>,
@@ -61,7 +121,7 @@ impl FlowServiceImpl {
         };
         let (reply, answer) = oneshot::channel();
         let services = self.services.clone();
-        let dispatched = self.workers.run_on_next(move || {
+        let dispatched = self.workers.run_here_or_next(move || {
             let request = crate::actors::messages::Request {
                 envelope,
                 identity,
@@ -102,7 +162,7 @@ impl FlowService for FlowServiceImpl {
         let inbound = request.into_inner();
         let (sender, receiver) = mpsc::channel(OUTBOUND_CHANNEL);
         let services = self.services.clone();
-        self.workers.run_on_next(move || {
+        self.workers.run_here_or_next(move || {
             let inbound = inbound.map(|item| match item {
                 Ok(envelope) => Inbound::Envelope(envelope),
                 Err(status) => Inbound::Failed(status.to_string()),

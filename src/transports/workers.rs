@@ -26,6 +26,19 @@ impl Workers {
         self.handles[index].spawn_fn(work)
     }
 
+    /// Runs `work` on the calling worker thread when called from one (keeping a
+    /// connection's tasks together), else on the next worker.
+    pub fn run_here_or_next<F: FnOnce() + Send + 'static>(&self, work: F) -> bool {
+        match actix_rt::Arbiter::try_current() {
+            Some(current) => current.spawn_fn(work),
+            None => self.run_on_next(work),
+        }
+    }
+
+    pub fn handles(&self) -> &[ArbiterHandle] {
+        &self.handles
+    }
+
     pub fn stop(self) {
         for arbiter in &self.arbiters {
             arbiter.stop();
