@@ -88,6 +88,13 @@ pub struct ServeConfig {
     /// Bcrypt cost for passwords the server hashes (the reference uses 12).
     #[arg(long, env = "OPENCORE_BCRYPT_COST", default_value_t = 12)]
     pub bcrypt_cost: u32,
+    /// MongoDB connection string; when set, documents live in MongoDB instead of the
+    /// embedded store (the reference's `mongodb_url` is accepted too).
+    #[arg(long, env = "MONGODB_URL", hide_env_values = true)]
+    pub mongodb_url: Option<String>,
+    /// MongoDB database name (used with --mongodb-url).
+    #[arg(long, env = "OPENCORE_MONGODB_DB", default_value = "openflow")]
+    pub mongodb_db: String,
     /// Tests only: port 0 means "any free port" instead of "off".
     #[arg(skip)]
     pub ephemeral_ports: bool,
@@ -127,6 +134,12 @@ pub struct Limits {
     /// Concurrent password checks (bcrypt) per worker; further sign-ins wait in priority lanes.
     #[arg(long, env = "OPENCORE_AUTH_CONCURRENCY", default_value_t = 1)]
     pub auth_concurrency: usize,
+    /// Concurrent document commands (query, insert, update, ...) per worker; more wait in priority lanes.
+    #[arg(long, env = "OPENCORE_DATA_CONCURRENCY", default_value_t = 256)]
+    pub data_concurrency: usize,
+    /// Most documents one `query` returns (`top` is clamped to it; `top` 0 means 500).
+    #[arg(long, env = "OPENCORE_MAX_QUERY_RESULTS", default_value_t = 10_000)]
+    pub max_query_results: usize,
 }
 
 impl Default for Limits {
@@ -142,6 +155,8 @@ impl Default for Limits {
             idle_timeout: Duration::ZERO,
             signin_timeout: Duration::ZERO,
             auth_concurrency: 1,
+            data_concurrency: 256,
+            max_query_results: 10_000,
         }
     }
 }
@@ -169,6 +184,8 @@ impl ServeConfig {
             workers: Some(2),
             shutdown_grace: Duration::from_secs(2),
             bcrypt_cost: 4,
+            mongodb_url: None,
+            mongodb_db: "openflow".into(),
             ephemeral_ports: true,
         }
     }

@@ -35,6 +35,32 @@ pub enum OpenCoreError {
     BadRequest(String),
     #[error("Reply of {size} bytes exceeds the {limit} bytes this transport's clients accept")]
     ReplyTooLarge { size: usize, limit: usize },
+    /// A query, update or pipeline the store or query engine refused (bad operator,
+    /// bad value, unsupported stage, ...), with the store's own text.
+    #[error("{0}")]
+    Query(String),
+    #[error("Query is mandatory")]
+    QueryMandatory,
+    #[error("id cannot be null")]
+    IdRequired,
+    #[error("Cannot update item without _id")]
+    UpdateWithoutId,
+    #[error("Cannot create null item")]
+    NullItem,
+    #[error("collectionname is mandatory")]
+    CollectionRequired,
+    #[error("DeleteMany needs either a list of ids or a query")]
+    DeleteManyNeedsFilter,
+    /// `insertorupdateone`: the uniqueness fields match several documents (the
+    /// reference's spelling).
+    #[error("{0} is not uniqe, more than 1 item in collection matches this")]
+    NotUnique(String),
+    /// A JSON-in-string field that is not valid JSON (or not the expected shape).
+    #[error("Invalid JSON in {field}: {reason}")]
+    InvalidJson { field: String, reason: String },
+    /// A write collided with a unique index (`_id` or a unique secondary index).
+    #[error("{0}")]
+    DuplicateKey(String),
 
     // 3xxx: authentication and authorization
     #[error("Not signed in, and missing jwt")]
@@ -57,6 +83,12 @@ pub enum OpenCoreError {
     UnknownTokenUser(String),
     #[error("Guest user is not enabled")]
     GuestDisabled,
+    /// "Access denied, <reason>": the reference's specific denial texts.
+    #[error("Access denied, {0}")]
+    AccessDeniedBecause(String),
+    /// The document does not exist or the caller may not see it (deliberately one answer).
+    #[error("item {id} not found in {collection} or Access Denied")]
+    NotFoundOrDenied { id: String, collection: String },
 
     // 4xxx: valid request, not served by this server (yet)
     #[error("{0} is not implemented by this server")]
@@ -81,6 +113,16 @@ impl OpenCoreError {
             RateLimited(_) => 2006,
             BadRequest(_) => 2007,
             ReplyTooLarge { .. } => 2008,
+            Query(_) => 2009,
+            QueryMandatory => 2010,
+            IdRequired => 2011,
+            UpdateWithoutId => 2012,
+            NullItem => 2013,
+            CollectionRequired => 2014,
+            DeleteManyNeedsFilter => 2015,
+            NotUnique(_) => 2016,
+            InvalidJson { .. } => 2017,
+            DuplicateKey(_) => 2018,
             NotSignedIn => 3000,
             InvalidToken { .. } => 3001,
             InvalidSigninToken(_) => 3002,
@@ -91,6 +133,8 @@ impl OpenCoreError {
             PasswordRequired => 3007,
             UnknownTokenUser(_) => 3008,
             GuestDisabled => 3009,
+            AccessDeniedBecause(_) => 3010,
+            NotFoundOrDenied { .. } => 3011,
             NotImplemented(_) => 4000,
         }
     }
@@ -100,7 +144,9 @@ impl OpenCoreError {
         match code {
             2004 | 2005 | 2006 | 2008 => tonic::Code::ResourceExhausted,
             2001 => tonic::Code::Unimplemented,
-            3005 => tonic::Code::PermissionDenied,
+            3005 | 3010 => tonic::Code::PermissionDenied,
+            3011 => tonic::Code::NotFound,
+            2018 => tonic::Code::AlreadyExists,
             1002 => tonic::Code::Unavailable,
             _ => match code / 1000 {
                 2 => tonic::Code::InvalidArgument,
@@ -113,6 +159,24 @@ impl OpenCoreError {
 }
 
 pub type Result<T, E = OpenCoreError> = std::result::Result<T, E>;
+
+/// Store failures as clients see them: what the client asked for wrong keeps the
+/// store's text (2009/2018); backend trouble is a storage error (1003).
+impl From<crate::store::StoreError> for OpenCoreError {
+    fn from(err: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match err {
+            err @ StoreError::DuplicateKey { .. } => OpenCoreError::DuplicateKey(err.to_string()),
+            err @ (StoreError::Query(_)
+            | StoreError::NoSuchCollection(_)
+            | StoreError::NoSuchIndex(_)
+            | StoreError::InvalidOptions(_)) => OpenCoreError::Query(err.to_string()),
+            StoreError::Closed => OpenCoreError::ShuttingDown,
+            #[allow(unreachable_patterns)]
+            other => OpenCoreError::Storage(other.to_string()),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -134,6 +198,16 @@ mod tests {
             OpenCoreError::RateLimited(1),
             OpenCoreError::BadRequest("x".into()),
             OpenCoreError::ReplyTooLarge { size: 2, limit: 1 },
+            OpenCoreError::Query("x".into()),
+            OpenCoreError::QueryMandatory,
+            OpenCoreError::IdRequired,
+            OpenCoreError::UpdateWithoutId,
+            OpenCoreError::NullItem,
+            OpenCoreError::CollectionRequired,
+            OpenCoreError::DeleteManyNeedsFilter,
+            OpenCoreError::NotUnique("x".into()),
+            OpenCoreError::InvalidJson { field: "a".into(), reason: "b".into() },
+            OpenCoreError::DuplicateKey("x".into()),
             OpenCoreError::NotSignedIn,
             OpenCoreError::InvalidToken { command: "a".into(), peer: "b".into() },
             OpenCoreError::InvalidSigninToken("x".into()),
@@ -144,6 +218,8 @@ mod tests {
             OpenCoreError::PasswordRequired,
             OpenCoreError::UnknownTokenUser("x".into()),
             OpenCoreError::GuestDisabled,
+            OpenCoreError::AccessDeniedBecause("x".into()),
+            OpenCoreError::NotFoundOrDenied { id: "a".into(), collection: "b".into() },
             OpenCoreError::NotImplemented("x".into()),
         ];
         let mut codes: Vec<i32> = samples.iter().map(|e| e.code()).collect();
@@ -157,5 +233,15 @@ mod tests {
         assert_eq!(OpenCoreError::UnknownCommand("foo".into()).to_string(), "Unknown command foo");
         assert_eq!(OpenCoreError::NotSignedIn.to_string(), "Not signed in, and missing jwt");
         assert_eq!(OpenCoreError::LoginFailed("bob".into()).to_string(), "bob failed logging in using local");
+        assert_eq!(OpenCoreError::QueryMandatory.to_string(), "Query is mandatory");
+        assert_eq!(OpenCoreError::IdRequired.to_string(), "id cannot be null");
+        assert_eq!(
+            OpenCoreError::NotFoundOrDenied { id: "x".into(), collection: "entities".into() }.to_string(),
+            "item x not found in entities or Access Denied"
+        );
+        assert_eq!(
+            OpenCoreError::AccessDeniedBecause("creating reserved collection users".into()).to_string(),
+            "Access denied, creating reserved collection users"
+        );
     }
 }

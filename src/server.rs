@@ -16,6 +16,7 @@ use crate::config::ServeConfig;
 use crate::error::OpenCoreError;
 use crate::services::Services;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::mongo::{redact_url, MongoStore};
 use crate::store::SharedStore;
 use crate::transports::workers::Workers;
 use crate::transports::{grpc, http, stream};
@@ -58,10 +59,24 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
     if config.jwt_secret.is_none() {
         config.jwt_secret = std::env::var("aes_secret").ok().filter(|s| !s.is_empty());
     }
+    if config.mongodb_url.is_none() {
+        // The reference's name for it.
+        config.mongodb_url = std::env::var("mongodb_url").ok().filter(|s| !s.is_empty());
+    }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| OpenCoreError::Storage(e.to_string()))?;
     let secret = load_or_create_secret(&config.data_dir, config.jwt_secret.as_deref())?;
-    let embedded = EmbeddedStore::open(&config.data_dir).map_err(|e| OpenCoreError::Storage(e.to_string()))?;
-    let store: SharedStore = Arc::new(embedded);
+    let store: SharedStore = match &config.mongodb_url {
+        Some(url) => {
+            let mongo = MongoStore::connect(url, &config.mongodb_db).await.map_err(|e| OpenCoreError::Storage(e.to_string()))?;
+            tracing::info!("storage: MongoDB database '{}' at {}", config.mongodb_db, redact_url(url));
+            Arc::new(mongo)
+        }
+        None => {
+            let embedded = EmbeddedStore::open(&config.data_dir).map_err(|e| OpenCoreError::Storage(e.to_string()))?;
+            tracing::info!("storage: embedded store in {}", config.data_dir.display());
+            Arc::new(embedded)
+        }
+    };
     let generated_admin_password = ensure_builtins(
         &store,
         &config.data_dir,

@@ -11,6 +11,8 @@ use crate::actors::messages::Control;
 use crate::actors::supervisor::Supervisor;
 use crate::auth::Directory;
 use crate::config::ServeConfig;
+use crate::documents::catalog::Catalog;
+use crate::documents::locks::KeyLocks;
 use crate::store::SharedStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,6 +81,10 @@ pub struct Services {
     pub supervisors: Mutex<Vec<Addr<Supervisor>>>,
     /// JSON served at `/config` and in `SigninResponse.config`.
     pub client_config: String,
+    /// What kind each collection is (normal, files, history, timeseries).
+    pub catalog: Catalog,
+    /// Per-key locks of `insertorupdateone`.
+    pub key_locks: KeyLocks,
     next_connection_id: AtomicU64,
     draining: AtomicBool,
 }
@@ -94,6 +100,8 @@ impl Services {
             connections: DashMap::new(),
             supervisors: Mutex::new(Vec::new()),
             client_config,
+            catalog: Catalog::default(),
+            key_locks: KeyLocks::default(),
             next_connection_id: AtomicU64::new(1),
             draining: AtomicBool::new(false),
         })

@@ -25,6 +25,9 @@ fn spawn(data_dir: &std::path::Path, tcp_port: u16, http_port: u16) -> Child {
         .env_remove("OPENCORE_ADMIN_PASSWORD")
         .env_remove("OPENCORE_JWT_SECRET")
         .env_remove("aes_secret")
+        // CI exports MONGODB_URL for the MongoDB tests; this one is about the embedded store.
+        .env_remove("MONGODB_URL")
+        .env_remove("mongodb_url")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use opencore::proto::flow_service_client::FlowServiceClient;
-use opencore::proto::{Envelope, GetElementRequest, GetElementResponse, QueryRequest, SigninRequest};
+use opencore::proto::{Envelope, GetElementRequest, GetElementResponse, QueryRequest, RegisterQueueRequest, SigninRequest};
 use opencore::protocol::envelope::pack;
 use prost::Message;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -97,7 +97,10 @@ async fn grpc_unary_signin_is_real_and_unserved_rpcs_are_unimplemented() {
         .unwrap_err();
     assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
     assert_eq!(wrong.message(), "admin failed logging in using local");
-    let unserved = client.query(QueryRequest::default()).await.unwrap_err();
+    // A served data RPC without a token is "not signed in"; an unserved RPC is UNIMPLEMENTED.
+    let anonymous = client.query(QueryRequest { collectionname: "x".into(), query: "{}".into(), ..Default::default() }).await.unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    let unserved = client.register_queue(RegisterQueueRequest::default()).await.unwrap_err();
     assert_eq!(unserved.code(), tonic::Code::Unimplemented);
 }
 

@@ -16,6 +16,9 @@ use crate::error::OpenCoreError;
 use crate::protocol::envelope::error_reply;
 use crate::services::{Counters, Services};
 
+/// Collection and index management per worker: rare, and an index build may be long.
+const ADMIN_CONCURRENCY: usize = 2;
+
 struct FamilyState {
     handler: Addr<CommandHandler>,
     lanes: PriorityLanes<(Command, Request)>,
@@ -60,6 +63,8 @@ impl Supervisor {
                 let limit = match family {
                     Family::Session => services.config.limits.auth_concurrency.max(1),
                     Family::Diagnostics => usize::MAX,
+                    Family::Data => services.config.limits.data_concurrency.max(1),
+                    Family::Admin => ADMIN_CONCURRENCY,
                 };
                 let state = FamilyState {
                     handler: start_handler(&services),

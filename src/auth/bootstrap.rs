@@ -8,7 +8,7 @@ use bson::{doc, Bson, DateTime, Document};
 use crate::auth::builtin::*;
 use crate::auth::password;
 use crate::error::OpenCoreError;
-use crate::store::{FindOptions, SharedStore};
+use crate::store::{FindOptions, IndexSpec, SharedStore};
 
 pub struct AdminAccount<'a> {
     pub username: &'a str,
@@ -70,9 +70,26 @@ fn user_document(id: &str, name: &str, hash: &str, self_rights: i32) -> Document
     )
 }
 
+/// Indexes the server relies on: unique usernames (users only, so roles and customers
+/// may share names with users). A data dir whose users already collide keeps working
+/// without the index; the collision is logged.
+pub async fn ensure_indexes(store: &SharedStore) {
+    let spec = IndexSpec {
+        keys: doc! {"username": 1},
+        name: Some("username_1".into()),
+        unique: true,
+        partial_filter: Some(doc! {"_type": "user"}),
+        ..Default::default()
+    };
+    if let Err(err) = store.create_index(USERS_COLLECTION, &spec).await {
+        tracing::warn!(%err, "could not create the unique username index on users");
+    }
+}
+
 /// Creates what is missing; never changes what exists. Returns a generated admin
-/// password when one was created.
+/// password when one was created. Also ensures the server's indexes.
 pub async fn ensure_builtins(store: &SharedStore, data_dir: &Path, admin: AdminAccount<'_>) -> Result<Option<String>, OpenCoreError> {
+    ensure_indexes(store).await;
     let mut missing = Vec::new();
     for (id, name) in BUILTIN_ROLES {
         if store.find_by_id(USERS_COLLECTION, &Bson::String(id.to_string())).await.map_err(storage)?.is_none() {

@@ -123,6 +123,12 @@ impl Directory {
         Ok(Some(user))
     }
 
+    /// Every role `principal_id` (a user or a role) is in, directly or through other
+    /// roles, from the same cached graph sign-in uses (for `queryas`).
+    pub async fn roles_of(&self, principal_id: &str) -> Result<Vec<crate::auth::RoleRef>, OpenCoreError> {
+        Ok(self.role_graph().await?.resolve(principal_id))
+    }
+
     /// Verifies a token and loads its user. Disabled users are refused here, so a
     /// disabled account's tokens stop working at once (not at expiry).
     pub async fn resolve_token(&self, token: &str) -> Result<(Arc<ResolvedUser>, Claims), TokenFailure> {

@@ -37,25 +37,38 @@ async fn flush_bounded<T: Transport>(transport: &mut T, limit: Duration) -> Resu
 }
 
 /// Signs in with envelope number 0 and waits for its reply.
-pub async fn signin<T: Transport>(transport: &mut T, mut envelope: Envelope, limit: Duration) -> Result<(), String> {
-    super::workload::number(&mut envelope, 0);
+pub async fn signin<T: Transport>(transport: &mut T, envelope: Envelope, limit: Duration) -> Result<(), String> {
+    roundtrip(transport, envelope, 0, "signinreply", limit).await.map(|_| ()).map_err(|err| format!("signin {err}"))
+}
+
+/// Sends `envelope` as envelope number `counter` and waits for its reply, which must
+/// be `expected` (an `error` reply or anything else fails with its text).
+pub async fn roundtrip<T: Transport>(
+    transport: &mut T,
+    mut envelope: Envelope,
+    counter: u64,
+    expected: &str,
+    limit: Duration,
+) -> Result<Head, String> {
+    super::workload::number(&mut envelope, counter);
+    let rid = counter.to_string();
     transport.push(&envelope);
     flush_bounded(transport, limit).await?;
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         while let Some(head) = transport.next_envelope()? {
-            if &head.rid[..] != b"0" {
+            if head.rid[..] != *rid.as_bytes() {
                 continue;
             }
             return match &head.command[..] {
-                b"signinreply" => Ok(()),
-                b"error" => Err(format!("signin failed: {}", head.error_text())),
-                _ => Err(format!("signin answered with unexpected command '{}'", head.command_str())),
+                command if command == expected.as_bytes() => Ok(head),
+                b"error" => Err(format!("failed: {}", head.error_text())),
+                _ => Err(format!("answered with unexpected command '{}'", head.command_str())),
             };
         }
         match tokio::time::timeout_at(deadline, transport.receive()).await {
-            Ok(result) => result.map_err(|err| format!("connection lost during signin: {err}"))?,
-            Err(_) => return Err(format!("no signin reply within {limit:?}")),
+            Ok(result) => result.map_err(|err| format!("lost the connection: {err}"))?,
+            Err(_) => return Err(format!("got no reply within {limit:?}")),
         }
     }
 }

@@ -33,13 +33,16 @@ use connection::Transport;
 use pipeline::{Pipeline, Schedule};
 use stats::{ConnStats, Errors, Latency, Report};
 use target::{Target, Transport as TransportKind};
+use crate::proto::Envelope;
+use crate::protocol::envelope::reply_command;
 use workload::BenchCommand;
 
 /// How long one connection may take to connect (TCP + WebSocket/HTTP2 handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "Example: opencore bench --url ws://127.0.0.1:3000 -c 50 -k 4 -d 10")]
+#[command(after_help = "Examples:\n  opencore bench --url ws://127.0.0.1:3000 -c 50 -k 4 -d 10\n  \
+                       opencore bench --url grpc://127.0.0.1:50051 --command query --username admin --password PASSWORD")]
 pub struct BenchConfig {
     /// Server to drive: ws://host:port[/path] (default path /ws/v2), grpc://host:port or tcp://host:port.
     #[arg(long, env = "OPENCORE_BENCH_URL")]
@@ -56,7 +59,7 @@ pub struct BenchConfig {
     /// Load before measuring starts, not counted in the results.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
-    /// The command to send.
+    /// The command to send (`query` and `insertone` work in the collection `bench` and need --username).
     #[arg(long, value_enum, default_value_t = BenchCommand::GetElement)]
     pub command: BenchCommand,
     /// Sign in on every connection before the load starts.
@@ -108,6 +111,9 @@ impl BenchConfig {
         }
         if self.username.is_some() != self.password.is_some() {
             return Err("--username and --password go together".into());
+        }
+        if self.command.needs_signin() && self.username.is_none() {
+            return Err(format!("--command {} needs --username and --password", self.command.name()));
         }
         Ok(target)
     }
@@ -162,8 +168,11 @@ enum Conn {
     Grpc(grpc::GrpcTransport),
 }
 
+/// A connection ready for the load: envelopes it already sent, and its request.
+type Opened = (Conn, u64, Envelope);
+
 impl Conn {
-    async fn open(target: &Target, config: &BenchConfig) -> Result<(Conn, u64), String> {
+    async fn open(target: &Target, config: &BenchConfig) -> Result<Opened, String> {
         let connecting = async {
             Ok::<_, String>(match target.transport {
                 TransportKind::WebSocket => Conn::Ws(ws::connect(target).await?),
@@ -174,8 +183,9 @@ impl Conn {
         let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
             .map_err(|_| format!("could not connect to {target} within {CONNECT_TIMEOUT:?}"))??;
+        let command = config.command;
         let (Some(username), Some(password)) = (&config.username, &config.password) else {
-            return Ok((conn, 0));
+            return Ok((conn, 0, command.template(config.priority)));
         };
         let envelope = workload::signin_envelope(username, password, config.priority);
         let signed_in = match &mut conn {
@@ -184,7 +194,18 @@ impl Conn {
             Conn::Grpc(t) => connection::signin(t, envelope, config.signin_timeout).await,
         };
         signed_in.map_err(|err| format!("{err} (as '{username}')"))?;
-        Ok((conn, 1))
+        let Some(setup) = command.setup(config.priority) else {
+            return Ok((conn, 1, command.template(config.priority)));
+        };
+        let expected = reply_command(&setup.command);
+        let (limit, what) = (config.timeout, setup.command.clone());
+        let reply = match &mut conn {
+            Conn::Ws(t) => connection::roundtrip(t, setup, 1, &expected, limit).await,
+            Conn::Tcp(t) => connection::roundtrip(t, setup, 1, &expected, limit).await,
+            Conn::Grpc(t) => connection::roundtrip(t, setup, 1, &expected, limit).await,
+        };
+        let reply = reply.map_err(|err| format!("setup {what} {err}"))?;
+        Ok((conn, 2, command.template_after_setup(config.priority, &reply)?))
     }
 
     async fn drive(self, pipeline: Pipeline) -> ConnStats {
@@ -220,7 +241,7 @@ async fn execute(config: &BenchConfig, target: &Target) -> Result<Report, String
         let config = config.clone();
         opening.spawn(async move { (index, Conn::open(&target, &config).await) });
     }
-    let mut conns: Vec<Option<(Conn, u64)>> = (0..config.connections).map(|_| None).collect();
+    let mut conns: Vec<Option<Opened>> = (0..config.connections).map(|_| None).collect();
     let mut failure = None;
     while let Some(joined) = opening.join_next().await {
         match joined {
@@ -237,19 +258,18 @@ async fn execute(config: &BenchConfig, target: &Target) -> Result<Report, String
     }
     if let Some(failure) = failure {
         opening.abort_all();
-        let closing = conns.into_iter().flatten().map(|(conn, _)| conn.close());
+        let closing = conns.into_iter().flatten().map(|(conn, _, _)| conn.close());
         let _ = tokio::time::timeout(Duration::from_secs(1), futures_util::future::join_all(closing)).await;
         return Err(failure);
     }
 
     // 2. Run the load on all of them at once.
     let schedule = Schedule::new(Instant::now(), config.warmup, config.duration, config.timeout);
-    let template = config.command.template(config.priority);
     let expected = config.command.success_reply();
     let mut running = Vec::with_capacity(config.connections);
-    for (index, (conn, sent)) in conns.into_iter().flatten().enumerate() {
+    for (index, (conn, sent, template)) in conns.into_iter().flatten().enumerate() {
         let budget = budget_share(config.max_requests, config.connections, index);
-        let pipeline = Pipeline::new(template.clone(), &expected, config.in_flight, sent, schedule, budget);
+        let pipeline = Pipeline::new(template, &expected, config.in_flight, sent, schedule, budget);
         running.push(tokio::spawn(conn.drive(pipeline)));
     }
 

@@ -495,3 +495,63 @@ fn a_lost_connection_stops_the_clock_for_it() {
     assert_eq!(stats.stopped_after, Some(Duration::from_secs(3)));
     assert_eq!(stats.first_error.as_deref(), Some("connection lost: server closed the connection"));
 }
+
+// ---- document workloads -------------------------------------------------------
+
+#[test]
+fn document_workloads_need_a_user() {
+    for command in ["query", "insertone"] {
+        let c = Wrapper::try_parse_from(["bench", "--url", "tcp://h:1", "--command", command]).unwrap().bench;
+        assert!(c.validate().unwrap_err().contains("needs --username"), "{command}");
+        let c = Wrapper::try_parse_from(["bench", "--url", "tcp://h:1", "--command", command, "--username", "u", "--password", "p"])
+            .unwrap()
+            .bench;
+        assert!(c.validate().is_ok());
+    }
+}
+
+#[test]
+fn query_template_comes_from_the_setup_reply() {
+    use crate::proto::{InsertOneResponse, QueryRequest};
+    let setup = BenchCommand::Query.setup(2).expect("query has a setup request");
+    assert_eq!(setup.command, "insertone");
+    assert!(BenchCommand::InsertOne.setup(2).is_none());
+    let reply = crate::protocol::envelope::reply(
+        "insertone",
+        "1",
+        &InsertOneResponse { result: r#"{"_id":"5a1702fa245d9013697656fb","name":"x"}"#.into() },
+    );
+    let head = Head::decode(reply.encode_to_vec().as_slice()).unwrap();
+    let template = BenchCommand::Query.template_after_setup(2, &head).unwrap();
+    assert_eq!((template.command.as_str(), template.priority), ("query", 2));
+    let request = QueryRequest::decode(template.data.unwrap().value.as_slice()).unwrap();
+    assert_eq!(request.collectionname, "bench");
+    assert_eq!(request.query, r#"{"_id":"5a1702fa245d9013697656fb"}"#);
+    let bad = crate::protocol::envelope::reply("insertone", "1", &InsertOneResponse { result: "{}".into() });
+    let head = Head::decode(bad.encode_to_vec().as_slice()).unwrap();
+    assert!(BenchCommand::Query.template_after_setup(2, &head).is_err());
+}
+
+#[test]
+fn document_workloads_run_against_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        crate::server::BackgroundServer::start(crate::config::ServeConfig::for_tests(dir.path().join("data"))).unwrap();
+    let tcp = format!("tcp://{}", server.bound.tcp.unwrap());
+    let ws = format!("ws://{}", server.bound.http.unwrap());
+    let grpc = format!("grpc://{}", server.bound.grpc.unwrap());
+    for (command, url) in [("query", &tcp), ("insertone", &ws), ("query", &grpc)] {
+        let args = [
+            "bench", "--url", url, "--command", command, "-c", "2", "-k", "2", "-d", "5s", "--warmup", "0s", "--username", "admin",
+            "--password", "admin-password", "--max-requests", "40",
+        ];
+        let config = Wrapper::try_parse_from(args).unwrap().bench;
+        let target = config.validate().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let report = runtime.block_on(super::execute(&config, &target)).unwrap();
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        assert_eq!(report.errors.total(), 0, "{command} over {url}: {:?}", report.first_error);
+        assert_eq!(report.requests, 40, "{command} over {url}");
+    }
+    server.stop();
+}

@@ -1,16 +1,30 @@
 //! What the bench sends: one variant per command, each knowing its request payload
 //! and the reply command that counts as success. Add a command by adding a variant.
+//!
+//! Document workloads work in the collection `bench` and need a signed-in user:
+//! `insertone` inserts a small document per request; `query` first inserts one
+//! document per connection (the setup request) and then queries it by `_id`.
 
 use std::fmt::Write as _;
 
-use crate::proto::{Envelope, GetElementRequest, SigninRequest};
+use super::wire::Head;
+use crate::proto::{Envelope, GetElementRequest, InsertOneRequest, InsertOneResponse, QueryRequest, SigninRequest};
 use crate::protocol::envelope::{pack, reply_command};
+
+/// The collection the document workloads use.
+pub const BENCH_COLLECTION: &str = "bench";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchCommand {
     /// Diagnostic echo: `GetElementRequest{xpath}` answered by `getelement`.
     #[value(name = "getelement")]
     GetElement,
+    /// `query` by `_id` of a document the connection inserted during setup.
+    #[value(name = "query")]
+    Query,
+    /// `insertone` of a small document into `bench`.
+    #[value(name = "insertone")]
+    InsertOne,
 }
 
 impl BenchCommand {
@@ -18,6 +32,8 @@ impl BenchCommand {
     pub fn name(&self) -> &'static str {
         match self {
             BenchCommand::GetElement => "getelement",
+            BenchCommand::Query => "query",
+            BenchCommand::InsertOne => "insertone",
         }
     }
 
@@ -26,13 +42,61 @@ impl BenchCommand {
         reply_command(self.name())
     }
 
-    /// The request envelope, without `seq`/`id` (filled in per request).
+    /// Whether the command needs `--username`/`--password`.
+    pub fn needs_signin(&self) -> bool {
+        !matches!(self, BenchCommand::GetElement)
+    }
+
+    /// A request each connection sends once, after sign-in and before the load; its
+    /// reply goes to `template_after_setup`.
+    pub fn setup(&self, priority: i32) -> Option<Envelope> {
+        match self {
+            BenchCommand::Query => Some(insert_envelope(priority, "bench-seed")),
+            BenchCommand::GetElement | BenchCommand::InsertOne => None,
+        }
+    }
+
+    /// The request envelope, without `seq`/`id` (filled in per request), for commands
+    /// without a setup request.
     pub fn template(&self, priority: i32) -> Envelope {
         let data = match self {
             BenchCommand::GetElement => pack(&GetElementRequest { xpath: "bench".into() }),
+            BenchCommand::InsertOne => return insert_envelope(priority, "bench"),
+            BenchCommand::Query => pack(&query_by_id("")),
         };
         Envelope { command: self.name().into(), priority, data: Some(data), ..Default::default() }
     }
+
+    /// The request envelope once the setup request was answered with `reply`.
+    pub fn template_after_setup(&self, priority: i32, reply: &Head) -> Result<Envelope, String> {
+        match self {
+            BenchCommand::Query => {
+                let inserted: InsertOneResponse =
+                    reply.payload().map_err(|err| format!("undecodable setup reply: {err}"))?;
+                let document: serde_json::Value =
+                    serde_json::from_str(&inserted.result).map_err(|err| format!("setup reply is not JSON: {err}"))?;
+                let id = document["_id"].as_str().ok_or("the setup insert returned no _id")?;
+                let data = pack(&query_by_id(id));
+                Ok(Envelope { command: self.name().into(), priority, data: Some(data), ..Default::default() })
+            }
+            other => Ok(other.template(priority)),
+        }
+    }
+}
+
+fn query_by_id(id: &str) -> QueryRequest {
+    QueryRequest {
+        collectionname: BENCH_COLLECTION.into(),
+        query: serde_json::json!({ "_id": id }).to_string(),
+        top: 1,
+        ..Default::default()
+    }
+}
+
+fn insert_envelope(priority: i32, name: &str) -> Envelope {
+    let item = serde_json::json!({"name": name, "kind": "bench", "value": 42, "tags": ["a", "b"]}).to_string();
+    let request = InsertOneRequest { collectionname: BENCH_COLLECTION.into(), item, ..Default::default() };
+    Envelope { command: "insertone".into(), priority, data: Some(pack(&request)), ..Default::default() }
 }
 
 /// A `signin` with username and password.

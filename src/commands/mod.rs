@@ -1,10 +1,29 @@
 //! The command table: every protobuf command the server serves, its handler family,
 //! and the function that runs it. One file per command, named after it.
 
+mod aggregate;
 mod context;
+mod count;
+mod create_collection;
+mod create_index;
+mod delete_many;
+mod delete_one;
+mod distinct;
+mod drop_collection;
+mod drop_index;
+mod get_document_version;
 mod get_element;
+mod get_indexes;
+mod insert_many;
+mod insert_one;
+mod insert_or_update_many;
+mod insert_or_update_one;
+mod list_collections;
 mod ping;
+mod query;
 mod signin;
+mod update_document;
+mod update_one;
 
 pub use context::{CommandContext, Outcome};
 
@@ -18,15 +37,22 @@ pub enum Family {
     Session,
     /// Cheap diagnostics answered at once.
     Diagnostics,
+    /// Document reads and writes: many at once (they mostly wait on the store).
+    Data,
+    /// Creating and dropping collections and indexes (admins): rare and possibly slow
+    /// (an index build scans the collection), so few at once.
+    Admin,
 }
 
 impl Family {
-    pub const ALL: [Family; 2] = [Family::Session, Family::Diagnostics];
+    pub const ALL: [Family; 4] = [Family::Session, Family::Diagnostics, Family::Data, Family::Admin];
 
     pub fn as_str(&self) -> &'static str {
         match self {
             Family::Session => "session",
             Family::Diagnostics => "diagnostics",
+            Family::Data => "data",
+            Family::Admin => "admin",
         }
     }
 }
@@ -36,6 +62,25 @@ pub enum Command {
     Signin,
     GetElement,
     Ping,
+    Query,
+    Count,
+    Distinct,
+    Aggregate,
+    InsertOne,
+    InsertMany,
+    UpdateOne,
+    UpdateDocument,
+    InsertOrUpdateOne,
+    InsertOrUpdateMany,
+    DeleteOne,
+    DeleteMany,
+    GetDocumentVersion,
+    ListCollections,
+    CreateCollection,
+    DropCollection,
+    CreateIndex,
+    GetIndexes,
+    DropIndex,
 }
 
 impl Command {
@@ -45,6 +90,25 @@ impl Command {
             "signin" => Command::Signin,
             "getelement" => Command::GetElement,
             "ping" => Command::Ping,
+            "query" => Command::Query,
+            "count" => Command::Count,
+            "distinct" => Command::Distinct,
+            "aggregate" => Command::Aggregate,
+            "insertone" => Command::InsertOne,
+            "insertmany" => Command::InsertMany,
+            "updateone" => Command::UpdateOne,
+            "updatedocument" => Command::UpdateDocument,
+            "insertorupdateone" => Command::InsertOrUpdateOne,
+            "insertorupdatemany" => Command::InsertOrUpdateMany,
+            "deleteone" => Command::DeleteOne,
+            "deletemany" => Command::DeleteMany,
+            "getdocumentversion" => Command::GetDocumentVersion,
+            "listcollections" => Command::ListCollections,
+            "createcollection" => Command::CreateCollection,
+            "dropcollection" => Command::DropCollection,
+            "createindex" => Command::CreateIndex,
+            "getindexes" => Command::GetIndexes,
+            "dropindex" => Command::DropIndex,
             _ => return None,
         })
     }
@@ -53,14 +117,16 @@ impl Command {
         match self {
             Command::Signin => Family::Session,
             Command::GetElement | Command::Ping => Family::Diagnostics,
+            Command::CreateCollection | Command::DropCollection | Command::CreateIndex | Command::DropIndex => {
+                Family::Admin
+            }
+            _ => Family::Data,
         }
     }
 
     /// Whether the command runs only for a resolved user (guest counts when enabled).
     pub fn needs_user(&self) -> bool {
-        match self {
-            Command::Signin | Command::GetElement | Command::Ping => false,
-        }
+        !matches!(self, Command::Signin | Command::GetElement | Command::Ping)
     }
 
     pub async fn run(self, ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
@@ -68,6 +134,25 @@ impl Command {
             Command::Signin => signin::run(ctx).await,
             Command::GetElement => get_element::run(ctx),
             Command::Ping => ping::run(ctx),
+            Command::Query => query::run(ctx).await,
+            Command::Count => count::run(ctx).await,
+            Command::Distinct => distinct::run(ctx).await,
+            Command::Aggregate => aggregate::run(ctx).await,
+            Command::InsertOne => insert_one::run(ctx).await,
+            Command::InsertMany => insert_many::run(ctx).await,
+            Command::UpdateOne => update_one::run(ctx).await,
+            Command::UpdateDocument => update_document::run(ctx).await,
+            Command::InsertOrUpdateOne => insert_or_update_one::run(ctx).await,
+            Command::InsertOrUpdateMany => insert_or_update_many::run(ctx).await,
+            Command::DeleteOne => delete_one::run(ctx).await,
+            Command::DeleteMany => delete_many::run(ctx).await,
+            Command::GetDocumentVersion => get_document_version::run(ctx).await,
+            Command::ListCollections => list_collections::run(ctx).await,
+            Command::CreateCollection => create_collection::run(ctx).await,
+            Command::DropCollection => drop_collection::run(ctx).await,
+            Command::CreateIndex => create_index::run(ctx).await,
+            Command::GetIndexes => get_indexes::run(ctx).await,
+            Command::DropIndex => drop_index::run(ctx).await,
         }
     }
 }

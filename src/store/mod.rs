@@ -6,6 +6,7 @@ pub mod changes;
 pub mod embedded;
 pub mod engine;
 pub mod keys;
+pub mod mongo;
 
 use std::sync::Arc;
 
@@ -24,6 +25,12 @@ pub enum StoreError {
     Backend(String),
     #[error("the store is closed")]
     Closed,
+    #[error("ns not found: {0}")]
+    NoSuchCollection(String),
+    #[error("index not found with name [{0}]")]
+    NoSuchIndex(String),
+    #[error("{0}")]
+    InvalidOptions(String),
 }
 
 impl From<engine::EngineError> for StoreError {
@@ -43,6 +50,25 @@ pub struct FindOptions {
     pub limit: u64,
 }
 
+/// Options of an update with operators (or a replacement document).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpdateOptions {
+    pub upsert: bool,
+    /// Update every match (`updateMany`) instead of the first.
+    pub multi: bool,
+}
+
+/// Options of an atomic find-one-and-update (workitem pops, upserts by key).
+#[derive(Debug, Clone, Default)]
+pub struct FindAndModifyOptions {
+    /// Which match to take when several do.
+    pub sort: Option<Document>,
+    pub upsert: bool,
+    /// Return the document after the update (else before it).
+    pub return_new: bool,
+    pub projection: Option<Document>,
+}
+
 /// Outcome of a replace/update.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UpdateOutcome {
@@ -51,6 +77,45 @@ pub struct UpdateOutcome {
     pub upserted_id: Option<Bson>,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeseriesOptions {
+    pub time_field: String,
+    pub meta_field: Option<String>,
+    pub granularity: Option<String>,
+}
+
+/// Options of `create_collection`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CollectionOptions {
+    pub timeseries: Option<TimeseriesOptions>,
+    /// Documents expire this long after their time field (timeseries collections).
+    pub expire_after_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionInfo {
+    pub name: String,
+    /// `collection` or `timeseries`, as MongoDB's listCollections reports it.
+    pub kind: String,
+    /// The creation options as MongoDB reports them (e.g. `{timeseries: {...}}`).
+    pub options: Document,
+}
+
+/// A secondary index. `keys` is MongoDB's key document (`{a: 1, b: -1}`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexSpec {
+    pub keys: Document,
+    /// Generated MongoDB-style (`a_1_b_-1`) when absent.
+    pub name: Option<String>,
+    pub unique: bool,
+    /// TTL: documents expire this long after the (date) value of the single key field.
+    pub expire_after_seconds: Option<i64>,
+    pub partial_filter: Option<Document>,
+}
+
+/// The storage contract both backends implement. Filters, updates, projections, sorts
+/// and pipelines are MongoDB documents with MongoDB semantics. Every committed write
+/// publishes its change events (with the full document) on `changes()`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Documents matching `filter`, after sort/skip/limit/projection.
@@ -58,14 +123,42 @@ pub trait Store: Send + Sync + 'static {
     /// The document with this `_id`.
     async fn find_by_id(&self, collection: &str, id: &Bson) -> StoreResult<Option<Document>>;
     async fn count(&self, collection: &str, filter: &Document) -> StoreResult<u64>;
+    /// Distinct values of `field` among matching documents (arrays contribute elements).
+    async fn distinct(&self, collection: &str, field: &str, filter: &Document) -> StoreResult<Vec<Bson>>;
+    /// Runs an aggregation pipeline. Foreign collections (`$lookup`) are read from the
+    /// same store; the caller is responsible for restricting them (ACL stages).
+    async fn aggregate(&self, collection: &str, pipeline: &[Document]) -> StoreResult<Vec<Document>>;
     /// Inserts documents that already carry their `_id`; all or none.
     async fn insert_many(&self, collection: &str, documents: Vec<Document>) -> StoreResult<()>;
     /// Replaces the first document matching `filter` (keeping its `_id`).
     async fn replace_one(&self, collection: &str, filter: &Document, replacement: Document, upsert: bool)
         -> StoreResult<UpdateOutcome>;
+    /// Applies an update document (operators) to the first or every match.
+    async fn update(&self, collection: &str, filter: &Document, update: &Document, options: UpdateOptions)
+        -> StoreResult<UpdateOutcome>;
+    /// Atomically finds one document (by `sort` when several match), updates it and
+    /// returns it; with `upsert`, inserts when nothing matches.
+    async fn find_one_and_update(
+        &self,
+        collection: &str,
+        filter: &Document,
+        update: &Document,
+        options: &FindAndModifyOptions,
+    ) -> StoreResult<Option<Document>>;
     /// Deletes matching documents (at most one when `just_one`); returns how many.
     async fn delete(&self, collection: &str, filter: &Document, just_one: bool) -> StoreResult<u64>;
-    /// Change events of one collection, in commit order.
+    async fn list_collections(&self) -> StoreResult<Vec<CollectionInfo>>;
+    /// Creates a collection explicitly (collections also appear on first insert).
+    async fn create_collection(&self, name: &str, options: &CollectionOptions) -> StoreResult<()>;
+    /// Drops a collection with its indexes; false when it did not exist.
+    async fn drop_collection(&self, name: &str) -> StoreResult<bool>;
+    /// Creates an index (idempotent for an identical spec); returns its name.
+    async fn create_index(&self, collection: &str, spec: &IndexSpec) -> StoreResult<String>;
+    /// Indexes as MongoDB's listIndexes reports them (`{v, key, name, unique?, ...}`),
+    /// including the implicit `_id_`.
+    async fn list_indexes(&self, collection: &str) -> StoreResult<Vec<Document>>;
+    async fn drop_index(&self, collection: &str, name: &str) -> StoreResult<()>;
+    /// Change events of every collection, in commit order per collection.
     fn changes(&self) -> &ChangeFeed;
     /// Flushes and stops background work.
     async fn close(&self) -> StoreResult<()>;

@@ -23,7 +23,16 @@ use crate::actors::messages::{Dispatch, Identity, ReplyTo};
 use crate::actors::supervisor::Supervisor;
 use crate::error::OpenCoreError;
 use crate::proto::flow_service_server::{FlowService, FlowServiceServer};
-use crate::proto::{Envelope, ErrorResponse, SigninRequest, SigninResponse};
+use crate::proto::{
+    AggregateRequest, AggregateResponse, CountRequest, CountResponse, CreateCollectionRequest, CreateCollectionResponse,
+    CreateIndexRequest, CreateIndexResponse, DeleteManyRequest, DeleteManyResponse, DeleteOneRequest, DeleteOneResponse,
+    DropCollectionRequest, DropCollectionResponse, DropIndexRequest, DropIndexResponse, Envelope, ErrorResponse,
+    GetDocumentVersionRequest, GetDocumentVersionResponse, GetIndexesRequest, GetIndexesResponse, InsertManyRequest,
+    InsertManyResponse, InsertOneRequest, InsertOneResponse, InsertOrUpdateManyRequest, InsertOrUpdateManyResponse,
+    InsertOrUpdateOneRequest, InsertOrUpdateOneResponse, ListCollectionsRequest, ListCollectionsResponse, QueryRequest,
+    QueryResponse, SigninRequest, SigninResponse, UpdateDocumentRequest, UpdateDocumentResponse, UpdateOneRequest,
+    UpdateOneResponse,
+};
 use crate::protocol::envelope::pack;
 use crate::services::{Services, TransportKind};
 use crate::transports::workers::Workers;
@@ -175,5 +184,77 @@ impl FlowService for FlowServiceImpl {
 
     async fn signin(&self, request: Request<SigninRequest>) -> Result<Response<SigninResponse>, Status> {
         self.unary("signin", request).await
+    }
+
+    async fn list_collections(&self, request: Request<ListCollectionsRequest>) -> Result<Response<ListCollectionsResponse>, Status> {
+        self.unary("listcollections", request).await
+    }
+
+    async fn drop_collection(&self, request: Request<DropCollectionRequest>) -> Result<Response<DropCollectionResponse>, Status> {
+        self.unary("dropcollection", request).await
+    }
+
+    async fn create_collection(&self, request: Request<CreateCollectionRequest>) -> Result<Response<CreateCollectionResponse>, Status> {
+        self.unary("createcollection", request).await
+    }
+
+    async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
+        self.unary("query", request).await
+    }
+
+    async fn get_document_version(&self, request: Request<GetDocumentVersionRequest>) -> Result<Response<GetDocumentVersionResponse>, Status> {
+        self.unary("getdocumentversion", request).await
+    }
+
+    async fn aggregate(&self, request: Request<AggregateRequest>) -> Result<Response<AggregateResponse>, Status> {
+        self.unary("aggregate", request).await
+    }
+
+    async fn count(&self, request: Request<CountRequest>) -> Result<Response<CountResponse>, Status> {
+        self.unary("count", request).await
+    }
+
+    async fn insert_one(&self, request: Request<InsertOneRequest>) -> Result<Response<InsertOneResponse>, Status> {
+        self.unary("insertone", request).await
+    }
+
+    async fn insert_many(&self, request: Request<InsertManyRequest>) -> Result<Response<InsertManyResponse>, Status> {
+        self.unary("insertmany", request).await
+    }
+
+    async fn update_one(&self, request: Request<UpdateOneRequest>) -> Result<Response<UpdateOneResponse>, Status> {
+        self.unary("updateone", request).await
+    }
+
+    async fn update_document(&self, request: Request<UpdateDocumentRequest>) -> Result<Response<UpdateDocumentResponse>, Status> {
+        self.unary("updatedocument", request).await
+    }
+
+    async fn insert_or_update_one(&self, request: Request<InsertOrUpdateOneRequest>) -> Result<Response<InsertOrUpdateOneResponse>, Status> {
+        self.unary("insertorupdateone", request).await
+    }
+
+    async fn insert_or_update_many(&self, request: Request<InsertOrUpdateManyRequest>) -> Result<Response<InsertOrUpdateManyResponse>, Status> {
+        self.unary("insertorupdatemany", request).await
+    }
+
+    async fn delete_one(&self, request: Request<DeleteOneRequest>) -> Result<Response<DeleteOneResponse>, Status> {
+        self.unary("deleteone", request).await
+    }
+
+    async fn delete_many(&self, request: Request<DeleteManyRequest>) -> Result<Response<DeleteManyResponse>, Status> {
+        self.unary("deletemany", request).await
+    }
+
+    async fn create_index(&self, request: Request<CreateIndexRequest>) -> Result<Response<CreateIndexResponse>, Status> {
+        self.unary("createindex", request).await
+    }
+
+    async fn get_indexes(&self, request: Request<GetIndexesRequest>) -> Result<Response<GetIndexesResponse>, Status> {
+        self.unary("getindexes", request).await
+    }
+
+    async fn drop_index(&self, request: Request<DropIndexRequest>) -> Result<Response<DropIndexResponse>, Status> {
+        self.unary("dropindex", request).await
     }
 }

@@ -1,20 +1,27 @@
-//! Read paths of the embedded store: point lookups and filtered scans.
+//! Read paths of the embedded store. Every read runs on one redb snapshot (MVCC),
+//! planned with the catalog of that same snapshot.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use bson::{Bson, Document};
-use redb::{Database, ReadableDatabase, ReadableTable, TableError};
+use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetadata, TableError};
 
-use super::{backend, definition, table};
-use crate::store::engine::{Filter, Projection, SortSpec};
+use super::catalog::{data_table, Catalog, CollectionMeta, META, VERSION_KEY};
+use super::plan::{self, execute, Examined, Plan};
+use super::{backend, decode_doc, definition, Explain, Shared};
+use crate::store::engine::compare::Num;
+use crate::store::engine::{EngineError, Filter, ForeignSource, Pipeline, Projection, SortSpec};
 use crate::store::keys::encode_id;
-use crate::store::{FindOptions, StoreResult};
+use crate::store::{CollectionInfo, FindOptions, StoreError, StoreResult};
 
-pub(crate) fn decode(bytes: &[u8]) -> StoreResult<Document> {
-    Document::from_reader(&mut &bytes[..]).map_err(backend)
-}
+type DataTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
+/// A point read: no catalog, no planning.
 pub fn get(db: &Database, collection: &str, id: &Bson) -> StoreResult<Option<Document>> {
     let txn = db.begin_read().map_err(backend)?;
-    let name = table(collection);
+    let name = data_table(collection);
     let table = match txn.open_table(definition(&name)) {
         Ok(table) => table,
         Err(TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -22,86 +29,234 @@ pub fn get(db: &Database, collection: &str, id: &Bson) -> StoreResult<Option<Doc
     };
     let key = encode_id(id);
     match table.get(key.as_slice()).map_err(backend)? {
-        Some(value) => decode(value.value()).map(Some),
+        Some(value) => decode_doc(value.value()).map(Some),
         None => Ok(None),
     }
 }
 
-/// Calls `visit` with every document matching `filter`, in `_id` order, until it returns false.
-pub(crate) fn scan(
-    db: &Database,
-    collection: &str,
-    filter: &Filter,
-    mut visit: impl FnMut(Document) -> bool,
-) -> StoreResult<()> {
-    let txn = db.begin_read().map_err(backend)?;
-    let name = table(collection);
-    let table = match txn.open_table(definition(&name)) {
-        Ok(table) => table,
-        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
-        Err(err) => return Err(backend(err)),
-    };
-    // An `_id` equality is a point lookup, not a scan.
-    if let Some(id) = filter.equality_on("_id") {
-        if let Some(value) = table.get(encode_id(id).as_slice()).map_err(backend)? {
-            let doc = decode(value.value())?;
-            if filter.matches(&doc) {
-                visit(doc);
-            }
-        }
-        return Ok(());
-    }
-    for entry in table.iter().map_err(backend)? {
-        let (_, value) = entry.map_err(backend)?;
-        let doc = decode(value.value())?;
-        if filter.matches(&doc) && !visit(doc) {
-            break;
-        }
-    }
-    Ok(())
+/// One read transaction and the catalog it contains.
+pub(crate) struct Snapshot<'s> {
+    txn: ReadTransaction,
+    catalog: Arc<Catalog>,
+    shared: &'s Shared,
+    /// Most documents + index entries a query may examine (inline reads).
+    budget: u64,
 }
 
-pub fn find(db: &Database, collection: &str, filter: &Document, options: &FindOptions) -> StoreResult<Vec<Document>> {
-    let filter = Filter::parse(filter)?;
-    let projection = options.projection.as_ref().filter(|p| !p.is_empty()).map(Projection::parse).transpose()?;
-    let sort = options.sort.as_ref().filter(|s| !s.is_empty()).map(SortSpec::parse).transpose()?;
-    let mut results = Vec::new();
-    match &sort {
-        None => {
-            // Without a sort, stop scanning as soon as skip + limit documents are found.
-            let wanted = if options.limit == 0 { u64::MAX } else { options.skip.saturating_add(options.limit) };
-            scan(db, collection, &filter, |doc| {
-                results.push(doc);
-                (results.len() as u64) < wanted
-            })?;
-            let skip = (options.skip as usize).min(results.len());
-            results.drain(..skip);
-        }
-        Some(sort) => {
-            scan(db, collection, &filter, |doc| {
-                results.push(doc);
-                true
-            })?;
-            sort.sort(&mut results);
-            let skip = (options.skip as usize).min(results.len());
-            results.drain(..skip);
-            if options.limit > 0 {
-                results.truncate(options.limit as usize);
-            }
-        }
+fn open_optional(txn: &ReadTransaction, name: &str) -> StoreResult<Option<DataTable>> {
+    match txn.open_table(definition(name)) {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(err) => Err(backend(err)),
     }
-    if let Some(projection) = projection {
-        results = results.iter().map(|doc| projection.apply(doc, Some(&filter))).collect::<Result<_, _>>()?;
-    }
-    Ok(results)
 }
 
-pub fn count(db: &Database, collection: &str, filter: &Document) -> StoreResult<u64> {
-    let filter = Filter::parse(filter)?;
-    let mut n = 0u64;
-    scan(db, collection, &filter, |_| {
-        n += 1;
-        true
-    })?;
-    Ok(n)
+impl<'s> Snapshot<'s> {
+    /// A snapshot whose queries stop with `plan::over_budget()` after examining
+    /// `budget` documents and index entries.
+    pub fn budgeted(db: &Database, shared: &'s Shared, budget: u64) -> StoreResult<Snapshot<'s>> {
+        Ok(Snapshot { budget, ..Snapshot::open(db, shared)? })
+    }
+
+    pub fn open(db: &Database, shared: &'s Shared) -> StoreResult<Snapshot<'s>> {
+        let txn = db.begin_read().map_err(backend)?;
+        let catalog = match txn.open_table(META) {
+            Err(TableError::TableDoesNotExist(_)) => Arc::new(Catalog::default()),
+            Err(err) => return Err(backend(err)),
+            Ok(meta) => {
+                let version = meta.get(VERSION_KEY).map_err(backend)?.map(|v| super::catalog::read_u64(v.value()));
+                let cached = shared.catalog.read().map_err(|_| StoreError::Closed)?.clone();
+                if Some(cached.version) == version || (version.is_none() && cached.version == 0) {
+                    cached
+                } else {
+                    let loaded = Arc::new(Catalog::load(&meta)?);
+                    let mut slot = shared.catalog.write().map_err(|_| StoreError::Closed)?;
+                    if loaded.version > slot.version {
+                        *slot = loaded.clone();
+                    }
+                    loaded
+                }
+            }
+        };
+        Ok(Snapshot { txn, catalog, shared, budget: u64::MAX })
+    }
+
+    /// Runs `visit` over the documents of `collection` matching `filter`, by `plan`.
+    fn run(
+        &self,
+        collection: &str,
+        plan: &Plan,
+        filter: &Filter,
+        visit: &mut dyn FnMut(Document) -> StoreResult<bool>,
+    ) -> StoreResult<Examined> {
+        let mut examined = Examined::default();
+        let Some(data) = open_optional(&self.txn, &data_table(collection))? else {
+            return Ok(examined);
+        };
+        let index = match plan.index() {
+            Some(meta) => match open_optional(&self.txn, &meta.table)? {
+                Some(table) => Some(table),
+                // Cannot happen with a consistent catalog; scanning is always correct.
+                None => return self.run(collection, &Plan::collscan(), filter, visit),
+            },
+            None => None,
+        };
+        execute(plan, &data, index.as_ref(), filter, self.budget, &mut examined, visit)?;
+        self.shared.stats.examined(examined);
+        Ok(examined)
+    }
+
+    fn meta(&self, collection: &str) -> Option<&CollectionMeta> {
+        self.catalog.collection(collection).map(|m| m.as_ref())
+    }
+
+    /// `find` with its plan and counters.
+    pub fn find(&self, collection: &str, query: &Document, options: &FindOptions) -> StoreResult<(Vec<Document>, Explain)> {
+        let filter = Filter::parse(query)?;
+        let projection = options.projection.as_ref().filter(|p| !p.is_empty()).map(Projection::parse).transpose()?;
+        let sort = options.sort.as_ref().filter(|s| !s.is_empty()).map(SortSpec::parse).transpose()?;
+        let plan = plan::plan(&filter, query, sort.as_ref(), options.limit > 0, self.meta(collection));
+        let wanted = if options.limit == 0 { u64::MAX } else { options.skip.saturating_add(options.limit) };
+        let mut results = Vec::new();
+        let examined = if plan.sorted {
+            self.run(collection, &plan, &filter, &mut |doc| {
+                results.push(doc);
+                Ok((results.len() as u64) < wanted)
+            })?
+        } else {
+            let examined = self.run(collection, &plan, &filter, &mut |doc| {
+                results.push(doc);
+                Ok(true)
+            })?;
+            if let Some(sort) = &sort {
+                let top = (wanted < results.len() as u64).then_some(wanted as usize);
+                plan::sort_documents(&plan, sort, &mut results, top);
+            }
+            examined
+        };
+        let skip = (options.skip.min(usize::MAX as u64) as usize).min(results.len());
+        results.drain(..skip);
+        if options.limit > 0 {
+            results.truncate(options.limit.min(usize::MAX as u64) as usize);
+        }
+        if let Some(projection) = projection {
+            results = results.iter().map(|doc| projection.apply(doc, Some(&filter))).collect::<Result<_, _>>()?;
+        }
+        let explain = Explain {
+            plan: plan.describe(),
+            index: plan.index().map(|i| i.name.clone()),
+            sorted_by_index: sort.is_some() && plan.sorted,
+            keys_examined: examined.keys,
+            docs_examined: examined.docs,
+            returned: results.len() as u64,
+        };
+        Ok((results, explain))
+    }
+
+    pub fn count(&self, collection: &str, query: &Document) -> StoreResult<u64> {
+        let filter = Filter::parse(query)?;
+        if filter.is_match_all() {
+            return match open_optional(&self.txn, &data_table(collection))? {
+                Some(table) => table.len().map_err(backend),
+                None => Ok(0),
+            };
+        }
+        let plan = plan::plan(&filter, query, None, false, self.meta(collection));
+        let mut n = 0u64;
+        self.run(collection, &plan, &filter, &mut |_| {
+            n += 1;
+            Ok(true)
+        })?;
+        Ok(n)
+    }
+
+    pub fn distinct(&self, collection: &str, field: &str, query: &Document) -> StoreResult<Vec<Bson>> {
+        let (docs, _) = self.find(collection, query, &FindOptions::default())?;
+        Ok(crate::store::engine::distinct(docs.iter(), field, &Filter::match_all())?)
+    }
+
+    pub fn aggregate(&self, collection: &str, pipeline: &[Document]) -> StoreResult<Vec<Document>> {
+        // Validate the whole pipeline first (restricted stages, syntax).
+        Pipeline::parse(pipeline).map_err(pipeline_error)?;
+        // A leading $match (then $sort, then $limit) runs through the planner.
+        let mut options = FindOptions::default();
+        let mut query = Document::new();
+        let mut rest = 0;
+        if let Some(Ok(m)) = pipeline.first().and_then(|s| s.get("$match")).map(|m| m.as_document().ok_or(())) {
+            query = m.clone();
+            rest = 1;
+        }
+        if let Some(Ok(sort)) = pipeline.get(rest).and_then(|s| s.get("$sort")).map(|s| s.as_document().ok_or(())) {
+            let limit = pipeline
+                .get(rest + 1)
+                .and_then(|s| s.get("$limit"))
+                .and_then(|l| Num::from_bson(l)?.as_exact_i64())
+                .filter(|l| *l > 0);
+            options.sort = Some(sort.clone());
+            rest += 1;
+            if let Some(limit) = limit {
+                options.limit = limit as u64;
+                rest += 1;
+            }
+        }
+        let (docs, _) = self.find(collection, &query, &options)?;
+        if rest == pipeline.len() {
+            return Ok(docs);
+        }
+        let remaining = Pipeline::parse(&pipeline[rest..]).map_err(pipeline_error)?;
+        let foreign = SnapshotSource { snapshot: self, loaded: RefCell::new(HashMap::new()) };
+        remaining.run(docs, &foreign).map_err(pipeline_error)
+    }
+
+    pub fn list_collections(&self) -> Vec<CollectionInfo> {
+        self.catalog
+            .collections
+            .values()
+            .map(|meta| CollectionInfo {
+                name: meta.name.clone(),
+                kind: meta.kind().to_string(),
+                options: meta.options_document(),
+            })
+            .collect()
+    }
+
+    pub fn list_indexes(&self, collection: &str) -> StoreResult<Vec<Document>> {
+        let meta = self.meta(collection).ok_or_else(|| StoreError::NoSuchCollection(collection.to_string()))?;
+        let mut out = vec![bson::doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"}];
+        out.extend(meta.indexes.iter().filter(|i| !i.hidden).map(|i| i.describe()));
+        Ok(out)
+    }
+}
+
+/// `$lookup` reads other collections from the same snapshot.
+struct SnapshotSource<'a, 's> {
+    snapshot: &'a Snapshot<'s>,
+    loaded: RefCell<HashMap<String, Vec<Document>>>,
+}
+
+impl ForeignSource for SnapshotSource<'_, '_> {
+    fn collection(&self, name: &str) -> Result<Vec<Document>, EngineError> {
+        if let Some(docs) = self.loaded.borrow().get(name) {
+            return Ok(docs.clone());
+        }
+        let mut docs = Vec::new();
+        self.snapshot
+            .run(name, &Plan::collscan(), &Filter::match_all(), &mut |doc| {
+                docs.push(doc);
+                Ok(true)
+            })
+            .map_err(|e| EngineError::Foreign(e.to_string()))?;
+        self.loaded.borrow_mut().insert(name.to_string(), docs.clone());
+        Ok(docs)
+    }
+}
+
+/// Stages the engine will not run (`$out`, `$merge`, ...) get a clear refusal.
+pub(crate) fn pipeline_error(err: EngineError) -> StoreError {
+    match err {
+        EngineError::StageNotAllowed(stage) => {
+            StoreError::Query(format!("{stage} is not supported by the embedded store"))
+        }
+        other => other.into(),
+    }
 }

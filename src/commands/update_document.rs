@@ -1,0 +1,125 @@
+//! `updatedocument`: update operators applied to every document matching a query that
+//! the caller may update. Unlike the reference, each updated document gets `_version`
+//! + 1, fresh `_modified*` stamps and a history record of its previous version.
+//! Operators may not touch `_type`, `_id`, `_version`, `_created*`, `_modified*`;
+//! on `users` not `passwordhash` (a `$set` of `newpassword` sets a new hash) and, for
+//! non-admins, not `username`, `dbusage`, `dblocked` and the validation flags.
+
+use bson::{doc, Bson, DateTime, Document};
+use futures_util::future::join_all;
+
+use super::{CommandContext, Outcome};
+use crate::acl::Right;
+use crate::documents::catalog::CollectionKind;
+use crate::documents::{guard, json, metadata, query, read, Scope};
+use crate::error::OpenCoreError;
+use crate::history;
+use crate::proto::{UpdateDocumentRequest, UpdateDocumentResponse, UpdateResult};
+use crate::store::{FindOptions, UpdateOptions};
+use crate::users::rules;
+
+const ATTEMPTS: usize = 5;
+
+pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
+    let request: UpdateDocumentRequest = ctx.request(true)?;
+    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    scope.ensure_writable()?;
+    if scope.collection == "audit" {
+        return Err(OpenCoreError::AccessDenied);
+    }
+    let filter = query::parse_query(&request.query)?;
+    read::refuse_password_probe(&scope, &[&request.query])?;
+    if request.document.trim().is_empty() {
+        return Err(OpenCoreError::BadRequest("document is mandatory".into()));
+    }
+    let mut update = json::parse_document("document", &request.document)?;
+    guard::refuse_javascript(&update)?;
+    if update.is_empty() || update.keys().any(|k| !k.starts_with('$')) {
+        return Err(OpenCoreError::BadRequest("Update document requires atomic operators".into()));
+    }
+    rules::sanitize_update(&scope, &mut update).await?;
+    stamp(&scope, &mut update);
+    let restricted = scope.restrict(filter, Right::Update);
+    let (matched, modified) = if scope.keeps_history() {
+        update_tracked(&scope, &restricted, &update).await?
+    } else {
+        let options = UpdateOptions { upsert: false, multi: true };
+        let outcome = scope.store().update(&scope.collection, &restricted, &update, options).await?;
+        (outcome.matched, outcome.modified)
+    };
+    let opresult = UpdateResult {
+        acknowledged: true,
+        matched_count: matched.min(i32::MAX as u64) as i32,
+        modified_count: modified.min(i32::MAX as u64) as i32,
+        upserted_count: 0,
+        upserted_id: String::new(),
+    };
+    Ok(ctx.reply(&UpdateDocumentResponse { opresult: Some(opresult) }))
+}
+
+/// Adds the metadata operators: `$set` of `_modified*`, `$inc` of `_version`.
+fn stamp(scope: &Scope, update: &mut Document) {
+    if matches!(scope.kind, CollectionKind::Files | CollectionKind::Timeseries { .. }) {
+        return;
+    }
+    let mut stamps = Document::new();
+    metadata::stamp_modified(&mut stamps, &scope.user, DateTime::now());
+    merge_operator(update, "$set", stamps);
+    merge_operator(update, "$inc", doc! {"_version": 1});
+}
+
+fn merge_operator(update: &mut Document, operator: &str, fields: Document) {
+    match update.get_document_mut(operator) {
+        Ok(existing) => existing.extend(fields),
+        Err(_) => {
+            update.insert(operator, fields);
+        }
+    }
+}
+
+/// Per document: history record of the current version, then the update conditional
+/// on that version (redone for documents another writer changed in between).
+async fn update_tracked(scope: &Scope, restricted: &Document, update: &Document) -> Result<(u64, u64), OpenCoreError> {
+    let store = scope.store();
+    let mut pending = store.find(&scope.collection, restricted, &FindOptions::default()).await?;
+    let (mut matched, mut modified) = (0u64, 0u64);
+    let mut first_error = None;
+    for _ in 0..ATTEMPTS {
+        if pending.is_empty() {
+            break;
+        }
+        let records = pending.iter().map(|d| history::record::snapshot(d, None)).collect();
+        history::record::write(&scope.services, &scope.collection, records).await?;
+        let attempts = pending.iter().map(|document| {
+            let id = document.get("_id").cloned().unwrap_or(Bson::Null);
+            let filter = query::and([doc! {"_id": id.clone()}, metadata::version_filter(document), restricted.clone()]);
+            async move {
+                let outcome = store.update(&scope.collection, &filter, update, UpdateOptions::default()).await;
+                (id, outcome)
+            }
+        });
+        let mut raced = Vec::new();
+        for (id, outcome) in join_all(attempts).await {
+            match outcome {
+                Ok(outcome) if outcome.matched > 0 => {
+                    matched += outcome.matched;
+                    modified += outcome.modified;
+                }
+                Ok(_) => raced.push(id),
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        if raced.is_empty() {
+            pending.clear();
+            break;
+        }
+        let again = query::and([doc! {"_id": {"$in": raced}}, restricted.clone()]);
+        pending = store.find(&scope.collection, &again, &FindOptions::default()).await?;
+    }
+    match first_error {
+        Some(err) => Err(err.into()),
+        None => Ok((matched, modified)),
+    }
+}

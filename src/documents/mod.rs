@@ -1,0 +1,28 @@
+//! The document API's shared logic. Each command in `src/commands/` parses its request
+//! and calls into these:
+//!
+//! - `json` / `output`: JSON-in-strings in and out (revivers, ISO dates, hex ids);
+//! - `query`: the query, sort and projection of a request; `_id` string/ObjectId matching;
+//! - `collections` / `catalog`: names, aliases, reserved names, collection kinds;
+//! - `scope`: one request's caller + collection, with its ACL filters and checks;
+//! - `metadata`: `_id`, `_type`, `_created*`, `_modified*`, `_version`;
+//! - `insert`, `replace`, `remove`: the write paths (history and `users` rules included);
+//! - `guard`: operators refused everywhere (server-side JavaScript);
+//! - `locks`: per-key locks for upserts.
+
+pub mod catalog;
+pub mod collections;
+pub mod guard;
+pub mod insert;
+pub mod json;
+pub mod locks;
+pub mod metadata;
+pub mod output;
+pub mod query;
+pub mod read;
+pub mod remove;
+pub mod replace;
+pub mod scope;
+pub mod upsert;
+
+pub use scope::Scope;
