@@ -49,6 +49,15 @@ async fn crud_round_trip_with_metadata_and_json_conversions() {
     let found = query(&mut c, "things", json!({"_id": id})).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["name"], "a");
+    // By `_id` (point reads): the rest of the query and the projection still apply.
+    assert!(query(&mut c, "things", json!({"_id": id, "name": "other"})).await.unwrap().is_empty());
+    let request = QueryRequest {
+        collectionname: "things".into(),
+        query: json!({"_id": id}).to_string(),
+        projection: r#"{"name": 1}"#.into(),
+        ..Default::default()
+    };
+    assert_eq!(query_request(&mut c, request).await.unwrap(), vec![json!({"_id": id, "name": "a"})]);
     let by_date = query(&mut c, "things", json!({"when": {"$gte": "2024-05-01T10:00:00.000Z"}})).await.unwrap();
     assert_eq!(by_date.len(), 1, "ISO strings in queries are dates");
     let by_regex = query(&mut c, "things", json!({"name": "__REGEXP /^A$/i"})).await.unwrap();
@@ -106,7 +115,7 @@ async fn crud_round_trip_with_metadata_and_json_conversions() {
     for (version, name) in [(1, "b"), (0, "a"), (2, "c"), (-1, "c"), (7, "c")] {
         let at = get_version(&mut c, "things", &id, version).await.unwrap();
         assert_eq!(at["name"], name, "version {version}: {at}");
-        if version >= 0 && version <= 2 {
+        if (0..=2).contains(&version) {
             assert_eq!(at["_version"], version);
         }
     }

@@ -31,7 +31,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
         entries.push(entry(&info.name, &info.kind, info.options));
     }
     for pseudo in ["entities", "audit"] {
-        if !names.iter().any(|n| n == pseudo) && !(pseudo == "audit" && user.is_guest()) {
+        if !names.iter().any(|n| n == pseudo) && (pseudo != "audit" || !user.is_guest()) {
             entries.push(entry(pseudo, "collection", Document::new()));
         }
     }

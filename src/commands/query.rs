@@ -23,9 +23,9 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     }
     let max = ctx.services.config.limits.max_query_results.max(1);
     let top = if request.top <= 0 { DEFAULT_TOP } else { request.top as usize }.min(max);
-    let filter = read::read_filter(&scope, filter, &request.queryas).await?;
+    let restricted = read::read_filter(&scope, filter.clone(), &request.queryas).await?;
     let options = FindOptions { projection, sort, skip: request.skip.max(0) as u64, limit: top as u64 };
-    let mut documents = scope.store().find(&scope.collection, &filter, &options).await?;
+    let mut documents = read::find(&scope, &filter, &restricted, &options).await?;
     for document in &mut documents {
         redact::redact(&scope.collection, document);
     }

@@ -1,6 +1,7 @@
 //! `updatedocument`: update operators applied to every document matching a query that
-//! the caller may update. Unlike the reference, each updated document gets `_version`
-//! + 1, fresh `_modified*` stamps and a history record of its previous version.
+//! the caller may update. Unlike the reference, each updated document gets its
+//! `_version` raised by one, fresh `_modified*` stamps and a history record of its
+//! previous version.
 //! Operators may not touch `_type`, `_id`, `_version`, `_created*`, `_modified*`;
 //! on `users` not `passwordhash` (a `$set` of `newpassword` sets a new hash) and, for
 //! non-admins, not `username`, `dbusage`, `dblocked` and the validation flags.

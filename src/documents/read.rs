@@ -2,13 +2,62 @@
 //! the caller's read ACL, the `queryas` target's read ACL, and the rules that keep
 //! `passwordhash` out of reach.
 
-use bson::Document;
+use bson::{Bson, Document};
 
 use super::query;
 use super::scope::Scope;
 use crate::acl::{self, Principals, Right};
 use crate::error::OpenCoreError;
+use crate::store::engine::{Filter, Projection};
+use crate::store::{FindOptions, StoreError};
 use crate::users::redact;
+
+/// Most ids a query may pin for the point-read path.
+const MAX_POINT_READS: usize = 16;
+
+/// The `_id` values a query pins at its top level (equality, or `$in` after the
+/// string/ObjectId rewrite), when there are only a few.
+fn pinned_ids(query: &Document) -> Option<Vec<Bson>> {
+    let ids = match query.get("_id")? {
+        id @ (Bson::String(_) | Bson::ObjectId(_)) => vec![id.clone()],
+        Bson::Document(condition) if condition.len() == 1 => condition.get_array("$in").ok()?.clone(),
+        _ => return None,
+    };
+    let usable = ids.len() <= MAX_POINT_READS && ids.iter().all(|id| matches!(id, Bson::String(_) | Bson::ObjectId(_)));
+    usable.then_some(ids)
+}
+
+/// `find` with `filter` (the user's `query` with ACLs added). A query pinning a few
+/// `_id`s without sort or skip is answered by point reads checked against the whole
+/// filter (the common "get by id": no scan, no trip through the blocking pool);
+/// everything else goes to the store's `find`.
+pub async fn find(scope: &Scope, query: &Document, filter: &Document, options: &FindOptions) -> Result<Vec<Document>, OpenCoreError> {
+    let point = options.sort.as_ref().is_none_or(Document::is_empty) && options.skip == 0;
+    let Some(ids) = pinned_ids(query).filter(|_| point) else {
+        return Ok(scope.store().find(&scope.collection, filter, options).await?);
+    };
+    let engine = |err| OpenCoreError::from(StoreError::from(err));
+    let parsed = Filter::parse(filter).map_err(engine)?;
+    let projection = options.projection.as_ref().filter(|p| !p.is_empty()).map(Projection::parse).transpose().map_err(engine)?;
+    let mut found: Vec<Document> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if options.limit > 0 && found.len() as u64 >= options.limit {
+            break;
+        }
+        if found.iter().any(|d| d.get("_id") == Some(&id)) {
+            continue;
+        }
+        if let Some(document) = scope.store().find_by_id(&scope.collection, &id).await? {
+            if parsed.try_matches(&document).map_err(engine)? {
+                found.push(document);
+            }
+        }
+    }
+    match projection {
+        Some(projection) => found.iter().map(|d| projection.apply(d, Some(&parsed)).map_err(engine)).collect(),
+        None => Ok(found),
+    }
+}
 
 /// The read ACL of the `queryas` target (`None`: no target, or an admin target).
 pub async fn queryas_filter(scope: &Scope, queryas: &str) -> Result<Option<Document>, OpenCoreError> {

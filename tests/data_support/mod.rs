@@ -158,7 +158,6 @@ pub fn start_server(adjust: impl FnOnce(&mut opencore::config::ServeConfig)) -> 
         if let Some(url) = mongo {
             config.mongodb_url = Some(url);
             config.mongodb_db = format!("datatests_{:x}", rand_suffix());
-            eprintln!("data tests on MongoDB database {}", config.mongodb_db);
         }
         adjust(config);
     })
