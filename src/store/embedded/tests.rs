@@ -253,7 +253,7 @@ async fn upserts_seed_from_the_query() {
     let stored = store.find_by_id("c", &id).await.unwrap().unwrap();
     assert_eq!(stored.keys().next().unwrap(), "_id");
     assert_eq!(stored.get_str("key").unwrap(), "k1");
-    assert_eq!(stored.get_bool("created").unwrap(), true);
+    assert!(stored.get_bool("created").unwrap());
     // Second time it matches (n is absent, so use the key only).
     let outcome = store.update("c", &doc! {"key": "k1"}, &doc! {"$set": {"v": 2}, "$setOnInsert": {"created": false}}, options).await.unwrap();
     assert_eq!((outcome.matched, outcome.modified, outcome.upserted_id), (1, 1, None));
@@ -668,7 +668,7 @@ async fn indexed_results_equal_scan_results_on_mixed_types() {
                 doc.insert(field, v);
             }
         }
-        doc.insert("s", (n % 5) as i32);
+        doc.insert("s", n % 5);
         // Dotted paths: a sub-document, an array of sub-documents, a scalar, or nothing.
         match rng.below(4) {
             0 => {
