@@ -47,7 +47,11 @@ pub struct ServeConfig {
     #[arg(long, env = "OPENCORE_TCP_PORT", default_value_t = 8080)]
     pub tcp_port: u16,
     /// Unix socket path (Node client `pipe:` URLs use /tmp/CoreFxPipe_<name>).
-    #[arg(long, env = "OPENCORE_PIPE_PATH", default_value = "/tmp/CoreFxPipe_opencore")]
+    #[arg(
+        long,
+        env = "OPENCORE_PIPE_PATH",
+        default_value = "/tmp/CoreFxPipe_opencore"
+    )]
     pub pipe_path: PathBuf,
     /// Do not listen on the unix socket.
     #[arg(long, env = "OPENCORE_NO_PIPE")]
@@ -197,7 +201,11 @@ impl ServeConfig {
 
     pub fn worker_count(&self) -> usize {
         self.workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            })
             .max(1)
     }
 
@@ -209,9 +217,13 @@ impl ServeConfig {
 /// Parses `300`, `300s`, `500ms`, `5m`, `10h`, `7d` (the reference's `ms`-style values).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("invalid duration '{text}'"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration '{text}'"))?;
     let seconds = match unit.trim() {
         "" | "s" => value,
         "ms" => value / 1000.0,
@@ -233,7 +245,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("365d").unwrap(), Duration::from_secs(365 * 86400));
+        assert_eq!(
+            parse_duration("365d").unwrap(),
+            Duration::from_secs(365 * 86400)
+        );
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("12").unwrap(), Duration::from_secs(12));
         assert!(parse_duration("5 weeks").is_err());

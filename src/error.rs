@@ -24,7 +24,11 @@ pub enum OpenCoreError {
     #[error("Missing data for command {0}")]
     MissingData(String),
     #[error("Could not decode {command} payload as openiap.{type_name}: {reason}")]
-    UndecodablePayload { command: String, type_name: String, reason: String },
+    UndecodablePayload {
+        command: String,
+        type_name: String,
+        reason: String,
+    },
     #[error("Message of {size} bytes exceeds the limit of {limit} bytes")]
     MessageTooLarge { size: usize, limit: usize },
     #[error("Too many requests in flight (limit {0}); wait for replies before sending more")]
@@ -192,7 +196,11 @@ mod tests {
             OpenCoreError::EmptyCommand,
             OpenCoreError::UnknownCommand("x".into()),
             OpenCoreError::MissingData("x".into()),
-            OpenCoreError::UndecodablePayload { command: "a".into(), type_name: "b".into(), reason: "c".into() },
+            OpenCoreError::UndecodablePayload {
+                command: "a".into(),
+                type_name: "b".into(),
+                reason: "c".into(),
+            },
             OpenCoreError::MessageTooLarge { size: 2, limit: 1 },
             OpenCoreError::TooManyInFlight(1),
             OpenCoreError::RateLimited(1),
@@ -206,10 +214,16 @@ mod tests {
             OpenCoreError::CollectionRequired,
             OpenCoreError::DeleteManyNeedsFilter,
             OpenCoreError::NotUnique("x".into()),
-            OpenCoreError::InvalidJson { field: "a".into(), reason: "b".into() },
+            OpenCoreError::InvalidJson {
+                field: "a".into(),
+                reason: "b".into(),
+            },
             OpenCoreError::DuplicateKey("x".into()),
             OpenCoreError::NotSignedIn,
-            OpenCoreError::InvalidToken { command: "a".into(), peer: "b".into() },
+            OpenCoreError::InvalidToken {
+                command: "a".into(),
+                peer: "b".into(),
+            },
             OpenCoreError::InvalidSigninToken("x".into()),
             OpenCoreError::LoginFailed("x".into()),
             OpenCoreError::DisabledUser("x".into(), "y".into()),
@@ -219,7 +233,10 @@ mod tests {
             OpenCoreError::UnknownTokenUser("x".into()),
             OpenCoreError::GuestDisabled,
             OpenCoreError::AccessDeniedBecause("x".into()),
-            OpenCoreError::NotFoundOrDenied { id: "a".into(), collection: "b".into() },
+            OpenCoreError::NotFoundOrDenied {
+                id: "a".into(),
+                collection: "b".into(),
+            },
             OpenCoreError::NotImplemented("x".into()),
         ];
         let mut codes: Vec<i32> = samples.iter().map(|e| e.code()).collect();
@@ -230,17 +247,34 @@ mod tests {
 
     #[test]
     fn reference_texts_are_kept() {
-        assert_eq!(OpenCoreError::UnknownCommand("foo".into()).to_string(), "Unknown command foo");
-        assert_eq!(OpenCoreError::NotSignedIn.to_string(), "Not signed in, and missing jwt");
-        assert_eq!(OpenCoreError::LoginFailed("bob".into()).to_string(), "bob failed logging in using local");
-        assert_eq!(OpenCoreError::QueryMandatory.to_string(), "Query is mandatory");
+        assert_eq!(
+            OpenCoreError::UnknownCommand("foo".into()).to_string(),
+            "Unknown command foo"
+        );
+        assert_eq!(
+            OpenCoreError::NotSignedIn.to_string(),
+            "Not signed in, and missing jwt"
+        );
+        assert_eq!(
+            OpenCoreError::LoginFailed("bob".into()).to_string(),
+            "bob failed logging in using local"
+        );
+        assert_eq!(
+            OpenCoreError::QueryMandatory.to_string(),
+            "Query is mandatory"
+        );
         assert_eq!(OpenCoreError::IdRequired.to_string(), "id cannot be null");
         assert_eq!(
-            OpenCoreError::NotFoundOrDenied { id: "x".into(), collection: "entities".into() }.to_string(),
+            OpenCoreError::NotFoundOrDenied {
+                id: "x".into(),
+                collection: "entities".into()
+            }
+            .to_string(),
             "item x not found in entities or Access Denied"
         );
         assert_eq!(
-            OpenCoreError::AccessDeniedBecause("creating reserved collection users".into()).to_string(),
+            OpenCoreError::AccessDeniedBecause("creating reserved collection users".into())
+                .to_string(),
             "Access denied, creating reserved collection users"
         );
     }

@@ -24,7 +24,10 @@ use crate::transports::{grpc, http, stream};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {what}: {source}")]
-    Listen { what: String, source: std::io::Error },
+    Listen {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Setup(#[from] OpenCoreError),
 }
@@ -67,12 +70,19 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
     let secret = load_or_create_secret(&config.data_dir, config.jwt_secret.as_deref())?;
     let store: SharedStore = match &config.mongodb_url {
         Some(url) => {
-            let mongo = MongoStore::connect(url, &config.mongodb_db).await.map_err(|e| OpenCoreError::Storage(e.to_string()))?;
-            tracing::info!("storage: MongoDB database '{}' at {}", config.mongodb_db, redact_url(url));
+            let mongo = MongoStore::connect(url, &config.mongodb_db)
+                .await
+                .map_err(|e| OpenCoreError::Storage(e.to_string()))?;
+            tracing::info!(
+                "storage: MongoDB database '{}' at {}",
+                config.mongodb_db,
+                redact_url(url)
+            );
             Arc::new(mongo)
         }
         None => {
-            let embedded = EmbeddedStore::open(&config.data_dir).map_err(|e| OpenCoreError::Storage(e.to_string()))?;
+            let embedded = EmbeddedStore::open(&config.data_dir)
+                .map_err(|e| OpenCoreError::Storage(e.to_string()))?;
             tracing::info!("storage: embedded store in {}", config.data_dir.display());
             Arc::new(embedded)
         }
@@ -80,7 +90,11 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
     let generated_admin_password = ensure_builtins(
         &store,
         &config.data_dir,
-        AdminAccount { username: &config.admin_user, password: config.admin_password.as_deref(), bcrypt_cost: config.bcrypt_cost },
+        AdminAccount {
+            username: &config.admin_user,
+            password: config.admin_password.as_deref(),
+            bcrypt_cost: config.bcrypt_cost,
+        },
     )
     .await?;
     let directory = Directory::new(
@@ -105,19 +119,35 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
             .await
             .map_err(listen_error(format!("tcp port {}", config.tcp_port)))?;
         bound.tcp = listener.local_addr().ok();
-        tasks.push(tokio::spawn(stream::serve_tcp(listener, services.clone(), workers.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(stream::serve_tcp(
+            listener,
+            services.clone(),
+            workers.clone(),
+            stop_rx.clone(),
+        )));
     }
     if !config.no_pipe {
-        let listener = stream::bind_pipe(&config.pipe_path).map_err(listen_error(config.pipe_path.display().to_string()))?;
+        let listener = stream::bind_pipe(&config.pipe_path)
+            .map_err(listen_error(config.pipe_path.display().to_string()))?;
         bound.pipe = Some(config.pipe_path.clone());
-        tasks.push(tokio::spawn(stream::serve_pipe(listener, services.clone(), workers.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(stream::serve_pipe(
+            listener,
+            services.clone(),
+            workers.clone(),
+            stop_rx.clone(),
+        )));
     }
     if config.listens_on(config.grpc_port) {
         let listener = tokio::net::TcpListener::bind((config.bind, config.grpc_port))
             .await
             .map_err(listen_error(format!("grpc port {}", config.grpc_port)))?;
         bound.grpc = listener.local_addr().ok();
-        tasks.push(tokio::spawn(grpc::serve(listener, services.clone(), workers.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(grpc::serve(
+            listener,
+            services.clone(),
+            workers.clone(),
+            stop_rx.clone(),
+        )));
     }
     let mut http_handle = None;
     if config.listens_on(config.http_port) {
@@ -145,9 +175,16 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
             }
         }));
     }
-    Ok(RunningServer { bound, services, generated_admin_password, workers, http: http_handle, stop, tasks })
+    Ok(RunningServer {
+        bound,
+        services,
+        generated_admin_password,
+        workers,
+        http: http_handle,
+        stop,
+        tasks,
+    })
 }
-
 
 impl RunningServer {
     /// Stops accepting, lets connections finish in-flight requests (bounded by the
@@ -213,7 +250,12 @@ fn log_listeners(server: &RunningServer) {
         println!(
             "created administrator '{}' with password: {password}  (also in {})",
             server.services.config.admin_user,
-            server.services.config.data_dir.join("admin-password").display()
+            server
+                .services
+                .config
+                .data_dir
+                .join("admin-password")
+                .display()
         );
     }
     if let Some(addr) = bound.http {
@@ -234,7 +276,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {},
@@ -268,7 +313,11 @@ impl BackgroundServer {
             .name("opencore-test-server".into())
             .spawn(move || {
                 let system = actix_rt::System::with_tokio_rt(|| {
-                    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                        .expect("runtime")
                 });
                 system.block_on(async move {
                     let server = match start(config).await {
@@ -285,7 +334,11 @@ impl BackgroundServer {
             })
             .map_err(|e| OpenCoreError::Storage(e.to_string()))?;
         let bound = ready_rx.recv().map_err(|_| OpenCoreError::Internal)??;
-        Ok(BackgroundServer { bound, stop: Some(stop_tx), thread: Some(thread) })
+        Ok(BackgroundServer {
+            bound,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 
     pub fn stop(mut self) {

@@ -628,7 +628,9 @@ fn engine_matches_mongodb() {
         .build()
         .expect("tokio runtime");
     let (passed, failures) = rt.block_on(async {
-        let mut options = mongodb::options::ClientOptions::parse(&url).await.expect("a valid MONGODB_URL");
+        let mut options = mongodb::options::ClientOptions::parse(&url)
+            .await
+            .expect("a valid MONGODB_URL");
         // Fail fast when the server is down instead of waiting out every case.
         options.server_selection_timeout = Some(std::time::Duration::from_secs(5));
         let client = mongodb::Client::with_options(options).expect("client for MONGODB_URL");
@@ -636,7 +638,9 @@ fn engine_matches_mongodb() {
             .database("admin")
             .run_command(mongodb::bson::doc! {"ping": 1})
             .await
-            .unwrap_or_else(|e| panic!("MONGODB_URL={url} is set but the server does not answer: {e}"));
+            .unwrap_or_else(|e| {
+                panic!("MONGODB_URL={url} is set but the server does not answer: {e}")
+            });
         let mut passed = 0usize;
         let mut failures: Vec<String> = Vec::new();
         for (i, case) in cases.iter().enumerate() {

@@ -13,13 +13,31 @@ use common::*;
 use opencore::proto::SigninRequest;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn(data_dir: &std::path::Path, tcp_port: u16, http_port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_opencore"))
-        .args(["serve", "--bind", "127.0.0.1", "--grpc-port", "0", "--no-pipe", "--bcrypt-cost", "10"])
-        .args(["--tcp-port", &tcp_port.to_string(), "--http-port", &http_port.to_string()])
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--grpc-port",
+            "0",
+            "--no-pipe",
+            "--bcrypt-cost",
+            "10",
+        ])
+        .args([
+            "--tcp-port",
+            &tcp_port.to_string(),
+            "--http-port",
+            &http_port.to_string(),
+        ])
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("OPENCORE_ADMIN_PASSWORD")
@@ -37,13 +55,19 @@ fn spawn(data_dir: &std::path::Path, tcp_port: u16, http_port: u16) -> Child {
 fn wait_for_port(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "server did not start listening on {addr}");
+        assert!(
+            Instant::now() < deadline,
+            "server did not start listening on {addr}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn sigterm(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -53,7 +77,10 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -70,26 +97,53 @@ async fn first_start_sigterm_and_restart() {
     let mut stdout = BufReader::new(server.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let password = line.trim().rsplit("password: ").next().unwrap().split_whitespace().next().unwrap().to_string();
+    let password = line
+        .trim()
+        .rsplit("password: ")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
     assert!(password.len() >= 16, "{line}");
     // ...and kept, readable by the owner only, like the generated signing secret.
     for file in ["admin-password", "jwt-secret"] {
-        let mode = std::fs::metadata(data_dir.join(file)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(data_dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{file}");
     }
-    assert_eq!(std::fs::read_to_string(data_dir.join("admin-password")).unwrap(), password);
+    assert_eq!(
+        std::fs::read_to_string(data_dir.join("admin-password")).unwrap(),
+        password
+    );
     wait_for_port(tcp);
 
     let mut client = RawClient::connect(tcp).await;
     client.signin(ADMIN, &password).await;
     // A sign-in is in flight when SIGTERM arrives: it is still answered.
-    let pending = client.envelope("signin", &SigninRequest { username: ADMIN.into(), password: password.clone(), ..Default::default() });
+    let pending = client.envelope(
+        "signin",
+        &SigninRequest {
+            username: ADMIN.into(),
+            password: password.clone(),
+            ..Default::default()
+        },
+    );
     let id = client.send(pending).await;
     sigterm(&server);
     let reply = client.reply().await;
-    assert_eq!((reply.rid.as_str(), reply.command.as_str()), (id.as_str(), "signinreply"));
+    assert_eq!(
+        (reply.rid.as_str(), reply.command.as_str()),
+        (id.as_str(), "signinreply")
+    );
     assert!(client.closed().await, "connections close during shutdown");
-    let status = tokio::task::spawn_blocking(move || wait_exit(&mut server)).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut server))
+        .await
+        .unwrap();
     assert!(status.success(), "exit status {status:?}");
 
     // Restart on the same data dir: nothing regenerated, the same credentials work.
@@ -100,7 +154,12 @@ async fn first_start_sigterm_and_restart() {
     sigterm(&server);
     let mut out = String::new();
     std::io::Read::read_to_string(server.stdout.as_mut().unwrap(), &mut out).unwrap();
-    assert!(!out.contains("password"), "no new password on restart: {out}");
-    let status = tokio::task::spawn_blocking(move || wait_exit(&mut server)).await.unwrap();
+    assert!(
+        !out.contains("password"),
+        "no new password on restart: {out}"
+    );
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut server))
+        .await
+        .unwrap();
     assert!(status.success());
 }

@@ -14,7 +14,9 @@ use opencore::auth::builtin::{BUILTIN_ROLES, USERS_COLLECTION};
 use opencore::proto::SigninRequest;
 
 fn mongo_url() -> Option<String> {
-    std::env::var("MONGODB_URL").ok().filter(|url| !url.is_empty())
+    std::env::var("MONGODB_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
 }
 
 fn start_on(database: &str, url: &str) -> TestServer {
@@ -26,7 +28,15 @@ fn start_on(database: &str, url: &str) -> TestServer {
 }
 
 async fn signin_with_token(client: &mut RawClient, jwt: &str) -> Result<(), String> {
-    let reply = client.request("signin", &SigninRequest { jwt: jwt.into(), ..Default::default() }).await;
+    let reply = client
+        .request(
+            "signin",
+            &SigninRequest {
+                jwt: jwt.into(),
+                ..Default::default()
+            },
+        )
+        .await;
     match error_message(&reply) {
         None => Ok(()),
         Some(message) => Err(message),
@@ -40,8 +50,12 @@ async fn mongo_backed_server_bootstraps_signs_in_and_follows_other_nodes() {
         return;
     };
     let database = format!("opencore_test_{:016x}", rand::random::<u64>());
-    let mongo = mongodb::Client::with_uri_str(&url).await.expect("mongodb client");
-    let users = mongo.database(&database).collection::<Document>(USERS_COLLECTION);
+    let mongo = mongodb::Client::with_uri_str(&url)
+        .await
+        .expect("mongodb client");
+    let users = mongo
+        .database(&database)
+        .collection::<Document>(USERS_COLLECTION);
 
     let outcome = tokio::spawn({
         let (url, database, users) = (url.clone(), database.clone(), users.clone());
@@ -50,20 +64,55 @@ async fn mongo_backed_server_bootstraps_signs_in_and_follows_other_nodes() {
             let mut client = RawClient::connect(server.tcp()).await;
             let signed_in = client.signin(ADMIN, ADMIN_PASSWORD).await;
             assert!(!signed_in.jwt.is_empty());
-            assert_eq!(signed_in.user.as_ref().map(|u| u.username.as_str()), Some(ADMIN));
-            let wrong = client.request("signin", &SigninRequest { username: ADMIN.into(), password: "nope".into(), ..Default::default() }).await;
-            assert!(error_message(&wrong).is_some(), "a wrong password is refused");
+            assert_eq!(
+                signed_in.user.as_ref().map(|u| u.username.as_str()),
+                Some(ADMIN)
+            );
+            let wrong = client
+                .request(
+                    "signin",
+                    &SigninRequest {
+                        username: ADMIN.into(),
+                        password: "nope".into(),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            assert!(
+                error_message(&wrong).is_some(),
+                "a wrong password is refused"
+            );
 
             // Bootstrap wrote the built-ins into MongoDB.
-            assert_eq!(users.count_documents(doc! {"_type": "role"}).await.unwrap(), BUILTIN_ROLES.len() as u64);
-            assert_eq!(users.count_documents(doc! {"_type": "user", "username": ADMIN}).await.unwrap(), 1);
-            assert_eq!(users.count_documents(doc! {"_type": "user", "username": {"$in": ["root", "guest"]}}).await.unwrap(), 2);
+            assert_eq!(
+                users.count_documents(doc! {"_type": "role"}).await.unwrap(),
+                BUILTIN_ROLES.len() as u64
+            );
+            assert_eq!(
+                users
+                    .count_documents(doc! {"_type": "user", "username": ADMIN})
+                    .await
+                    .unwrap(),
+                1
+            );
+            assert_eq!(
+                users
+                    .count_documents(doc! {"_type": "user", "username": {"$in": ["root", "guest"]}})
+                    .await
+                    .unwrap(),
+                2
+            );
 
             // The token works (and puts the user in the node's cache)...
-            signin_with_token(&mut client, &signed_in.jwt).await.expect("token sign-in");
+            signin_with_token(&mut client, &signed_in.jwt)
+                .await
+                .expect("token sign-in");
             // ...until another node disables the user: the users change stream must
             // invalidate this node's cache.
-            users.update_one(doc! {"username": ADMIN}, doc! {"$set": {"disabled": true}}).await.unwrap();
+            users
+                .update_one(doc! {"username": ADMIN}, doc! {"$set": {"disabled": true}})
+                .await
+                .unwrap();
             let deadline = Instant::now() + Duration::from_secs(15);
             let refused = loop {
                 // A fresh connection each time, so the refusal is the token sign-in's
@@ -71,28 +120,49 @@ async fn mongo_backed_server_bootstraps_signs_in_and_follows_other_nodes() {
                 let mut fresh = RawClient::connect(server.tcp()).await;
                 match signin_with_token(&mut fresh, &signed_in.jwt).await {
                     Err(message) => break message,
-                    Ok(()) if Instant::now() > deadline => panic!("the disabled user's token still works after 15 s"),
+                    Ok(()) if Instant::now() > deadline => {
+                        panic!("the disabled user's token still works after 15 s")
+                    }
                     Ok(()) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             };
             assert!(refused.to_lowercase().contains("disabled"), "{refused}");
-            users.update_one(doc! {"username": ADMIN}, doc! {"$set": {"disabled": false}}).await.unwrap();
+            users
+                .update_one(doc! {"username": ADMIN}, doc! {"$set": {"disabled": false}})
+                .await
+                .unwrap();
             drop(client);
-            tokio::task::spawn_blocking(move || server.server.stop()).await.unwrap();
+            tokio::task::spawn_blocking(move || server.server.stop())
+                .await
+                .unwrap();
 
             // A second start on the same database creates nothing twice.
             let server = start_on(&database, &url);
             let mut client = RawClient::connect(server.tcp()).await;
             client.signin(ADMIN, ADMIN_PASSWORD).await;
-            assert_eq!(users.count_documents(doc! {"_type": "role"}).await.unwrap(), BUILTIN_ROLES.len() as u64);
-            assert_eq!(users.count_documents(doc! {"_type": "user", "username": ADMIN}).await.unwrap(), 1);
+            assert_eq!(
+                users.count_documents(doc! {"_type": "role"}).await.unwrap(),
+                BUILTIN_ROLES.len() as u64
+            );
+            assert_eq!(
+                users
+                    .count_documents(doc! {"_type": "user", "username": ADMIN})
+                    .await
+                    .unwrap(),
+                1
+            );
             drop(client);
-            tokio::task::spawn_blocking(move || server.server.stop()).await.unwrap();
+            tokio::task::spawn_blocking(move || server.server.stop())
+                .await
+                .unwrap();
         }
     })
     .await;
     if let Err(err) = mongo.database(&database).drop().await {
-        let _ = writeln!(std::io::stderr(), "could not drop test database {database}: {err}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "could not drop test database {database}: {err}"
+        );
     }
     if let Err(err) = outcome {
         std::panic::resume_unwind(err.into_panic());

@@ -8,16 +8,27 @@ use common::*;
 use openiap_client::{Client, EnvConfig, RegisterQueueRequest};
 
 async fn check_client(url: &str) {
-    let client = Client::new_connect(url).await.unwrap_or_else(|e| panic!("connect {url}: {e:?}"));
+    let client = Client::new_connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e:?}"));
     let user = client.get_user().expect("signed in");
     assert_eq!(user.username, ADMIN);
     assert!(user.roles.iter().any(|r| r.name == "admins"));
     // A command this server does not serve yet is a clean server error, not a hang.
     let result = client
-        .register_queue(RegisterQueueRequest { queuename: "q".into() }, EnvConfig::new(), std::sync::Arc::new(|_, _| Box::pin(async { None })))
+        .register_queue(
+            RegisterQueueRequest {
+                queuename: "q".into(),
+            },
+            EnvConfig::new(),
+            std::sync::Arc::new(|_, _| Box::pin(async { None })),
+        )
         .await;
     let err = result.expect_err("registerqueue is not served");
-    assert!(format!("{err:?}").contains("Unknown command registerqueue"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("Unknown command registerqueue"),
+        "{err:?}"
+    );
     client.disconnect();
 }
 
@@ -28,7 +39,9 @@ async fn check_guest_handshake(url: &str) {
     std::env::remove_var("OPENIAP_PASSWORD");
     std::env::remove_var("OPENIAP_JWT");
     std::env::remove_var("jwt");
-    let client = Client::new_connect(url).await.unwrap_or_else(|e| panic!("guest connect {url}: {e:?}"));
+    let client = Client::new_connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("guest connect {url}: {e:?}"));
     assert!(client.get_user().is_none());
     client.disconnect();
 }

@@ -7,9 +7,10 @@ mod data_support;
 
 use common::*;
 use openiap_client::{
-    AggregateRequest, Client, ColTimeseries, CountRequest, CreateCollectionRequest, CreateIndexRequest, DeleteOneRequest,
-    DistinctRequest, DropCollectionRequest, DropIndexRequest, EnvConfig, GetDocumentVersionRequest, GetIndexesRequest,
-    InsertManyRequest, InsertOneRequest, InsertOrUpdateOneRequest, QueryRequest, UpdateDocumentRequest, UpdateOneRequest,
+    AggregateRequest, Client, ColTimeseries, CountRequest, CreateCollectionRequest,
+    CreateIndexRequest, DeleteOneRequest, DistinctRequest, DropCollectionRequest, DropIndexRequest,
+    EnvConfig, GetDocumentVersionRequest, GetIndexesRequest, InsertManyRequest, InsertOneRequest,
+    InsertOrUpdateOneRequest, QueryRequest, UpdateDocumentRequest, UpdateOneRequest,
 };
 use serde_json::{json, Value};
 
@@ -18,14 +19,20 @@ fn parse(text: &str) -> Value {
 }
 
 async fn exercise(url: &str) {
-    let client = Client::new_connect(url).await.unwrap_or_else(|e| panic!("connect {url}: {e:?}"));
+    let client = Client::new_connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e:?}"));
     let env = EnvConfig::new;
     let collection = "clientdata";
 
     // insert_one → the stored document with its `_id`.
     let inserted = client
         .insert_one(
-            InsertOneRequest { collectionname: collection.into(), item: json!({"name": "one", "n": 1}).to_string(), ..Default::default() },
+            InsertOneRequest {
+                collectionname: collection.into(),
+                item: json!({"name": "one", "n": 1}).to_string(),
+                ..Default::default()
+            },
             env(),
         )
         .await
@@ -36,7 +43,14 @@ async fn exercise(url: &str) {
 
     // query
     let found = client
-        .query(QueryRequest { collectionname: collection.into(), query: json!({"_id": id}).to_string(), ..Default::default() }, env())
+        .query(
+            QueryRequest {
+                collectionname: collection.into(),
+                query: json!({"_id": id}).to_string(),
+                ..Default::default()
+            },
+            env(),
+        )
         .await
         .expect("query");
     let found = parse(&found.results);
@@ -47,7 +61,14 @@ async fn exercise(url: &str) {
     let mut changed = found[0].clone();
     changed["name"] = json!("two");
     let updated = client
-        .update_one(UpdateOneRequest { collectionname: collection.into(), item: changed.to_string(), ..Default::default() }, env())
+        .update_one(
+            UpdateOneRequest {
+                collectionname: collection.into(),
+                item: changed.to_string(),
+                ..Default::default()
+            },
+            env(),
+        )
         .await
         .expect("update_one");
     assert_eq!(parse(&updated.result)["_version"], 1);
@@ -66,12 +87,26 @@ async fn exercise(url: &str) {
         .expect("insert_many");
     assert_eq!(parse(&many.results).as_array().unwrap().len(), 2);
     let counted = client
-        .count(CountRequest { collectionname: collection.into(), query: "{}".into(), ..Default::default() }, env())
+        .count(
+            CountRequest {
+                collectionname: collection.into(),
+                query: "{}".into(),
+                ..Default::default()
+            },
+            env(),
+        )
         .await
         .expect("count");
     assert_eq!(counted.result, 3);
     let distinct = client
-        .distinct(DistinctRequest { collectionname: collection.into(), field: "name".into(), ..Default::default() }, env())
+        .distinct(
+            DistinctRequest {
+                collectionname: collection.into(),
+                field: "name".into(),
+                ..Default::default()
+            },
+            env(),
+        )
         .await
         .expect("distinct");
     let mut names = distinct.results.clone();
@@ -117,24 +152,42 @@ async fn exercise(url: &str) {
         .await
         .expect("insert_or_update_one");
     let upserted = parse(&upserted);
-    assert_eq!((upserted["_id"].as_str(), upserted["_version"].as_i64()), (Some(id.as_str()), Some(2)));
+    assert_eq!(
+        (upserted["_id"].as_str(), upserted["_version"].as_i64()),
+        (Some(id.as_str()), Some(2))
+    );
 
     // get_document_version: 0 is the original, 1 the first update.
     for (version, name) in [(0, "one"), (1, "two")] {
         let text = client
             .get_document_version(
-                GetDocumentVersionRequest { collectionname: collection.into(), id: id.clone(), version, ..Default::default() },
+                GetDocumentVersionRequest {
+                    collectionname: collection.into(),
+                    id: id.clone(),
+                    version,
+                    ..Default::default()
+                },
                 env(),
             )
             .await
             .expect("get_document_version");
         let at = parse(&text);
-        assert_eq!((at["name"].as_str(), at["_version"].as_i64()), (Some(name), Some(version as i64)));
+        assert_eq!(
+            (at["name"].as_str(), at["_version"].as_i64()),
+            (Some(name), Some(version as i64))
+        );
     }
 
     // delete_one
     let deleted = client
-        .delete_one(DeleteOneRequest { collectionname: collection.into(), id: id.clone(), ..Default::default() }, env())
+        .delete_one(
+            DeleteOneRequest {
+                collectionname: collection.into(),
+                id: id.clone(),
+                ..Default::default()
+            },
+            env(),
+        )
         .await
         .expect("delete_one");
     assert_eq!(deleted, 1);
@@ -145,44 +198,126 @@ async fn exercise(url: &str) {
         .create_collection(
             CreateCollectionRequest {
                 collectionname: created_name.clone(),
-                timeseries: Some(ColTimeseries { time_field: "ts".into(), meta_field: "meta".into(), granularity: String::new() }),
+                timeseries: Some(ColTimeseries {
+                    time_field: "ts".into(),
+                    meta_field: "meta".into(),
+                    granularity: String::new(),
+                }),
                 ..Default::default()
             },
             env(),
         )
         .await
         .expect("create_collection");
-    let listed = parse(&client.list_collections(false, env()).await.expect("list_collections"));
-    let names: Vec<&str> = listed.as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
-    assert!(names.contains(&created_name.as_str()) && names.contains(&collection), "{names:?}");
+    let listed = parse(
+        &client
+            .list_collections(false, env())
+            .await
+            .expect("list_collections"),
+    );
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&created_name.as_str()) && names.contains(&collection),
+        "{names:?}"
+    );
     client
         .create_index(
-            CreateIndexRequest { collectionname: collection.into(), index: r#"{"name": 1}"#.into(), name: "by_name".into(), ..Default::default() },
+            CreateIndexRequest {
+                collectionname: collection.into(),
+                index: r#"{"name": 1}"#.into(),
+                name: "by_name".into(),
+                ..Default::default()
+            },
             env(),
         )
         .await
         .expect("create_index");
-    let indexes = parse(&client.get_indexes(GetIndexesRequest { collectionname: collection.into() }, env()).await.expect("get_indexes"));
-    assert!(indexes.as_array().unwrap().iter().any(|i| i["name"] == "by_name"), "{indexes}");
+    let indexes = parse(
+        &client
+            .get_indexes(
+                GetIndexesRequest {
+                    collectionname: collection.into(),
+                },
+                env(),
+            )
+            .await
+            .expect("get_indexes"),
+    );
+    assert!(
+        indexes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "by_name"),
+        "{indexes}"
+    );
     client
-        .drop_index(DropIndexRequest { collectionname: collection.into(), name: "by_name".into() }, env())
+        .drop_index(
+            DropIndexRequest {
+                collectionname: collection.into(),
+                name: "by_name".into(),
+            },
+            env(),
+        )
         .await
         .expect("drop_index");
-    let indexes = parse(&client.get_indexes(GetIndexesRequest { collectionname: collection.into() }, env()).await.expect("get_indexes"));
-    assert!(!indexes.as_array().unwrap().iter().any(|i| i["name"] == "by_name"));
+    let indexes = parse(
+        &client
+            .get_indexes(
+                GetIndexesRequest {
+                    collectionname: collection.into(),
+                },
+                env(),
+            )
+            .await
+            .expect("get_indexes"),
+    );
+    assert!(!indexes
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["name"] == "by_name"));
     client
-        .drop_collection(DropCollectionRequest { collectionname: created_name.clone() }, env())
+        .drop_collection(
+            DropCollectionRequest {
+                collectionname: created_name.clone(),
+            },
+            env(),
+        )
         .await
         .expect("drop_collection");
-    let listed = parse(&client.list_collections(false, env()).await.expect("list_collections"));
-    assert!(!listed.as_array().unwrap().iter().any(|c| c["name"] == created_name.as_str()));
+    let listed = parse(
+        &client
+            .list_collections(false, env())
+            .await
+            .expect("list_collections"),
+    );
+    assert!(!listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["name"] == created_name.as_str()));
 
     // A server error reaches the client as an error, not a hang.
     let err = client
-        .create_collection(CreateCollectionRequest { collectionname: "users".into(), ..Default::default() }, env())
+        .create_collection(
+            CreateCollectionRequest {
+                collectionname: "users".into(),
+                ..Default::default()
+            },
+            env(),
+        )
         .await
         .expect_err("reserved");
-    assert!(format!("{err:?}").contains("Access denied, creating reserved collection users"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("Access denied, creating reserved collection users"),
+        "{err:?}"
+    );
     client.disconnect();
 }
 
@@ -195,5 +330,9 @@ async fn official_client_data_over_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_client_data_over_grpc() {
     let server = data_support::start_server(|_| {});
-    exercise(&format!("grpc://{ADMIN}:{ADMIN_PASSWORD}@{}", server.grpc())).await;
+    exercise(&format!(
+        "grpc://{ADMIN}:{ADMIN_PASSWORD}@{}",
+        server.grpc()
+    ))
+    .await;
 }

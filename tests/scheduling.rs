@@ -16,7 +16,11 @@ async fn higher_priority_jumps_the_backlog() {
         c.bcrypt_cost = 8;
     });
     let mut client = RawClient::connect(server.tcp()).await;
-    let signin = SigninRequest { username: ADMIN.into(), password: ADMIN_PASSWORD.into(), ..Default::default() };
+    let signin = SigninRequest {
+        username: ADMIN.into(),
+        password: ADMIN_PASSWORD.into(),
+        ..Default::default()
+    };
     let mut batch = Vec::new();
     for n in 0..8 {
         let mut envelope = client.envelope("signin", &signin);
@@ -32,7 +36,10 @@ async fn higher_priority_jumps_the_backlog() {
     let mut bytes = bytes::BytesMut::new();
     for (seq, envelope) in batch.iter_mut().enumerate() {
         envelope.seq = seq as i32;
-        opencore::protocol::frame::encode_frame(&prost::Message::encode_to_vec(envelope), &mut bytes);
+        opencore::protocol::frame::encode_frame(
+            &prost::Message::encode_to_vec(envelope),
+            &mut bytes,
+        );
     }
     client.send_raw(&bytes).await;
     let mut order = Vec::new();
@@ -43,7 +50,10 @@ async fn higher_priority_jumps_the_backlog() {
     }
     let position = order.iter().position(|rid| rid == "urgent").unwrap();
     // At most the sign-in already running when it arrived finishes first.
-    assert!(position <= 1, "urgent finished at position {position}: {order:?}");
+    assert!(
+        position <= 1,
+        "urgent finished at position {position}: {order:?}"
+    );
     assert_eq!(order.last().unwrap(), "low7");
 }
 
@@ -55,12 +65,19 @@ async fn in_flight_limit_answers_with_an_error() {
         c.bcrypt_cost = 8;
     });
     let mut client = RawClient::connect(server.tcp()).await;
-    let signin = SigninRequest { username: ADMIN.into(), password: ADMIN_PASSWORD.into(), ..Default::default() };
+    let signin = SigninRequest {
+        username: ADMIN.into(),
+        password: ADMIN_PASSWORD.into(),
+        ..Default::default()
+    };
     let mut bytes = bytes::BytesMut::new();
     for seq in 0..4 {
         let mut envelope = client.envelope("signin", &signin);
         envelope.seq = seq;
-        opencore::protocol::frame::encode_frame(&prost::Message::encode_to_vec(&envelope), &mut bytes);
+        opencore::protocol::frame::encode_frame(
+            &prost::Message::encode_to_vec(&envelope),
+            &mut bytes,
+        );
     }
     client.seq = 4;
     client.send_raw(&bytes).await;
@@ -75,9 +92,18 @@ async fn in_flight_limit_answers_with_an_error() {
     }
     assert_eq!(ok, 2);
     assert_eq!(errors.len(), 2);
-    assert!(errors[0].starts_with("Too many requests in flight (limit 2)"), "{errors:?}");
+    assert!(
+        errors[0].starts_with("Too many requests in flight (limit 2)"),
+        "{errors:?}"
+    );
     // Once answered, the connection is usable again.
-    assert_eq!(client.request("getelement", &GetElementRequest::default()).await.command, "getelement");
+    assert_eq!(
+        client
+            .request("getelement", &GetElementRequest::default())
+            .await
+            .command,
+        "getelement"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,14 +114,20 @@ async fn rate_limit_answers_with_an_error() {
     for seq in 0..8 {
         let mut envelope = client.envelope("getelement", &GetElementRequest::default());
         envelope.seq = seq;
-        opencore::protocol::frame::encode_frame(&prost::Message::encode_to_vec(&envelope), &mut bytes);
+        opencore::protocol::frame::encode_frame(
+            &prost::Message::encode_to_vec(&envelope),
+            &mut bytes,
+        );
     }
     client.seq = 8;
     client.send_raw(&bytes).await;
     let mut limited = 0;
     for _ in 0..8 {
         if let Some(message) = error_message(&client.reply().await) {
-            assert_eq!(message, "Rate limit exceeded: more than 5 requests per second");
+            assert_eq!(
+                message,
+                "Rate limit exceeded: more than 5 requests per second"
+            );
             limited += 1;
         }
     }
@@ -113,7 +145,9 @@ async fn slow_client_is_disconnected() {
     let mut good = RawClient::connect(server.tcp()).await;
     let mut slow = RawClient::connect(server.tcp()).await;
     // Large echoes that the client never reads: fills socket buffers, then the queue.
-    let big = GetElementRequest { xpath: "x".repeat(256 * 1024) };
+    let big = GetElementRequest {
+        xpath: "x".repeat(256 * 1024),
+    };
     let mut disconnected = false;
     for _ in 0..400 {
         let envelope = slow.envelope("getelement", &big);
@@ -121,9 +155,16 @@ async fn slow_client_is_disconnected() {
         let mut envelope = envelope;
         envelope.seq = slow.seq;
         slow.seq += 1;
-        opencore::protocol::frame::encode_frame(&prost::Message::encode_to_vec(&envelope), &mut framed);
+        opencore::protocol::frame::encode_frame(
+            &prost::Message::encode_to_vec(&envelope),
+            &mut framed,
+        );
         use tokio::io::AsyncWriteExt;
-        let write = tokio::time::timeout(std::time::Duration::from_secs(2), slow.stream.write_all(&framed)).await;
+        let write = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            slow.stream.write_all(&framed),
+        )
+        .await;
         if !matches!(write, Ok(Ok(()))) {
             disconnected = true;
             break;
@@ -135,5 +176,10 @@ async fn slow_client_is_disconnected() {
         disconnected = slow.closed().await;
     }
     assert!(disconnected, "the slow client was never disconnected");
-    assert_eq!(good.request("getelement", &GetElementRequest::default()).await.command, "getelement");
+    assert_eq!(
+        good.request("getelement", &GetElementRequest::default())
+            .await
+            .command,
+        "getelement"
+    );
 }

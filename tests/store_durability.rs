@@ -47,16 +47,37 @@ fn document(id: &str, version: i64) -> Document {
 fn check(doc: &Document) {
     let id = doc.get_str("_id").expect("string _id");
     let version = doc.get_i64("version").expect("version");
-    assert_eq!(doc, &document(id, version), "document {id} is not a complete version {version}");
+    assert_eq!(
+        doc,
+        &document(id, version),
+        "document {id} is not a complete version {version}"
+    );
 }
 
 fn child(dir: &str, round: usize) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async move {
         let store = Arc::new(EmbeddedStore::open(std::path::Path::new(dir)).unwrap());
-        let unique = IndexSpec { keys: doc! {"email": 1}, unique: true, ..Default::default() };
+        let unique = IndexSpec {
+            keys: doc! {"email": 1},
+            unique: true,
+            ..Default::default()
+        };
         store.create_index(COLLECTION, &unique).await.unwrap();
-        store.create_index(COLLECTION, &IndexSpec { keys: doc! {"group": 1, "version": -1}, ..Default::default() }).await.unwrap();
+        store
+            .create_index(
+                COLLECTION,
+                &IndexSpec {
+                    keys: doc! {"group": 1, "version": -1},
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for writer in 0..WRITERS {
             let store = store.clone();
@@ -66,7 +87,9 @@ fn child(dir: &str, round: usize) {
                     match n % 4 {
                         // Insert a new document (sometimes two in one call).
                         0 | 1 => {
-                            let ids: Vec<String> = (0..(1 + n % 2)).map(|k| format!("r{round}-w{writer}-{n}-{k}")).collect();
+                            let ids: Vec<String> = (0..(1 + n % 2))
+                                .map(|k| format!("r{round}-w{writer}-{n}-{k}"))
+                                .collect();
                             let docs = ids.iter().map(|id| document(id, 1)).collect();
                             store.insert_many(COLLECTION, docs).await.unwrap();
                             for id in ids {
@@ -81,7 +104,12 @@ fn child(dir: &str, round: usize) {
                             let mut next = document(&id, version + 1);
                             next.remove("_id");
                             let outcome = store
-                                .update(COLLECTION, &doc! {"_id": &id}, &doc! {"$set": next}, UpdateOptions::default())
+                                .update(
+                                    COLLECTION,
+                                    &doc! {"_id": &id},
+                                    &doc! {"$set": next},
+                                    UpdateOptions::default(),
+                                )
                                 .await
                                 .unwrap();
                             assert_eq!(outcome.matched, 1);
@@ -97,15 +125,31 @@ fn child(dir: &str, round: usize) {
                                 ..Default::default()
                             };
                             let prefix = format!("r{round}-w{writer}-");
-                            let filter = doc! {"group": group, "_id": {"$regex": format!("^{prefix}")}};
-                            let found = store.find(COLLECTION, &filter, &FindOptions { limit: 1, ..Default::default() }).await.unwrap();
+                            let filter =
+                                doc! {"group": group, "_id": {"$regex": format!("^{prefix}")}};
+                            let found = store
+                                .find(
+                                    COLLECTION,
+                                    &filter,
+                                    &FindOptions {
+                                        limit: 1,
+                                        ..Default::default()
+                                    },
+                                )
+                                .await
+                                .unwrap();
                             if let Some(current) = found.first() {
                                 let id = current.get_str("_id").unwrap().to_string();
                                 let version = current.get_i64("version").unwrap();
                                 let mut next = document(&id, version + 1);
                                 next.remove("_id");
                                 let updated = store
-                                    .find_one_and_update(COLLECTION, &doc! {"_id": &id, "version": version}, &doc! {"$set": next}, &options)
+                                    .find_one_and_update(
+                                        COLLECTION,
+                                        &doc! {"_id": &id, "version": version},
+                                        &doc! {"$set": next},
+                                        &options,
+                                    )
                                     .await
                                     .unwrap();
                                 if let Some(updated) = updated {
@@ -126,7 +170,11 @@ fn child(dir: &str, round: usize) {
     });
 }
 
-fn spawn_child_and_kill(dir: &std::path::Path, round: usize, acked: &mut HashMap<String, i64>) -> usize {
+fn spawn_child_and_kill(
+    dir: &std::path::Path,
+    round: usize,
+    acked: &mut HashMap<String, i64>,
+) -> usize {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR, dir)
@@ -141,7 +189,9 @@ fn spawn_child_and_kill(dir: &std::path::Path, round: usize, acked: &mut HashMap
     let started = Instant::now();
     let mut seen = 0;
     let record = |line: &str, acked: &mut HashMap<String, i64>| -> bool {
-        let Some(rest) = line.strip_prefix("ACK ") else { return false };
+        let Some(rest) = line.strip_prefix("ACK ") else {
+            return false;
+        };
         let (id, version) = rest.split_once(' ').unwrap();
         let version: i64 = version.trim().parse().unwrap();
         let slot = acked.entry(id.to_string()).or_insert(0);
@@ -156,10 +206,19 @@ fn spawn_child_and_kill(dir: &std::path::Path, round: usize, acked: &mut HashMap
                 break;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "the child made no progress");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the child made no progress"
+        );
     }
-    assert!(seen >= kill_after, "the child stopped before it was killed ({seen} acks)");
-    let status = Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+    assert!(
+        seen >= kill_after,
+        "the child stopped before it was killed ({seen} acks)"
+    );
+    let status = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     // Lines already in the pipe were acknowledged before the kill.
     for line in lines {
@@ -173,34 +232,81 @@ fn spawn_child_and_kill(dir: &std::path::Path, round: usize, acked: &mut HashMap
 }
 
 fn verify(dir: &std::path::Path, acked: &HashMap<String, i64>) -> usize {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let store = EmbeddedStore::open(dir).unwrap();
-        let all = store.find(COLLECTION, &doc! {}, &FindOptions::default()).await.unwrap();
+        let all = store
+            .find(COLLECTION, &doc! {}, &FindOptions::default())
+            .await
+            .unwrap();
         for doc in &all {
             check(doc);
         }
-        let stored: HashMap<String, i64> =
-            all.iter().map(|d| (d.get_str("_id").unwrap().to_string(), d.get_i64("version").unwrap())).collect();
+        let stored: HashMap<String, i64> = all
+            .iter()
+            .map(|d| {
+                (
+                    d.get_str("_id").unwrap().to_string(),
+                    d.get_i64("version").unwrap(),
+                )
+            })
+            .collect();
         for (id, version) in acked {
-            let found = stored.get(id).unwrap_or_else(|| panic!("acknowledged document {id} is missing"));
-            assert!(found >= version, "{id}: acknowledged version {version}, stored {found}");
+            let found = stored
+                .get(id)
+                .unwrap_or_else(|| panic!("acknowledged document {id} is missing"));
+            assert!(
+                found >= version,
+                "{id}: acknowledged version {version}, stored {found}"
+            );
         }
         // Index entries agree with the documents: the planner's index answers equal scans.
         for group in 0..4i64 {
             let indexed = doc! {"group": group};
-            let explain = store.explain(COLLECTION, &indexed, &FindOptions::default()).await.unwrap();
+            let explain = store
+                .explain(COLLECTION, &indexed, &FindOptions::default())
+                .await
+                .unwrap();
             assert_eq!(explain.plan, "IXSCAN group_1_version_-1");
-            let mut via_index = ids(&store.find(COLLECTION, &indexed, &FindOptions::default()).await.unwrap());
+            let mut via_index = ids(&store
+                .find(COLLECTION, &indexed, &FindOptions::default())
+                .await
+                .unwrap());
             let scan = doc! {"$or": [{"group": group}]};
-            assert_eq!(store.explain(COLLECTION, &scan, &FindOptions::default()).await.unwrap().plan, "COLLSCAN");
-            let mut via_scan = ids(&store.find(COLLECTION, &scan, &FindOptions::default()).await.unwrap());
+            assert_eq!(
+                store
+                    .explain(COLLECTION, &scan, &FindOptions::default())
+                    .await
+                    .unwrap()
+                    .plan,
+                "COLLSCAN"
+            );
+            let mut via_scan = ids(&store
+                .find(COLLECTION, &scan, &FindOptions::default())
+                .await
+                .unwrap());
             via_index.sort();
             via_scan.sort();
-            assert_eq!(via_index, via_scan, "group {group}: index and scan disagree");
+            assert_eq!(
+                via_index, via_scan,
+                "group {group}: index and scan disagree"
+            );
             // Sorted through the index, too.
-            let sorted = FindOptions { sort: Some(doc! {"version": -1}), ..Default::default() };
-            assert!(store.explain(COLLECTION, &indexed, &sorted).await.unwrap().sorted_by_index);
+            let sorted = FindOptions {
+                sort: Some(doc! {"version": -1}),
+                ..Default::default()
+            };
+            assert!(
+                store
+                    .explain(COLLECTION, &indexed, &sorted)
+                    .await
+                    .unwrap()
+                    .sorted_by_index
+            );
             let versions: Vec<i64> = store
                 .find(COLLECTION, &indexed, &sorted)
                 .await
@@ -213,15 +319,28 @@ fn verify(dir: &std::path::Path, acked: &HashMap<String, i64>) -> usize {
         let counted: u64 = {
             let mut total = 0;
             for group in 0..4i64 {
-                total += store.count(COLLECTION, &doc! {"group": group}).await.unwrap();
+                total += store
+                    .count(COLLECTION, &doc! {"group": group})
+                    .await
+                    .unwrap();
             }
             total
         };
-        assert_eq!(counted as usize, all.len(), "stray or missing index entries");
+        assert_eq!(
+            counted as usize,
+            all.len(),
+            "stray or missing index entries"
+        );
         for doc in all.iter().step_by(7) {
             let email = doc.get_str("email").unwrap();
-            let explain = store.explain(COLLECTION, &doc! {"email": email}, &FindOptions::default()).await.unwrap();
-            assert_eq!((explain.plan.as_str(), explain.returned), ("IXSCAN email_1", 1));
+            let explain = store
+                .explain(COLLECTION, &doc! {"email": email}, &FindOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(
+                (explain.plan.as_str(), explain.returned),
+                ("IXSCAN email_1", 1)
+            );
         }
         store.close().await.unwrap();
         all.len()
@@ -229,13 +348,18 @@ fn verify(dir: &std::path::Path, acked: &HashMap<String, i64>) -> usize {
 }
 
 fn ids(docs: &[Document]) -> Vec<String> {
-    docs.iter().map(|d| d.get_str("_id").unwrap().to_string()).collect()
+    docs.iter()
+        .map(|d| d.get_str("_id").unwrap().to_string())
+        .collect()
 }
 
 #[test]
 fn kill_9_loses_no_acknowledged_write() {
     if let Ok(dir) = std::env::var(CHILD_DIR) {
-        let round = std::env::var(CHILD_ROUND).ok().and_then(|r| r.parse().ok()).unwrap_or(0);
+        let round = std::env::var(CHILD_ROUND)
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
         child(&dir, round);
         return;
     }
@@ -244,7 +368,9 @@ fn kill_9_loses_no_acknowledged_write() {
     for round in 0..ROUNDS {
         let seen = spawn_child_and_kill(dir.path(), round, &mut acked);
         let stored = verify(dir.path(), &acked);
-        eprintln!("round {round}: {seen} acknowledged writes before SIGKILL, {stored} documents verified");
+        eprintln!(
+            "round {round}: {seen} acknowledged writes before SIGKILL, {stored} documents verified"
+        );
         assert!(stored >= acked.len());
     }
 }

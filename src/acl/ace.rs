@@ -30,7 +30,9 @@ pub struct Ace {
 /// Reads an `_acl` value. Anything that is not an array of entries with an id and
 /// some rights is dropped; entries for the same principal (and deny flag) are merged.
 pub fn parse(value: Option<&Bson>) -> Vec<Ace> {
-    let Some(Bson::Array(items)) = value else { return Vec::new() };
+    let Some(Bson::Array(items)) = value else {
+        return Vec::new();
+    };
     let mut acl: Vec<Ace> = Vec::new();
     for item in items.iter().filter_map(Bson::as_document) {
         let id = match item.get("_id") {
@@ -46,7 +48,12 @@ pub fn parse(value: Option<&Bson>) -> Vec<Ace> {
         let name = item.get_str("name").unwrap_or_default().to_string();
         match acl.iter_mut().find(|ace| ace.id == id && ace.deny == deny) {
             Some(existing) => existing.rights |= rights,
-            None => acl.push(Ace { id, name, rights, deny }),
+            None => acl.push(Ace {
+                id,
+                name,
+                rights,
+                deny,
+            }),
         }
     }
     // Leave room for the entries the server adds.
@@ -56,14 +63,20 @@ pub fn parse(value: Option<&Bson>) -> Vec<Ace> {
 
 /// Whether the (non-deny) entries give all of `bits` to one of `principals`' ids.
 pub fn grants(acl: &[Ace], principals: &Principals, bits: i32) -> bool {
-    acl.iter().any(|ace| !ace.deny && ace.rights & bits == bits && principals.contains(&ace.id))
+    acl.iter()
+        .any(|ace| !ace.deny && ace.rights & bits == bits && principals.contains(&ace.id))
 }
 
 /// Gives `id` at least `rights`.
 pub fn ensure(acl: &mut Vec<Ace>, id: &str, name: &str, rights: i32) {
     match acl.iter_mut().find(|ace| ace.id == id && !ace.deny) {
         Some(ace) => ace.rights |= rights,
-        None => acl.push(Ace { id: id.to_string(), name: name.to_string(), rights, deny: false }),
+        None => acl.push(Ace {
+            id: id.to_string(),
+            name: name.to_string(),
+            rights,
+            deny: false,
+        }),
     }
 }
 
@@ -92,7 +105,10 @@ fn display_name(user: &ResolvedUser) -> String {
 /// Insert defaults: admins full control, the caller full control unless it has it.
 pub fn apply_insert_defaults(acl: &mut Vec<Ace>, caller: &ResolvedUser) {
     ensure(acl, ADMINS_ROLE_ID, "admins", rights::FULL_CONTROL);
-    let mine = Principals { admin: false, ids: caller.principal_ids().map(str::to_string).collect() };
+    let mine = Principals {
+        admin: false,
+        ids: caller.principal_ids().map(str::to_string).collect(),
+    };
     if !grants(acl, &mine, rights::FULL_CONTROL) {
         ensure(acl, &caller.id, &display_name(caller), rights::FULL_CONTROL);
     }
@@ -123,21 +139,38 @@ pub async fn resolve_names(
     for role in &caller.roles {
         names.insert(role.id.clone(), role.name.clone());
     }
-    names.entry(ADMINS_ROLE_ID.to_string()).or_insert_with(|| "admins".to_string());
-    names.entry(ROOT_USER_ID.to_string()).or_insert_with(|| "root".to_string());
-    let unknown: HashSet<&str> =
-        acls.iter().flat_map(|acl| acl.iter()).map(|ace| ace.id.as_str()).filter(|id| !names.contains_key(*id)).collect();
+    names
+        .entry(ADMINS_ROLE_ID.to_string())
+        .or_insert_with(|| "admins".to_string());
+    names
+        .entry(ROOT_USER_ID.to_string())
+        .or_insert_with(|| "root".to_string());
+    let unknown: HashSet<&str> = acls
+        .iter()
+        .flat_map(|acl| acl.iter())
+        .map(|ace| ace.id.as_str())
+        .filter(|id| !names.contains_key(*id))
+        .collect();
     if !unknown.is_empty() {
         let forms: Vec<Bson> = unknown.iter().flat_map(|id| id_forms(id)).collect();
-        let options = FindOptions { projection: Some(doc! {"_id": 1, "name": 1, "username": 1}), ..Default::default() };
-        let found: Vec<Document> = store.find(USERS_COLLECTION, &doc! {"_id": {"$in": forms}}, &options).await?;
+        let options = FindOptions {
+            projection: Some(doc! {"_id": 1, "name": 1, "username": 1}),
+            ..Default::default()
+        };
+        let found: Vec<Document> = store
+            .find(USERS_COLLECTION, &doc! {"_id": {"$in": forms}}, &options)
+            .await?;
         for entity in found {
             let id = match entity.get("_id") {
                 Some(Bson::String(id)) => id.clone(),
                 Some(Bson::ObjectId(oid)) => oid.to_hex(),
                 _ => continue,
             };
-            let name = entity.get_str("name").or_else(|_| entity.get_str("username")).unwrap_or_default().to_string();
+            let name = entity
+                .get_str("name")
+                .or_else(|_| entity.get_str("username"))
+                .unwrap_or_default()
+                .to_string();
             names.insert(id, name);
         }
     }
@@ -164,7 +197,13 @@ mod tests {
             username: "one".into(),
             email: String::new(),
             disabled: false,
-            roles: roles.iter().map(|(id, name)| RoleRef { id: id.to_string(), name: name.to_string() }).collect(),
+            roles: roles
+                .iter()
+                .map(|(id, name)| RoleRef {
+                    id: id.to_string(),
+                    name: name.to_string(),
+                })
+                .collect(),
         }
     }
 
@@ -176,12 +215,17 @@ mod tests {
             {"_id": "d", "rights": 8, "deny": true},
         ]);
         let acl = parse(Some(&value));
-        assert_eq!(acl.iter().map(|a| (a.id.as_str(), a.rights, a.deny)).collect::<Vec<_>>(), [
-            ("a", 6, false),
-            ("c", 65535, false),
-            ("d", 8, true)
-        ]);
-        let many = Bson::Array((0..300).map(|i| Bson::Document(doc! {"_id": i.to_string(), "rights": 2})).collect());
+        assert_eq!(
+            acl.iter()
+                .map(|a| (a.id.as_str(), a.rights, a.deny))
+                .collect::<Vec<_>>(),
+            [("a", 6, false), ("c", 65535, false), ("d", 8, true)]
+        );
+        let many = Bson::Array(
+            (0..300)
+                .map(|i| Bson::Document(doc! {"_id": i.to_string(), "rights": 2}))
+                .collect(),
+        );
         assert_eq!(parse(Some(&many)).len(), MAX_ACES - 2);
     }
 
@@ -189,14 +233,24 @@ mod tests {
     fn insert_defaults() {
         let mut acl = Vec::new();
         apply_insert_defaults(&mut acl, &user(&[]));
-        assert_eq!(acl.iter().map(|a| (a.id.as_str(), a.rights)).collect::<Vec<_>>(), [
-            (ADMINS_ROLE_ID, 65535),
-            ("u1", 65535)
-        ]);
+        assert_eq!(
+            acl.iter()
+                .map(|a| (a.id.as_str(), a.rights))
+                .collect::<Vec<_>>(),
+            [(ADMINS_ROLE_ID, 65535), ("u1", 65535)]
+        );
         // Full control through a role: no extra entry for the caller.
-        let mut acl = vec![Ace { id: "r".into(), name: String::new(), rights: 65535, deny: false }];
+        let mut acl = vec![Ace {
+            id: "r".into(),
+            name: String::new(),
+            rights: 65535,
+            deny: false,
+        }];
         apply_insert_defaults(&mut acl, &user(&[("r", "R")]));
         assert_eq!(acl.len(), 2);
-        assert_eq!(to_bson(&acl[..1]), bson::bson!([{"_id": "r", "name": "", "rights": 65535}]));
+        assert_eq!(
+            to_bson(&acl[..1]),
+            bson::bson!([{"_id": "r", "name": "", "rights": 65535}])
+        );
     }
 }

@@ -7,13 +7,21 @@ use bson::{Bson, Document};
 use super::{rights, Principals, Right};
 use crate::documents::catalog::AclLocation;
 
-pub fn has_right(principals: &Principals, document: &Document, right: Right, location: AclLocation) -> bool {
+pub fn has_right(
+    principals: &Principals,
+    document: &Document,
+    right: Right,
+    location: AclLocation,
+) -> bool {
     if principals.admin {
         return true;
     }
     let acl = match location {
         AclLocation::Root => document.get_array("_acl").ok(),
-        AclLocation::Metadata => document.get_document("metadata").ok().and_then(|m| m.get_array("_acl").ok()),
+        AclLocation::Metadata => document
+            .get_document("metadata")
+            .ok()
+            .and_then(|m| m.get_array("_acl").ok()),
     };
     let Some(acl) = acl else { return false };
     let bit = right.bit();
@@ -35,7 +43,10 @@ mod tests {
 
     #[test]
     fn same_entry_must_grant() {
-        let p = Principals { admin: false, ids: vec!["u".into(), "r".into()] };
+        let p = Principals {
+            admin: false,
+            ids: vec!["u".into(), "r".into()],
+        };
         let d = doc! {"_acl": [{"_id": "admins", "rights": 65535}, {"_id": "r", "rights": 2}]};
         assert!(has_right(&p, &d, Right::Read, AclLocation::Root));
         assert!(!has_right(&p, &d, Right::Delete, AclLocation::Root));
@@ -44,7 +55,20 @@ mod tests {
         assert!(!has_right(&p, &f, Right::Delete, AclLocation::Metadata));
         let denied = doc! {"_acl": [{"_id": "u", "rights": 65535, "deny": true}]};
         assert!(!has_right(&p, &denied, Right::Read, AclLocation::Root));
-        assert!(!has_right(&p, &doc! {"x": 1}, Right::Read, AclLocation::Root));
-        assert!(has_right(&Principals { admin: true, ids: vec![] }, &doc! {}, Right::Delete, AclLocation::Root));
+        assert!(!has_right(
+            &p,
+            &doc! {"x": 1},
+            Right::Read,
+            AclLocation::Root
+        ));
+        assert!(has_right(
+            &Principals {
+                admin: true,
+                ids: vec![]
+            },
+            &doc! {},
+            Right::Delete,
+            AclLocation::Root
+        ));
     }
 }

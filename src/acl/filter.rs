@@ -15,7 +15,11 @@ use super::{Principals, Right};
 use crate::documents::catalog::AclLocation;
 
 /// `None` for admins (no restriction).
-pub fn acl_filter(principals: &Principals, right: Right, location: AclLocation) -> Option<Document> {
+pub fn acl_filter(
+    principals: &Principals,
+    right: Right,
+    location: AclLocation,
+) -> Option<Document> {
     if principals.admin {
         return None;
     }
@@ -34,12 +38,23 @@ mod tests {
 
     #[test]
     fn shapes() {
-        let p = Principals { admin: false, ids: vec!["u".into(), "r".into()] };
+        let p = Principals {
+            admin: false,
+            ids: vec!["u".into(), "r".into()],
+        };
         let f = acl_filter(&p, Right::Read, AclLocation::Metadata).unwrap();
         assert_eq!(
             f,
             doc! {"metadata._acl": {"$elemMatch": {"_id": {"$in": ["u", "r"]}, "rights": {"$bitsAllSet": 2}, "deny": {"$ne": true}}}}
         );
-        assert!(acl_filter(&Principals { admin: true, ids: vec![] }, Right::Read, AclLocation::Root).is_none());
+        assert!(acl_filter(
+            &Principals {
+                admin: true,
+                ids: vec![]
+            },
+            Right::Read,
+            AclLocation::Root
+        )
+        .is_none());
     }
 }

@@ -56,10 +56,14 @@ fn sub_pipeline(value: Option<&Bson>) -> Result<Vec<Document>, OpenCoreError> {
             .iter()
             .map(|s| match s {
                 Bson::Document(d) => Ok(d.clone()),
-                _ => Err(OpenCoreError::BadRequest("pipeline stages must be objects".into())),
+                _ => Err(OpenCoreError::BadRequest(
+                    "pipeline stages must be objects".into(),
+                )),
             })
             .collect(),
-        Some(_) => Err(OpenCoreError::BadRequest("a sub-pipeline must be an array".into())),
+        Some(_) => Err(OpenCoreError::BadRequest(
+            "a sub-pipeline must be an array".into(),
+        )),
     }
 }
 
@@ -67,7 +71,10 @@ fn sub_pipeline(value: Option<&Bson>) -> Result<Vec<Document>, OpenCoreError> {
 fn lookup_from(arg: &Document) -> Option<(Option<&Bson>, String)> {
     match arg.get("from") {
         Some(Bson::String(name)) => Some((None, name.clone())),
-        Some(Bson::Document(target)) => target.get_str("coll").ok().map(|c| (target.get("db"), c.to_string())),
+        Some(Bson::Document(target)) => target
+            .get_str("coll")
+            .ok()
+            .map(|c| (target.get("db"), c.to_string())),
         _ => None,
     }
 }
@@ -123,12 +130,18 @@ fn collect(stages: &[Document], out: &mut Vec<String>) -> Result<(), OpenCoreErr
 
 /// Rewrites `stages` so every foreign read starts with its prefix, and refuses
 /// admin-only stages for non-admins.
-pub fn restrict(stages: Vec<Document>, admin: bool, prefixes: &Prefixes) -> Result<Vec<Document>, OpenCoreError> {
+pub fn restrict(
+    stages: Vec<Document>,
+    admin: bool,
+    prefixes: &Prefixes,
+) -> Result<Vec<Document>, OpenCoreError> {
     let mut out = Vec::with_capacity(stages.len());
     for stage in stages {
         let (name, arg) = stage_of(&stage)?;
         if !admin && ADMIN_ONLY_STAGES.contains(&name) {
-            return Err(OpenCoreError::AccessDeniedBecause(format!("{name} is only allowed for admins")));
+            return Err(OpenCoreError::AccessDeniedBecause(format!(
+                "{name} is only allowed for admins"
+            )));
         }
         let rewritten = match (name, arg) {
             ("$lookup", Bson::Document(lookup)) => {
@@ -144,7 +157,11 @@ pub fn restrict(stages: Vec<Document>, admin: bool, prefixes: &Prefixes) -> Resu
                     None => Vec::new(),
                 };
                 if !prefix.is_empty() || lookup.contains_key("pipeline") {
-                    let pipeline: Vec<Bson> = prefix.into_iter().chain(inner).map(Bson::Document).collect();
+                    let pipeline: Vec<Bson> = prefix
+                        .into_iter()
+                        .chain(inner)
+                        .map(Bson::Document)
+                        .collect();
                     lookup.insert("pipeline", pipeline);
                 }
                 doc! {"$lookup": lookup}
@@ -155,12 +172,19 @@ pub fn restrict(stages: Vec<Document>, admin: bool, prefixes: &Prefixes) -> Resu
                     continue;
                 };
                 let (mut spec, inner) = match arg {
-                    Bson::Document(d) => (d.clone(), restrict(sub_pipeline(d.get("pipeline"))?, admin, prefixes)?),
+                    Bson::Document(d) => (
+                        d.clone(),
+                        restrict(sub_pipeline(d.get("pipeline"))?, admin, prefixes)?,
+                    ),
                     _ => (doc! {"coll": &coll}, Vec::new()),
                 };
                 let prefix = prefixes.get(&coll).cloned().unwrap_or_default();
                 if !prefix.is_empty() || spec.contains_key("pipeline") {
-                    let pipeline: Vec<Bson> = prefix.into_iter().chain(inner).map(Bson::Document).collect();
+                    let pipeline: Vec<Bson> = prefix
+                        .into_iter()
+                        .chain(inner)
+                        .map(Bson::Document)
+                        .collect();
                     spec.insert("pipeline", pipeline);
                 }
                 doc! {"$unionWith": spec}
@@ -169,7 +193,10 @@ pub fn restrict(stages: Vec<Document>, admin: bool, prefixes: &Prefixes) -> Resu
                 let mut rewritten = Document::new();
                 for (key, sub) in facets {
                     let inner = restrict(sub_pipeline(Some(sub))?, admin, prefixes)?;
-                    rewritten.insert(key.clone(), inner.into_iter().map(Bson::Document).collect::<Vec<_>>());
+                    rewritten.insert(
+                        key.clone(),
+                        inner.into_iter().map(Bson::Document).collect::<Vec<_>>(),
+                    );
                 }
                 doc! {"$facet": rewritten}
             }
@@ -208,13 +235,23 @@ mod tests {
             out[1],
             doc! {"$facet": {"f": [{"$lookup": {"from": "secret", "pipeline": [{"$match": {"acl": 1}}, {"$match": {"y": 1}}], "as": "z"}}]}}
         );
-        assert_eq!(out[2], doc! {"$unionWith": {"coll": "secret", "pipeline": [{"$match": {"acl": 1}}]}});
-        assert_eq!(out[3], doc! {"$lookup": {"from": "open", "localField": "a", "foreignField": "b", "as": "o"}});
+        assert_eq!(
+            out[2],
+            doc! {"$unionWith": {"coll": "secret", "pipeline": [{"$match": {"acl": 1}}]}}
+        );
+        assert_eq!(
+            out[3],
+            doc! {"$lookup": {"from": "open", "localField": "a", "foreignField": "b", "as": "o"}}
+        );
     }
 
     #[test]
     fn admin_only_stages() {
-        for stage in [doc! {"$out": "x"}, doc! {"$merge": {"into": "x"}}, doc! {"$graphLookup": {}}] {
+        for stage in [
+            doc! {"$out": "x"},
+            doc! {"$merge": {"into": "x"}},
+            doc! {"$graphLookup": {}},
+        ] {
             let err = restrict(vec![stage.clone()], false, &Prefixes::new()).unwrap_err();
             assert!(err.to_string().starts_with("Access denied, $"), "{err}");
             assert!(restrict(vec![stage], true, &Prefixes::new()).is_ok());

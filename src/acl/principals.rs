@@ -18,7 +18,10 @@ pub struct Principals {
 
 impl Principals {
     pub fn of(user: &ResolvedUser) -> Principals {
-        Principals { admin: user.is_admin(), ids: user.principal_ids().map(str::to_string).collect() }
+        Principals {
+            admin: user.is_admin(),
+            ids: user.principal_ids().map(str::to_string).collect(),
+        }
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -36,7 +39,11 @@ impl Principals {
                 break;
             }
         }
-        let kind = entity.as_ref().and_then(|e| e.get_str("_type").ok()).unwrap_or_default().to_string();
+        let kind = entity
+            .as_ref()
+            .and_then(|e| e.get_str("_type").ok())
+            .unwrap_or_default()
+            .to_string();
         if kind == "user" {
             if let Some(user) = services.directory.user_by_id(id).await? {
                 return Ok(Principals::of(&user));
@@ -44,7 +51,12 @@ impl Principals {
         }
         let mut ids = vec![id.to_string()];
         let roles = services.directory.roles_of(id).await?;
-        ids.extend(roles.into_iter().map(|r| r.id).filter(|r| kind != "role" || r != USERS_ROLE_ID));
+        ids.extend(
+            roles
+                .into_iter()
+                .map(|r| r.id)
+                .filter(|r| kind != "role" || r != USERS_ROLE_ID),
+        );
         if kind == "customer" {
             if let Some(entity) = &entity {
                 for field in ["users", "admins", "userid"] {

@@ -75,8 +75,14 @@ mod tests {
         assert_eq!(from_bson(&Bson::Int32(2)), 2);
         assert_eq!(from_bson(&Bson::Int64(-1)), FULL_CONTROL);
         assert_eq!(from_bson(&Bson::Double(6.0)), 6);
-        assert_eq!(from_bson(&Bson::String("//////////////////////8=".into())), FULL_CONTROL);
-        assert_eq!(from_bson(&Bson::String("AgAAAAAAAAAAAAAAAAAAAA==".into())), 2);
+        assert_eq!(
+            from_bson(&Bson::String("//////////////////////8=".into())),
+            FULL_CONTROL
+        );
+        assert_eq!(
+            from_bson(&Bson::String("AgAAAAAAAAAAAAAAAAAAAA==".into())),
+            2
+        );
         assert_eq!(from_bson(&Bson::Null), 0);
     }
 }

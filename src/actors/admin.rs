@@ -18,7 +18,10 @@ pub struct AdminActor {
 
 impl AdminActor {
     pub fn new(services: Arc<Services>) -> Self {
-        AdminActor { services, started: std::time::Instant::now() }
+        AdminActor {
+            services,
+            started: std::time::Instant::now(),
+        }
     }
 }
 
@@ -37,7 +40,11 @@ impl Handler<Stats> for AdminActor {
         let services = self.services.clone();
         let uptime = self.started.elapsed().as_secs();
         Box::pin(async move {
-            let supervisors = services.supervisors.lock().map(|s| s.clone()).unwrap_or_default();
+            let supervisors = services
+                .supervisors
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default();
             let mut workers = Vec::new();
             for (index, supervisor) in supervisors.iter().enumerate() {
                 if let Ok(families) = supervisor.send(Snapshot).await {

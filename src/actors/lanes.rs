@@ -12,7 +12,9 @@ pub struct PriorityLanes<T> {
 
 impl<T> Default for PriorityLanes<T> {
     fn default() -> Self {
-        PriorityLanes { lanes: Default::default() }
+        PriorityLanes {
+            lanes: Default::default(),
+        }
     }
 }
 
@@ -24,7 +26,10 @@ impl<T> PriorityLanes<T> {
     }
 
     pub fn pop(&mut self) -> Option<T> {
-        self.lanes.iter_mut().rev().find_map(|lane| lane.pop_front())
+        self.lanes
+            .iter_mut()
+            .rev()
+            .find_map(|lane| lane.pop_front())
     }
 
     pub fn len(&self) -> usize {

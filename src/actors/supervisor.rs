@@ -80,8 +80,16 @@ impl Supervisor {
         Supervisor { services, families }
     }
 
-    fn start(&mut self, family: Family, command: Command, request: Request, ctx: &mut Context<Self>) {
-        let Some(state) = self.families.get_mut(&family) else { return };
+    fn start(
+        &mut self,
+        family: Family,
+        command: Command,
+        request: Request,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(state) = self.families.get_mut(&family) else {
+            return;
+        };
         if !state.handler.connected() {
             state.handler = start_handler(&self.services);
             state.restarts += 1;
@@ -93,7 +101,10 @@ impl Supervisor {
         sent.into_actor(self)
             .map(move |result, supervisor, ctx| {
                 if result.is_err() {
-                    tracing::error!(family = family.as_str(), "handler actor stopped while handling a request");
+                    tracing::error!(
+                        family = family.as_str(),
+                        "handler actor stopped while handling a request"
+                    );
                 }
                 supervisor.finish(family, ctx);
             })
@@ -140,11 +151,16 @@ impl Handler<Dispatch> for Supervisor {
                 OpenCoreError::UnknownCommand(request.envelope.command.clone())
             };
             let reply = error_reply(&request.envelope.id, &err);
-            request.reply_to.send(Completed { reply: Some(reply), session: None });
+            request.reply_to.send(Completed {
+                reply: Some(reply),
+                session: None,
+            });
             return;
         };
         let family = command.family();
-        let Some(state) = self.families.get_mut(&family) else { return };
+        let Some(state) = self.families.get_mut(&family) else {
+            return;
+        };
         if state.in_flight < state.limit {
             self.start(family, command, request, ctx);
         } else {

@@ -48,18 +48,28 @@ fn role_document(id: &str, name: &str) -> Document {
     if id == USERS_ROLE_ID || id == FILESTORE_USERS_ROLE_ID {
         acl.push(ace(id, name, rights::READ));
     }
-    metadata(doc! {"_id": id, "_type": "role", "name": name, "members": members}, acl)
+    metadata(
+        doc! {"_id": id, "_type": "role", "name": name, "members": members},
+        acl,
+    )
 }
 
 fn member_name(id: &str) -> &'static str {
     if id == ROOT_USER_ID {
         return "root";
     }
-    BUILTIN_ROLES.iter().find(|(role, _)| *role == id).map(|(_, name)| *name).unwrap_or("")
+    BUILTIN_ROLES
+        .iter()
+        .find(|(role, _)| *role == id)
+        .map(|(_, name)| *name)
+        .unwrap_or("")
 }
 
 fn user_document(id: &str, name: &str, hash: &str, self_rights: i32) -> Document {
-    let acl = vec![ace(ADMINS_ROLE_ID, "admins", rights::FULL_CONTROL), ace(id, name, self_rights)];
+    let acl = vec![
+        ace(ADMINS_ROLE_ID, "admins", rights::FULL_CONTROL),
+        ace(id, name, self_rights),
+    ];
     metadata(
         doc! {
             "_id": id, "_type": "user", "name": name, "username": name, "email": "",
@@ -88,28 +98,70 @@ pub async fn ensure_indexes(store: &SharedStore) {
 
 /// Creates what is missing; never changes what exists. Returns a generated admin
 /// password when one was created. Also ensures the server's indexes.
-pub async fn ensure_builtins(store: &SharedStore, data_dir: &Path, admin: AdminAccount<'_>) -> Result<Option<String>, OpenCoreError> {
+pub async fn ensure_builtins(
+    store: &SharedStore,
+    data_dir: &Path,
+    admin: AdminAccount<'_>,
+) -> Result<Option<String>, OpenCoreError> {
     ensure_indexes(store).await;
     let mut missing = Vec::new();
     for (id, name) in BUILTIN_ROLES {
-        if store.find_by_id(USERS_COLLECTION, &Bson::String(id.to_string())).await.map_err(storage)?.is_none() {
+        if store
+            .find_by_id(USERS_COLLECTION, &Bson::String(id.to_string()))
+            .await
+            .map_err(storage)?
+            .is_none()
+        {
             missing.push(role_document(id, name));
         }
     }
-    let random_hash = || password::hash(&format!("{:x}", rand::random::<u128>()), 4).map_err(|_| OpenCoreError::Internal);
-    if store.find_by_id(USERS_COLLECTION, &Bson::String(ROOT_USER_ID.into())).await.map_err(storage)?.is_none() {
-        missing.push(user_document(ROOT_USER_ID, "root", &random_hash()?, rights::FULL_CONTROL - rights::DELETE));
+    let random_hash = || {
+        password::hash(&format!("{:x}", rand::random::<u128>()), 4)
+            .map_err(|_| OpenCoreError::Internal)
+    };
+    if store
+        .find_by_id(USERS_COLLECTION, &Bson::String(ROOT_USER_ID.into()))
+        .await
+        .map_err(storage)?
+        .is_none()
+    {
+        missing.push(user_document(
+            ROOT_USER_ID,
+            "root",
+            &random_hash()?,
+            rights::FULL_CONTROL - rights::DELETE,
+        ));
     }
-    if store.find_by_id(USERS_COLLECTION, &Bson::String(GUEST_USER_ID.into())).await.map_err(storage)?.is_none() {
-        missing.push(user_document(GUEST_USER_ID, "guest", &random_hash()?, rights::READ));
+    if store
+        .find_by_id(USERS_COLLECTION, &Bson::String(GUEST_USER_ID.into()))
+        .await
+        .map_err(storage)?
+        .is_none()
+    {
+        missing.push(user_document(
+            GUEST_USER_ID,
+            "guest",
+            &random_hash()?,
+            rights::READ,
+        ));
     }
     if !missing.is_empty() {
-        store.insert_many(USERS_COLLECTION, missing).await.map_err(storage)?;
+        store
+            .insert_many(USERS_COLLECTION, missing)
+            .await
+            .map_err(storage)?;
     }
 
     let username = admin.username.to_lowercase();
     let existing = store
-        .find(USERS_COLLECTION, &doc! {"_type": "user", "username": &username}, &FindOptions { limit: 1, ..Default::default() })
+        .find(
+            USERS_COLLECTION,
+            &doc! {"_type": "user", "username": &username},
+            &FindOptions {
+                limit: 1,
+                ..Default::default()
+            },
+        )
         .await
         .map_err(storage)?;
     if !existing.is_empty() {
@@ -127,7 +179,15 @@ pub async fn ensure_builtins(store: &SharedStore, data_dir: &Path, admin: AdminA
         .map_err(|_| OpenCoreError::Internal)?;
     let id = bson::oid::ObjectId::new().to_hex();
     store
-        .insert_many(USERS_COLLECTION, vec![user_document(&id, &username, &hash, rights::FULL_CONTROL - rights::DELETE)])
+        .insert_many(
+            USERS_COLLECTION,
+            vec![user_document(
+                &id,
+                &username,
+                &hash,
+                rights::FULL_CONTROL - rights::DELETE,
+            )],
+        )
         .await
         .map_err(storage)?;
     // Membership lives on the role document.
@@ -140,7 +200,10 @@ pub async fn ensure_builtins(store: &SharedStore, data_dir: &Path, admin: AdminA
     let mut members = admins.get_array("members").cloned().unwrap_or_default();
     members.push(Bson::Document(doc! {"_id": &id, "name": &username}));
     admins.insert("members", members);
-    store.replace_one(USERS_COLLECTION, &filter, admins, false).await.map_err(storage)?;
+    store
+        .replace_one(USERS_COLLECTION, &filter, admins, false)
+        .await
+        .map_err(storage)?;
 
     if generated {
         write_secret_file(&data_dir.join("admin-password"), &password)?;
@@ -153,7 +216,9 @@ fn generate_password() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();
-    (0..20).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..20)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Writes `contents` readable by the owner only.
@@ -171,7 +236,10 @@ pub fn write_secret_file(path: &Path, contents: &str) -> Result<(), OpenCoreErro
 }
 
 /// The signing secret: configured, else the one kept in the data dir, else a new one.
-pub fn load_or_create_secret(data_dir: &Path, configured: Option<&str>) -> Result<String, OpenCoreError> {
+pub fn load_or_create_secret(
+    data_dir: &Path,
+    configured: Option<&str>,
+) -> Result<String, OpenCoreError> {
     if let Some(secret) = configured.filter(|s| !s.is_empty()) {
         return Ok(secret.to_string());
     }
@@ -183,7 +251,11 @@ pub fn load_or_create_secret(data_dir: &Path, configured: Option<&str>) -> Resul
         }
     }
     std::fs::create_dir_all(data_dir).map_err(storage)?;
-    let secret = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+    let secret = format!(
+        "{:032x}{:032x}",
+        rand::random::<u128>(),
+        rand::random::<u128>()
+    );
     write_secret_file(&path, &secret)?;
     Ok(secret)
 }

@@ -9,10 +9,10 @@ use bson::{doc, Bson, Document};
 use dashmap::DashMap;
 
 use crate::auth::builtin::{GUEST_USER_ID, USERS_COLLECTION};
+use crate::auth::password;
 use crate::auth::roles::{id_string, RoleGraph};
 use crate::auth::token::{Claims, TokenError, TokenSigner};
 use crate::auth::user::ResolvedUser;
-use crate::auth::password;
 use crate::error::OpenCoreError;
 use crate::store::{FindOptions, SharedStore};
 
@@ -41,7 +41,8 @@ pub struct Directory {
 
 impl Directory {
     pub fn new(store: SharedStore, secret: &[u8], settings: DirectorySettings) -> Self {
-        let dummy_hash = password::hash(&rand::random::<u64>().to_string(), settings.bcrypt_cost).unwrap_or_default();
+        let dummy_hash = password::hash(&rand::random::<u64>().to_string(), settings.bcrypt_cost)
+            .unwrap_or_default();
         Directory {
             store,
             signer: TokenSigner::new(secret),
@@ -69,12 +70,19 @@ impl Directory {
         }
         let roles = self
             .store
-            .find(USERS_COLLECTION, &doc! {"_type": "role"}, &FindOptions::default())
+            .find(
+                USERS_COLLECTION,
+                &doc! {"_type": "role"},
+                &FindOptions::default(),
+            )
             .await
             .map_err(|err| OpenCoreError::Storage(err.to_string()))?;
         let graph = Arc::new(RoleGraph::build(&roles));
         if let Ok(mut guard) = self.graph.write() {
-            *guard = Some(Cached { generation, roles: graph.clone() });
+            *guard = Some(Cached {
+                generation,
+                roles: graph.clone(),
+            });
         }
         Ok(graph)
     }
@@ -115,23 +123,32 @@ impl Directory {
                     .map_err(|err| OpenCoreError::Storage(err.to_string()))?;
             }
         }
-        let Some(document) = found.filter(|d| d.get_str("_type").map(|t| t == "user").unwrap_or(false)) else {
+        let Some(document) =
+            found.filter(|d| d.get_str("_type").map(|t| t == "user").unwrap_or(false))
+        else {
             return Ok(None);
         };
         let user = self.resolve_document(&document).await?;
-        self.users.insert(id.to_string(), (generation, user.clone()));
+        self.users
+            .insert(id.to_string(), (generation, user.clone()));
         Ok(Some(user))
     }
 
     /// Every role `principal_id` (a user or a role) is in, directly or through other
     /// roles, from the same cached graph sign-in uses (for `queryas`).
-    pub async fn roles_of(&self, principal_id: &str) -> Result<Vec<crate::auth::RoleRef>, OpenCoreError> {
+    pub async fn roles_of(
+        &self,
+        principal_id: &str,
+    ) -> Result<Vec<crate::auth::RoleRef>, OpenCoreError> {
         Ok(self.role_graph().await?.resolve(principal_id))
     }
 
     /// Verifies a token and loads its user. Disabled users are refused here, so a
     /// disabled account's tokens stop working at once (not at expiry).
-    pub async fn resolve_token(&self, token: &str) -> Result<(Arc<ResolvedUser>, Claims), TokenFailure> {
+    pub async fn resolve_token(
+        &self,
+        token: &str,
+    ) -> Result<(Arc<ResolvedUser>, Claims), TokenFailure> {
         let claims = self.signer.verify(token).map_err(TokenFailure::Token)?;
         if claims.data.id == GUEST_USER_ID && !self.settings.enable_guest {
             return Err(TokenFailure::Rejected(OpenCoreError::GuestDisabled));
@@ -140,9 +157,14 @@ impl Directory {
             .user_by_id(&claims.data.id)
             .await
             .map_err(TokenFailure::Rejected)?
-            .ok_or_else(|| TokenFailure::Rejected(OpenCoreError::UnknownTokenUser(claims.data.id.clone())))?;
+            .ok_or_else(|| {
+                TokenFailure::Rejected(OpenCoreError::UnknownTokenUser(claims.data.id.clone()))
+            })?;
         if user.disabled {
-            return Err(TokenFailure::Rejected(OpenCoreError::DisabledUser(user.username.clone(), "jwt".into())));
+            return Err(TokenFailure::Rejected(OpenCoreError::DisabledUser(
+                user.username.clone(),
+                "jwt".into(),
+            )));
         }
         Ok((user, claims))
     }
@@ -152,12 +174,18 @@ impl Directory {
         if !self.settings.enable_guest {
             return Err(OpenCoreError::NotSignedIn);
         }
-        self.user_by_id(GUEST_USER_ID).await?.ok_or(OpenCoreError::GuestDisabled)
+        self.user_by_id(GUEST_USER_ID)
+            .await?
+            .ok_or(OpenCoreError::GuestDisabled)
     }
 
     /// Username (or email) and password sign-in. The bcrypt comparison runs on the
     /// blocking pool; an unknown user costs the same as a wrong password.
-    pub async fn signin_password(&self, username: &str, password: &str) -> Result<Arc<ResolvedUser>, OpenCoreError> {
+    pub async fn signin_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Arc<ResolvedUser>, OpenCoreError> {
         if username.is_empty() {
             return Err(OpenCoreError::UsernameRequired);
         }
@@ -171,7 +199,14 @@ impl Directory {
         let filter = doc! {"_type": "user", "$or": [{"username": &lowered}, {"username": username}, {"email": username}]};
         let found = self
             .store
-            .find(USERS_COLLECTION, &filter, &FindOptions { limit: 1, ..Default::default() })
+            .find(
+                USERS_COLLECTION,
+                &filter,
+                &FindOptions {
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
             .await
             .map_err(|err| OpenCoreError::Storage(err.to_string()))?;
         let document = found.into_iter().next();
@@ -189,15 +224,28 @@ impl Directory {
         };
         let user = self.resolve_document(&document).await?;
         if user.disabled {
-            return Err(OpenCoreError::DisabledUser(username.to_string(), "local".into()));
+            return Err(OpenCoreError::DisabledUser(
+                username.to_string(),
+                "local".into(),
+            ));
         }
         Ok(user)
     }
 
     /// A new token for `user` (long-lived when asked for).
-    pub fn issue_token(&self, user: &ResolvedUser, long: bool) -> Result<(String, u64), OpenCoreError> {
-        let ttl = if long { self.settings.long_token_ttl } else { self.settings.short_token_ttl };
-        self.signer.issue(&user.id, ttl).map_err(|_| OpenCoreError::Internal)
+    pub fn issue_token(
+        &self,
+        user: &ResolvedUser,
+        long: bool,
+    ) -> Result<(String, u64), OpenCoreError> {
+        let ttl = if long {
+            self.settings.long_token_ttl
+        } else {
+            self.settings.short_token_ttl
+        };
+        self.signer
+            .issue(&user.id, ttl)
+            .map_err(|_| OpenCoreError::Internal)
     }
 }
 

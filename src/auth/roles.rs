@@ -27,7 +27,11 @@ impl RoleGraph {
             if let Ok(members) = role.get_array("members") {
                 for member in members {
                     if let Some(member_id) = member.as_document().and_then(id_string) {
-                        graph.member_of.entry(member_id).or_default().push(id.clone());
+                        graph
+                            .member_of
+                            .entry(member_id)
+                            .or_default()
+                            .push(id.clone());
                     }
                 }
             }
@@ -61,7 +65,12 @@ impl RoleGraph {
         seen.remove(principal_id);
         let mut roles: Vec<RoleRef> = seen
             .into_iter()
-            .filter_map(|id| self.names.get(id).map(|name| RoleRef { id: id.to_string(), name: name.clone() }))
+            .filter_map(|id| {
+                self.names.get(id).map(|name| RoleRef {
+                    id: id.to_string(),
+                    name: name.clone(),
+                })
+            })
             .collect();
         roles.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         roles
@@ -83,7 +92,10 @@ mod tests {
     use bson::doc;
 
     fn role(id: &str, name: &str, members: &[&str]) -> Document {
-        let members: Vec<Document> = members.iter().map(|m| doc! {"_id": *m, "name": *m}).collect();
+        let members: Vec<Document> = members
+            .iter()
+            .map(|m| doc! {"_id": *m, "name": *m})
+            .collect();
         doc! {"_id": id, "name": name, "_type": "role", "members": members}
     }
 
@@ -98,7 +110,11 @@ mod tests {
         ]);
         let names: Vec<String> = graph.resolve("u1").into_iter().map(|r| r.name).collect();
         assert_eq!(names, vec!["alpha", "beta", "delta", "gamma", "users"]);
-        let guest: Vec<String> = graph.resolve(GUEST_USER_ID).into_iter().map(|r| r.name).collect();
+        let guest: Vec<String> = graph
+            .resolve(GUEST_USER_ID)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
         assert!(guest.is_empty());
     }
 }

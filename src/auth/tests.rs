@@ -43,7 +43,12 @@ async fn membership_changes_apply_immediately() {
 
     // Remove bob from `team`: both roles are gone on the next lookup, no restart or TTL.
     store
-        .replace_one(USERS_COLLECTION, &doc! {"_id": "r1"}, doc! {"_type": "role", "name": "team", "members": []}, false)
+        .replace_one(
+            USERS_COLLECTION,
+            &doc! {"_id": "r1"},
+            doc! {"_type": "role", "name": "team", "members": []},
+            false,
+        )
         .await
         .unwrap();
     let user = directory.user_by_id("u1").await.unwrap().unwrap();

@@ -37,7 +37,10 @@ pub struct TokenSigner {
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl TokenSigner {
@@ -48,14 +51,25 @@ impl TokenSigner {
         validation.leeway = 0;
         validation.validate_exp = true;
         validation.required_spec_claims = ["exp"].into_iter().map(String::from).collect();
-        TokenSigner { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation }
+        TokenSigner {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
     }
 
     /// Issues a token for `user_id`; returns it with its expiry (unix seconds).
     pub fn issue(&self, user_id: &str, ttl: Duration) -> Result<(String, u64), TokenError> {
         let iat = unix_now();
         let exp = iat + ttl.as_secs().max(1);
-        let claims = Claims { data: TokenData { id: user_id.to_string(), impostor: None }, iat, exp };
+        let claims = Claims {
+            data: TokenData {
+                id: user_id.to_string(),
+                impostor: None,
+            },
+            iat,
+            exp,
+        };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|err| TokenError::Invalid(err.to_string()))?;
         Ok((token, exp))
@@ -63,12 +77,12 @@ impl TokenSigner {
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let token = strip_scheme(token);
-        decode::<Claims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(|err| {
-            match err.kind() {
+        decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid(err.to_string()),
-            }
-        })
+            })
     }
 }
 
@@ -94,7 +108,11 @@ mod tests {
         pub fn b64(input: &[u8]) -> String {
             let mut out = String::new();
             for chunk in input.chunks(3) {
-                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
                 let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
                 for i in 0..=chunk.len() {
                     out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -111,15 +129,27 @@ mod tests {
         let claims = signer.verify(&token).unwrap();
         assert_eq!(claims.data.id, "abc");
         assert_eq!(claims.exp, exp);
-        assert_eq!(signer.verify(&format!("Bearer {token}")).unwrap().data.id, "abc");
+        assert_eq!(
+            signer.verify(&format!("Bearer {token}")).unwrap().data.id,
+            "abc"
+        );
     }
 
     #[test]
     fn wrong_key_and_alg_none_are_refused() {
-        let (token, _) = TokenSigner::new(b"one").issue("abc", Duration::from_secs(60)).unwrap();
-        assert!(matches!(TokenSigner::new(b"two").verify(&token), Err(TokenError::Invalid(_))));
+        let (token, _) = TokenSigner::new(b"one")
+            .issue("abc", Duration::from_secs(60))
+            .unwrap();
+        assert!(matches!(
+            TokenSigner::new(b"two").verify(&token),
+            Err(TokenError::Invalid(_))
+        ));
         let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
-        let body = b64(format!(r#"{{"data":{{"_id":"abc"}},"iat":1,"exp":{}}}"#, unix_now() + 100).as_bytes());
+        let body = b64(format!(
+            r#"{{"data":{{"_id":"abc"}},"iat":1,"exp":{}}}"#,
+            unix_now() + 100
+        )
+        .as_bytes());
         let forged = format!("{header}.{body}.");
         assert!(TokenSigner::new(b"one").verify(&forged).is_err());
     }
@@ -127,8 +157,20 @@ mod tests {
     #[test]
     fn expired_is_refused() {
         let signer = TokenSigner::new(b"secret");
-        let claims = Claims { data: TokenData { id: "a".into(), impostor: None }, iat: 1, exp: unix_now() - 10 };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret")).unwrap();
+        let claims = Claims {
+            data: TokenData {
+                id: "a".into(),
+                impostor: None,
+            },
+            iat: 1,
+            exp: unix_now() - 10,
+        };
+        let token = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
         assert_eq!(signer.verify(&token).unwrap_err(), TokenError::Expired);
     }
 }

@@ -45,7 +45,14 @@ impl ResolvedUser {
             name: self.name.clone(),
             username: self.username.clone(),
             email: self.email.clone(),
-            roles: self.roles.iter().map(|r| proto::Role { id: r.id.clone(), name: r.name.clone() }).collect(),
+            roles: self
+                .roles
+                .iter()
+                .map(|r| proto::Role {
+                    id: r.id.clone(),
+                    name: r.name.clone(),
+                })
+                .collect(),
         }
     }
 }

@@ -37,8 +37,15 @@ async fn flush_bounded<T: Transport>(transport: &mut T, limit: Duration) -> Resu
 }
 
 /// Signs in with envelope number 0 and waits for its reply.
-pub async fn signin<T: Transport>(transport: &mut T, envelope: Envelope, limit: Duration) -> Result<(), String> {
-    roundtrip(transport, envelope, 0, "signinreply", limit).await.map(|_| ()).map_err(|err| format!("signin {err}"))
+pub async fn signin<T: Transport>(
+    transport: &mut T,
+    envelope: Envelope,
+    limit: Duration,
+) -> Result<(), String> {
+    roundtrip(transport, envelope, 0, "signinreply", limit)
+        .await
+        .map(|_| ())
+        .map_err(|err| format!("signin {err}"))
 }
 
 /// Sends `envelope` as envelope number `counter` and waits for its reply, which must
@@ -63,7 +70,10 @@ pub async fn roundtrip<T: Transport>(
             return match &head.command[..] {
                 command if command == expected.as_bytes() => Ok(head),
                 b"error" => Err(format!("failed: {}", head.error_text())),
-                _ => Err(format!("answered with unexpected command '{}'", head.command_str())),
+                _ => Err(format!(
+                    "answered with unexpected command '{}'",
+                    head.command_str()
+                )),
             };
         }
         match tokio::time::timeout_at(deadline, transport.receive()).await {
@@ -118,7 +128,9 @@ pub async fn drive<T: Transport>(mut transport: T, mut pipeline: Pipeline) -> Co
         }
         pipeline.fill(now, &mut transport);
         // A write blocked by the server may delay the end by CLOSE_GRACE at most.
-        let limit = schedule.request_timeout.min(schedule.end.saturating_duration_since(now) + CLOSE_GRACE);
+        let limit = schedule
+            .request_timeout
+            .min(schedule.end.saturating_duration_since(now) + CLOSE_GRACE);
         if let Err(err) = flush_bounded(&mut transport, limit).await {
             failure = Some(err);
             break;

@@ -36,15 +36,23 @@ pub async fn connect(target: &Target) -> Result<GrpcTransport, String> {
         .map_err(|err| format!("invalid grpc endpoint {address}: {err}"))?
         .tcp_nodelay(true)
         .connect_timeout(CONNECT_TIMEOUT);
-    let channel =
-        endpoint.connect().await.map_err(|err| format!("grpc connect to {address} failed: {}", error_chain(&err)))?;
-    let mut client =
-        FlowServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
-    let (sender, receiver) = mpsc::unbounded_channel();
-    let response = tokio::time::timeout(CONNECT_TIMEOUT, client.setup_stream(UnboundedReceiverStream::new(receiver)))
+    let channel = endpoint
+        .connect()
         .await
-        .map_err(|_| format!("SetupStream on {address}: no response headers within {CONNECT_TIMEOUT:?}"))?
-        .map_err(|status| format!("SetupStream on {address} failed: {status}"))?;
+        .map_err(|err| format!("grpc connect to {address} failed: {}", error_chain(&err)))?;
+    let mut client = FlowServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let response = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        client.setup_stream(UnboundedReceiverStream::new(receiver)),
+    )
+    .await
+    .map_err(|_| {
+        format!("SetupStream on {address}: no response headers within {CONNECT_TIMEOUT:?}")
+    })?
+    .map_err(|status| format!("SetupStream on {address} failed: {status}"))?;
     Ok(GrpcTransport {
         requests: Some(sender),
         replies: response.into_inner(),

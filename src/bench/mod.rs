@@ -29,20 +29,22 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use crate::config::parse_duration;
+use crate::proto::Envelope;
+use crate::protocol::envelope::reply_command;
 use connection::Transport;
 use pipeline::{Pipeline, Schedule};
 use stats::{ConnStats, Errors, Latency, Report};
 use target::{Target, Transport as TransportKind};
-use crate::proto::Envelope;
-use crate::protocol::envelope::reply_command;
 use workload::BenchCommand;
 
 /// How long one connection may take to connect (TCP + WebSocket/HTTP2 handshake).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "Examples:\n  opencore bench --url ws://127.0.0.1:3000 -c 50 -k 4 -d 10\n  \
-                       opencore bench --url grpc://127.0.0.1:50051 --command query --username admin --password PASSWORD")]
+#[command(
+    after_help = "Examples:\n  opencore bench --url ws://127.0.0.1:3000 -c 50 -k 4 -d 10\n  \
+                       opencore bench --url grpc://127.0.0.1:50051 --command query --username admin --password PASSWORD"
+)]
 pub struct BenchConfig {
     /// Server to drive: ws://host:port[/path] (default path /ws/v2), grpc://host:port or tcp://host:port.
     #[arg(long, env = "OPENCORE_BENCH_URL")]
@@ -66,7 +68,12 @@ pub struct BenchConfig {
     #[arg(long, env = "OPENCORE_BENCH_USERNAME", requires = "password")]
     pub username: Option<String>,
     /// Password for --username.
-    #[arg(long, env = "OPENCORE_BENCH_PASSWORD", hide_env_values = true, requires = "username")]
+    #[arg(
+        long,
+        env = "OPENCORE_BENCH_PASSWORD",
+        hide_env_values = true,
+        requires = "username"
+    )]
     pub password: Option<String>,
     /// Envelope priority of every request.
     #[arg(long, default_value_t = 1)]
@@ -113,7 +120,10 @@ impl BenchConfig {
             return Err("--username and --password go together".into());
         }
         if self.command.needs_signin() && self.username.is_none() {
-            return Err(format!("--command {} needs --username and --password", self.command.name()));
+            return Err(format!(
+                "--command {} needs --username and --password",
+                self.command.name()
+            ));
         }
         Ok(target)
     }
@@ -121,7 +131,10 @@ impl BenchConfig {
 
 pub fn run(config: BenchConfig) -> Result<(), String> {
     let target = config.validate()?;
-    let threads = config.threads.unwrap_or_else(|| default_threads(config.connections)).max(1);
+    let threads = config
+        .threads
+        .unwrap_or_else(|| default_threads(config.connections))
+        .max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("opencore-bench")
@@ -136,7 +149,11 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
             config.in_flight,
             stats::format_seconds(config.warmup),
             stats::format_seconds(config.duration),
-            config.username.as_deref().map(|u| format!(" as {u}")).unwrap_or_default(),
+            config
+                .username
+                .as_deref()
+                .map(|u| format!(" as {u}"))
+                .unwrap_or_default(),
         );
     }
     let result = runtime.block_on(execute(&config, &target));
@@ -157,7 +174,9 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
 
 /// One thread per core, never more than the connections.
 pub fn default_threads(connections: usize) -> usize {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     cores.clamp(1, connections.max(1))
 }
 
@@ -205,7 +224,11 @@ impl Conn {
             Conn::Grpc(t) => connection::roundtrip(t, setup, 1, &expected, limit).await,
         };
         let reply = reply.map_err(|err| format!("setup {what} {err}"))?;
-        Ok((conn, 2, command.template_after_setup(config.priority, &reply)?))
+        Ok((
+            conn,
+            2,
+            command.template_after_setup(config.priority, &reply)?,
+        ))
     }
 
     async fn drive(self, pipeline: Pipeline) -> ConnStats {
@@ -259,17 +282,33 @@ async fn execute(config: &BenchConfig, target: &Target) -> Result<Report, String
     if let Some(failure) = failure {
         opening.abort_all();
         let closing = conns.into_iter().flatten().map(|(conn, _, _)| conn.close());
-        let _ = tokio::time::timeout(Duration::from_secs(1), futures_util::future::join_all(closing)).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            futures_util::future::join_all(closing),
+        )
+        .await;
         return Err(failure);
     }
 
     // 2. Run the load on all of them at once.
-    let schedule = Schedule::new(Instant::now(), config.warmup, config.duration, config.timeout);
+    let schedule = Schedule::new(
+        Instant::now(),
+        config.warmup,
+        config.duration,
+        config.timeout,
+    );
     let expected = config.command.success_reply();
     let mut running = Vec::with_capacity(config.connections);
     for (index, (conn, sent, template)) in conns.into_iter().flatten().enumerate() {
         let budget = budget_share(config.max_requests, config.connections, index);
-        let pipeline = Pipeline::new(template, &expected, config.in_flight, sent, schedule, budget);
+        let pipeline = Pipeline::new(
+            template,
+            &expected,
+            config.in_flight,
+            sent,
+            schedule,
+            budget,
+        );
         running.push(tokio::spawn(conn.drive(pipeline)));
     }
 
@@ -291,17 +330,26 @@ async fn execute(config: &BenchConfig, target: &Target) -> Result<Report, String
     let mut report = merge(config, target, &schedule, all);
     if stuck > 0 {
         report.errors.disconnects += stuck;
-        report.first_error.get_or_insert_with(|| format!("{stuck} connection(s) did not stop in time"));
+        report
+            .first_error
+            .get_or_insert_with(|| format!("{stuck} connection(s) did not stop in time"));
     }
     Ok(report)
 }
 
-fn merge(config: &BenchConfig, target: &Target, schedule: &Schedule, all: Vec<ConnStats>) -> Report {
+fn merge(
+    config: &BenchConfig,
+    target: &Target,
+    schedule: &Schedule,
+    all: Vec<ConnStats>,
+) -> Report {
     let mut histogram = stats::new_histogram();
     let mut errors = Errors::default();
     let mut sent = 0;
     let mut first_error = None;
-    let measured = schedule.end.saturating_duration_since(schedule.measure_start);
+    let measured = schedule
+        .end
+        .saturating_duration_since(schedule.measure_start);
     let duration = stats::measured_time(measured, all.iter().map(|s| s.stopped_after));
     for stats in all {
         let _ = histogram.add(&stats.histogram);

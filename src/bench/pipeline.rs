@@ -29,9 +29,19 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    pub fn new(start: Instant, warmup: Duration, duration: Duration, request_timeout: Duration) -> Schedule {
+    pub fn new(
+        start: Instant,
+        warmup: Duration,
+        duration: Duration,
+        request_timeout: Duration,
+    ) -> Schedule {
         let measure_start = start + warmup;
-        Schedule { start, measure_start, end: measure_start + duration, request_timeout }
+        Schedule {
+            start,
+            measure_start,
+            end: measure_start + duration,
+            request_timeout,
+        }
     }
 }
 
@@ -122,17 +132,26 @@ impl Pipeline {
         if head.command == self.expected {
             self.stats.completed += 1;
             if sent_at >= self.schedule.measure_start && now < self.schedule.end {
-                let nanos = now.saturating_duration_since(sent_at).as_nanos().min(u64::MAX as u128) as u64;
+                let nanos = now
+                    .saturating_duration_since(sent_at)
+                    .as_nanos()
+                    .min(u64::MAX as u128) as u64;
                 self.stats.histogram.saturating_record(nanos.max(1));
             }
         } else if &head.command[..] == b"error" {
             self.stats.errors.replies += 1;
             let command = self.template.command.clone();
-            self.stats.note_error(|| format!("error reply to {command}: {}", head.error_text()));
+            self.stats
+                .note_error(|| format!("error reply to {command}: {}", head.error_text()));
         } else {
             self.stats.errors.unexpected += 1;
             let expected = String::from_utf8_lossy(&self.expected).into_owned();
-            self.stats.note_error(|| format!("unexpected reply '{}' (expected '{expected}')", head.command_str()));
+            self.stats.note_error(|| {
+                format!(
+                    "unexpected reply '{}' (expected '{expected}')",
+                    head.command_str()
+                )
+            });
         }
     }
 
@@ -153,7 +172,8 @@ impl Pipeline {
             }
             b"error" => {
                 self.stats.errors.replies += 1;
-                self.stats.note_error(|| format!("error pushed by the server: {}", head.error_text()));
+                self.stats
+                    .note_error(|| format!("error pushed by the server: {}", head.error_text()));
             }
             _ => {}
         }
@@ -163,11 +183,13 @@ impl Pipeline {
     pub fn expire(&mut self, now: Instant) {
         let timeout = self.schedule.request_timeout;
         let before = self.outstanding.len();
-        self.outstanding.retain(|_, sent_at| now.saturating_duration_since(*sent_at) < timeout);
+        self.outstanding
+            .retain(|_, sent_at| now.saturating_duration_since(*sent_at) < timeout);
         let expired = (before - self.outstanding.len()) as u64;
         if expired > 0 {
             self.stats.errors.timeouts += expired;
-            self.stats.note_error(|| format!("request unanswered after {:?}", timeout));
+            self.stats
+                .note_error(|| format!("request unanswered after {:?}", timeout));
         }
     }
 
@@ -175,9 +197,11 @@ impl Pipeline {
     pub fn disconnected(&mut self, now: Instant, reason: &str) {
         self.stats.errors.disconnects += 1;
         if self.stats.stopped_after.is_none() {
-            self.stats.stopped_after = Some(now.saturating_duration_since(self.schedule.measure_start));
+            self.stats.stopped_after =
+                Some(now.saturating_duration_since(self.schedule.measure_start));
         }
-        self.stats.note_error(|| format!("connection lost: {reason}"));
+        self.stats
+            .note_error(|| format!("connection lost: {reason}"));
     }
 
     /// Whether this connection is done: the run has ended, or its `--max-requests`
@@ -186,8 +210,12 @@ impl Pipeline {
         if self.stats.stopped_after.is_some() || now >= self.schedule.end {
             return true;
         }
-        if self.budget == Some(0) && self.outstanding.is_empty() && now >= self.schedule.measure_start {
-            self.stats.stopped_after = Some(now.saturating_duration_since(self.schedule.measure_start));
+        if self.budget == Some(0)
+            && self.outstanding.is_empty()
+            && now >= self.schedule.measure_start
+        {
+            self.stats.stopped_after =
+                Some(now.saturating_duration_since(self.schedule.measure_start));
             return true;
         }
         false

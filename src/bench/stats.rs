@@ -78,7 +78,10 @@ impl ConnStats {
 
 /// The time the load ran after warmup: `full`, unless every connection stopped early
 /// (`--max-requests` done, or all lost); then until the last one stopped.
-pub fn measured_time(full: Duration, stopped_after: impl IntoIterator<Item = Option<Duration>>) -> Duration {
+pub fn measured_time(
+    full: Duration,
+    stopped_after: impl IntoIterator<Item = Option<Duration>>,
+) -> Duration {
     let mut latest = Duration::ZERO;
     let mut any = false;
     for stopped in stopped_after {

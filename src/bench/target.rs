@@ -62,17 +62,23 @@ impl Target {
     /// `http://` is taken as gRPC (h2c), the scheme tonic itself uses.
     pub fn parse(url: &str) -> Result<Target, String> {
         let url = url.trim();
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("invalid url '{url}': expected ws://, grpc:// or tcp://host:port"))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            format!("invalid url '{url}': expected ws://, grpc:// or tcp://host:port")
+        })?;
         let transport = match scheme.to_ascii_lowercase().as_str() {
             "ws" => Transport::WebSocket,
             "grpc" | "http" => Transport::Grpc,
             "tcp" => Transport::Tcp,
             "wss" | "grpcs" | "https" => {
-                return Err(format!("invalid url '{url}': TLS ({scheme}://) is not supported by the bench"))
+                return Err(format!(
+                    "invalid url '{url}': TLS ({scheme}://) is not supported by the bench"
+                ))
             }
-            other => return Err(format!("invalid url '{url}': unknown scheme '{other}' (use ws, grpc or tcp)")),
+            other => {
+                return Err(format!(
+                    "invalid url '{url}': unknown scheme '{other}' (use ws, grpc or tcp)"
+                ))
+            }
         };
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split);
@@ -81,16 +87,26 @@ impl Target {
                 "invalid url '{url}': credentials in the url are not supported (use --username/--password)"
             ));
         }
-        let (host, port) = split_host_port(authority).map_err(|reason| format!("invalid url '{url}': {reason}"))?;
+        let (host, port) = split_host_port(authority)
+            .map_err(|reason| format!("invalid url '{url}': {reason}"))?;
         let port = port.unwrap_or_else(|| transport.default_port());
         let path = match transport {
             Transport::WebSocket if path.is_empty() || path == "/" => DEFAULT_WS_PATH.to_string(),
             Transport::WebSocket if path.starts_with('?') => format!("{DEFAULT_WS_PATH}{path}"),
             Transport::WebSocket => path.to_string(),
             _ if path.is_empty() || path == "/" => String::new(),
-            _ => return Err(format!("invalid url '{url}': a {transport} url takes no path")),
+            _ => {
+                return Err(format!(
+                    "invalid url '{url}': a {transport} url takes no path"
+                ))
+            }
         };
-        Ok(Target { transport, host, port, path })
+        Ok(Target {
+            transport,
+            host,
+            port,
+            path,
+        })
     }
 
     /// `host:port`, with brackets around an IPv6 address.
@@ -127,11 +143,16 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
         let (host, after) = rest.split_once(']').ok_or("unclosed '[' in the host")?;
         match after {
             "" => (host, None),
-            _ => (host, Some(after.strip_prefix(':').ok_or("expected ':' after ']'")?)),
+            _ => (
+                host,
+                Some(after.strip_prefix(':').ok_or("expected ':' after ']'")?),
+            ),
         }
     } else {
         match authority.rsplit_once(':') {
-            Some((host, _)) if host.contains(':') => return Err("IPv6 addresses need brackets: [::1]:port".into()),
+            Some((host, _)) if host.contains(':') => {
+                return Err("IPv6 addresses need brackets: [::1]:port".into())
+            }
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
         }

@@ -57,7 +57,9 @@ impl Transport for TcpTransport {
 
     fn next_envelope(&mut self) -> Result<Option<Head>, String> {
         match self.decoder.next_frame() {
-            Ok(Some(frame)) => Head::decode(frame).map(Some).map_err(|err| format!("undecodable envelope: {err}")),
+            Ok(Some(frame)) => Head::decode(frame)
+                .map(Some)
+                .map_err(|err| format!("undecodable envelope: {err}")),
             Ok(None) => Ok(None),
             Err(err) => Err(format!("bad frame from the server: {err}")),
         }

@@ -23,15 +23,24 @@ use crate::protocol::frame::FrameDecoder;
 fn ws_url_gets_the_default_path() {
     let t = Target::parse("ws://127.0.0.1:3000").unwrap();
     assert_eq!(t.transport, Transport::WebSocket);
-    assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("127.0.0.1", 3000, "/ws/v2"));
+    assert_eq!(
+        (t.host.as_str(), t.port, t.path.as_str()),
+        ("127.0.0.1", 3000, "/ws/v2")
+    );
     assert_eq!(t.ws_url(), "ws://127.0.0.1:3000/ws/v2");
-    assert_eq!(Target::parse("ws://localhost:3000/").unwrap().path, "/ws/v2");
+    assert_eq!(
+        Target::parse("ws://localhost:3000/").unwrap().path,
+        "/ws/v2"
+    );
 }
 
 #[test]
 fn ws_url_keeps_its_path_and_query() {
     assert_eq!(Target::parse("ws://h:1/ws/v1").unwrap().path, "/ws/v1");
-    assert_eq!(Target::parse("ws://h:1/custom?x=1").unwrap().ws_url(), "ws://h:1/custom?x=1");
+    assert_eq!(
+        Target::parse("ws://h:1/custom?x=1").unwrap().ws_url(),
+        "ws://h:1/custom?x=1"
+    );
     assert_eq!(Target::parse("ws://h:1?x=1").unwrap().path, "/ws/v2?x=1");
 }
 
@@ -41,10 +50,19 @@ fn grpc_and_tcp_urls() {
     assert_eq!(t.transport, Transport::Grpc);
     assert_eq!(t.grpc_endpoint(), "http://127.0.0.1:50051");
     assert_eq!(t.path, "");
-    assert_eq!(Target::parse("http://h:5").unwrap().transport, Transport::Grpc);
+    assert_eq!(
+        Target::parse("http://h:5").unwrap().transport,
+        Transport::Grpc
+    );
     let t = Target::parse("tcp://10.0.0.1:8080/").unwrap();
-    assert_eq!((t.transport, t.port, t.authority()), (Transport::Tcp, 8080, "10.0.0.1:8080".to_string()));
-    assert_eq!(Target::parse("TCP://h:1").unwrap().transport, Transport::Tcp);
+    assert_eq!(
+        (t.transport, t.port, t.authority()),
+        (Transport::Tcp, 8080, "10.0.0.1:8080".to_string())
+    );
+    assert_eq!(
+        Target::parse("TCP://h:1").unwrap().transport,
+        Transport::Tcp
+    );
 }
 
 #[test]
@@ -59,7 +77,10 @@ fn ipv6_hosts() {
     let t = Target::parse("tcp://[::1]:8080").unwrap();
     assert_eq!((t.host.as_str(), t.port), ("::1", 8080));
     assert_eq!(t.authority(), "[::1]:8080");
-    assert_eq!(Target::parse("ws://[::1]").unwrap().ws_url(), "ws://[::1]:3000/ws/v2");
+    assert_eq!(
+        Target::parse("ws://[::1]").unwrap().ws_url(),
+        "ws://[::1]:3000/ws/v2"
+    );
     assert!(Target::parse("tcp://::1:8080").is_err());
     assert!(Target::parse("tcp://[::1:8080").is_err());
 }
@@ -84,8 +105,14 @@ fn bad_urls() {
 
 #[test]
 fn display_is_a_usable_url() {
-    assert_eq!(Target::parse("ws://h:1").unwrap().to_string(), "ws://h:1/ws/v2");
-    assert_eq!(Target::parse("grpc://h:1").unwrap().to_string(), "grpc://h:1");
+    assert_eq!(
+        Target::parse("ws://h:1").unwrap().to_string(),
+        "ws://h:1/ws/v2"
+    );
+    assert_eq!(
+        Target::parse("grpc://h:1").unwrap().to_string(),
+        "grpc://h:1"
+    );
 }
 
 // ---- CLI --------------------------------------------------------------------
@@ -98,11 +125,17 @@ struct Wrapper {
 
 #[test]
 fn cli_defaults() {
-    let c = Wrapper::try_parse_from(["bench", "--url", "ws://h:1"]).unwrap().bench;
+    let c = Wrapper::try_parse_from(["bench", "--url", "ws://h:1"])
+        .unwrap()
+        .bench;
     assert_eq!((c.connections, c.in_flight), (50, 4));
     assert_eq!(
         (c.duration, c.warmup, c.timeout),
-        (Duration::from_secs(10), Duration::from_secs(2), Duration::from_secs(10))
+        (
+            Duration::from_secs(10),
+            Duration::from_secs(2),
+            Duration::from_secs(10)
+        )
     );
     assert_eq!(c.command, BenchCommand::GetElement);
     assert_eq!(c.priority, 1);
@@ -139,8 +172,14 @@ fn cli_short_flags_and_options() {
     .unwrap()
     .bench;
     assert_eq!((c.connections, c.in_flight, c.priority), (3, 7, 3));
-    assert_eq!((c.duration, c.warmup), (Duration::from_millis(1500), Duration::ZERO));
-    assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("admin"), Some("pw")));
+    assert_eq!(
+        (c.duration, c.warmup),
+        (Duration::from_millis(1500), Duration::ZERO)
+    );
+    assert_eq!(
+        (c.username.as_deref(), c.password.as_deref()),
+        (Some("admin"), Some("pw"))
+    );
     assert!(c.json);
     assert_eq!(c.max_requests, Some(100));
 }
@@ -149,17 +188,28 @@ fn cli_short_flags_and_options() {
 fn cli_refuses_nonsense() {
     assert!(Wrapper::try_parse_from(["bench", "--url", "ws://h", "--username", "a"]).is_err());
     assert!(Wrapper::try_parse_from(["bench", "--url", "ws://h", "--command", "nope"]).is_err());
-    let c = Wrapper::try_parse_from(["bench", "--url", "ws://h", "-c", "0"]).unwrap().bench;
+    let c = Wrapper::try_parse_from(["bench", "--url", "ws://h", "-c", "0"])
+        .unwrap()
+        .bench;
     assert!(c.validate().is_err());
-    let c = Wrapper::try_parse_from(["bench", "--url", "ws://h", "-d", "0"]).unwrap().bench;
+    let c = Wrapper::try_parse_from(["bench", "--url", "ws://h", "-d", "0"])
+        .unwrap()
+        .bench;
     assert!(c.validate().is_err());
 }
 
 #[test]
 fn max_requests_is_spread_over_connections() {
-    let shares: Vec<u64> = (0..4).map(|i| budget_share(Some(10), 4, i).unwrap()).collect();
+    let shares: Vec<u64> = (0..4)
+        .map(|i| budget_share(Some(10), 4, i).unwrap())
+        .collect();
     assert_eq!(shares, vec![3, 3, 2, 2]);
-    assert_eq!((0..50).map(|i| budget_share(Some(7), 50, i).unwrap()).sum::<u64>(), 7);
+    assert_eq!(
+        (0..50)
+            .map(|i| budget_share(Some(7), 50, i).unwrap())
+            .sum::<u64>(),
+        7
+    );
     assert_eq!(budget_share(None, 4, 0), None);
 }
 
@@ -198,13 +248,20 @@ fn head_reads_an_envelope_without_the_rest() {
 
 #[test]
 fn head_explains_errors() {
-    let envelope = error_reply("5", &crate::error::OpenCoreError::UnknownCommand("nope".into()));
+    let envelope = error_reply(
+        "5",
+        &crate::error::OpenCoreError::UnknownCommand("nope".into()),
+    );
     let head = Head::decode(Bytes::from(envelope.encode_to_vec())).unwrap();
     assert_eq!(&head.command[..], b"error");
     assert_eq!(head.error_text(), "Unknown command nope (code 2001)");
     let plain = Envelope {
         command: "error".into(),
-        data: Some(pack(&ErrorResponse { message: "boom".into(), code: 0, stack: String::new() })),
+        data: Some(pack(&ErrorResponse {
+            message: "boom".into(),
+            code: 0,
+            stack: String::new(),
+        })),
         ..Default::default()
     };
     assert_eq!(Head::from_envelope(plain).error_text(), "boom");
@@ -222,7 +279,10 @@ fn frames_round_trip_through_the_server_decoder() {
     decoder.extend(&wire);
     for n in 0..3 {
         let envelope = Envelope::decode(decoder.next_frame().unwrap().unwrap()).unwrap();
-        assert_eq!((envelope.seq, envelope.id.as_str(), envelope.priority), (n, n.to_string().as_str(), 1));
+        assert_eq!(
+            (envelope.seq, envelope.id.as_str(), envelope.priority),
+            (n, n.to_string().as_str(), 1)
+        );
         assert_eq!(envelope.command, "getelement");
         let request = GetElementRequest::decode(envelope.data.unwrap().value.as_slice()).unwrap();
         assert_eq!(request.xpath, "bench");
@@ -234,8 +294,12 @@ fn frames_round_trip_through_the_server_decoder() {
 fn signin_envelope_carries_credentials() {
     let envelope = super::workload::signin_envelope("admin", "pw", 1);
     assert_eq!(envelope.command, "signin");
-    let request = crate::proto::SigninRequest::decode(envelope.data.unwrap().value.as_slice()).unwrap();
-    assert_eq!((request.username.as_str(), request.password.as_str()), ("admin", "pw"));
+    let request =
+        crate::proto::SigninRequest::decode(envelope.data.unwrap().value.as_slice()).unwrap();
+    assert_eq!(
+        (request.username.as_str(), request.password.as_str()),
+        ("admin", "pw")
+    );
 }
 
 // ---- pipeline ---------------------------------------------------------------
@@ -259,56 +323,109 @@ fn reply(command: &str, rid: &str) -> Head {
 
 fn pipeline(k: usize, first: u64, schedule: Schedule, budget: Option<u64>) -> Pipeline {
     let cmd = BenchCommand::GetElement;
-    Pipeline::new(cmd.template(1), &cmd.success_reply(), k, first, schedule, budget)
+    Pipeline::new(
+        cmd.template(1),
+        &cmd.success_reply(),
+        k,
+        first,
+        schedule,
+        budget,
+    )
 }
 
 #[test]
 fn keeps_k_outstanding_with_consecutive_seq() {
     let t0 = Instant::now();
-    let schedule = Schedule::new(t0, Duration::ZERO, Duration::from_secs(10), Duration::from_secs(10));
+    let schedule = Schedule::new(
+        t0,
+        Duration::ZERO,
+        Duration::from_secs(10),
+        Duration::from_secs(10),
+    );
     let mut p = pipeline(3, 1, schedule, None);
     let mut out = Sent::default();
     p.fill(t0, &mut out);
     assert_eq!(
-        out.0.iter().map(|e| (e.seq, e.id.clone())).collect::<Vec<_>>(),
-        vec![(1, "1".to_string()), (2, "2".to_string()), (3, "3".to_string())]
+        out.0
+            .iter()
+            .map(|e| (e.seq, e.id.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (1, "1".to_string()),
+            (2, "2".to_string()),
+            (3, "3".to_string())
+        ]
     );
     p.fill(t0, &mut out);
     assert_eq!(out.0.len(), 3, "never more than K outstanding");
-    p.on_envelope(t0 + Duration::from_micros(250), &reply("getelement", "2"), &mut out);
+    p.on_envelope(
+        t0 + Duration::from_micros(250),
+        &reply("getelement", "2"),
+        &mut out,
+    );
     assert_eq!(p.outstanding(), 2);
     p.fill(t0, &mut out);
     assert_eq!(out.0.last().unwrap().seq, 4);
     let stats = p.into_stats();
-    assert_eq!((stats.sent, stats.completed, stats.histogram.len()), (4, 1, 1));
+    assert_eq!(
+        (stats.sent, stats.completed, stats.histogram.len()),
+        (4, 1, 1)
+    );
     assert!((249_000..=251_000).contains(&stats.histogram.max()));
 }
 
 #[test]
 fn errors_unknown_rids_and_unexpected_replies() {
     let t0 = Instant::now();
-    let schedule = Schedule::new(t0, Duration::ZERO, Duration::from_secs(10), Duration::from_secs(10));
+    let schedule = Schedule::new(
+        t0,
+        Duration::ZERO,
+        Duration::from_secs(10),
+        Duration::from_secs(10),
+    );
     let mut p = pipeline(3, 0, schedule, None);
     let mut out = Sent::default();
     p.fill(t0, &mut out);
     let mut error = reply("error", "0");
-    error.data =
-        Bytes::from(pack(&ErrorResponse { message: "nope".into(), code: 3001, stack: String::new() }).encode_to_vec());
+    error.data = Bytes::from(
+        pack(&ErrorResponse {
+            message: "nope".into(),
+            code: 3001,
+            stack: String::new(),
+        })
+        .encode_to_vec(),
+    );
     p.on_envelope(t0, &error, &mut out);
     p.on_envelope(t0, &reply("getelement", "77"), &mut out); // not ours: ignored
     p.on_envelope(t0, &reply("getelement", "0"), &mut out); // already answered: ignored
     p.on_envelope(t0, &reply("queryreply", "1"), &mut out);
     p.on_envelope(t0, &reply("refreshtoken", ""), &mut out); // push: ignored
     let stats = p.into_stats();
-    assert_eq!(stats.errors, Errors { replies: 1, timeouts: 0, disconnects: 0, unexpected: 1 });
+    assert_eq!(
+        stats.errors,
+        Errors {
+            replies: 1,
+            timeouts: 0,
+            disconnects: 0,
+            unexpected: 1
+        }
+    );
     assert_eq!(stats.completed, 0);
-    assert_eq!(stats.first_error.as_deref(), Some("error reply to getelement: nope (code 3001)"));
+    assert_eq!(
+        stats.first_error.as_deref(),
+        Some("error reply to getelement: nope (code 3001)")
+    );
 }
 
 #[test]
 fn pings_get_a_pong_with_the_next_seq() {
     let t0 = Instant::now();
-    let schedule = Schedule::new(t0, Duration::ZERO, Duration::from_secs(10), Duration::from_secs(10));
+    let schedule = Schedule::new(
+        t0,
+        Duration::ZERO,
+        Duration::from_secs(10),
+        Duration::from_secs(10),
+    );
     let mut p = pipeline(1, 0, schedule, None);
     let mut out = Sent::default();
     p.fill(t0, &mut out);
@@ -316,7 +433,15 @@ fn pings_get_a_pong_with_the_next_seq() {
     ping.id = Bytes::from_static(b"17");
     p.on_envelope(t0, &ping, &mut out);
     let pong = out.0.last().unwrap();
-    assert_eq!((pong.command.as_str(), pong.rid.as_str(), pong.seq, pong.id.as_str()), ("pong", "17", 1, "1"));
+    assert_eq!(
+        (
+            pong.command.as_str(),
+            pong.rid.as_str(),
+            pong.seq,
+            pong.id.as_str()
+        ),
+        ("pong", "17", 1, "1")
+    );
     assert_eq!(p.outstanding(), 1);
     p.on_envelope(t0, &reply("getelement", "0"), &mut out);
     p.fill(t0, &mut out);
@@ -326,7 +451,12 @@ fn pings_get_a_pong_with_the_next_seq() {
 #[test]
 fn timeouts_are_counted_and_replaced() {
     let t0 = Instant::now();
-    let schedule = Schedule::new(t0, Duration::ZERO, Duration::from_secs(60), Duration::from_secs(10));
+    let schedule = Schedule::new(
+        t0,
+        Duration::ZERO,
+        Duration::from_secs(60),
+        Duration::from_secs(10),
+    );
     let mut p = pipeline(2, 0, schedule, None);
     let mut out = Sent::default();
     p.fill(t0, &mut out);
@@ -337,7 +467,11 @@ fn timeouts_are_counted_and_replaced() {
     p.fill(t0 + Duration::from_secs(10), &mut out);
     assert_eq!(out.0.len(), 4);
     // A late reply to an expired request is ignored.
-    p.on_envelope(t0 + Duration::from_secs(11), &reply("getelement", "0"), &mut out);
+    p.on_envelope(
+        t0 + Duration::from_secs(11),
+        &reply("getelement", "0"),
+        &mut out,
+    );
     let stats = p.into_stats();
     assert_eq!((stats.errors.timeouts, stats.completed), (2, 0));
 }
@@ -345,15 +479,32 @@ fn timeouts_are_counted_and_replaced() {
 #[test]
 fn warmup_is_not_measured_and_nothing_is_sent_after_the_end() {
     let t0 = Instant::now();
-    let schedule = Schedule::new(t0, Duration::from_secs(1), Duration::from_secs(1), Duration::from_secs(10));
+    let schedule = Schedule::new(
+        t0,
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    );
     let mut p = pipeline(1, 0, schedule, None);
     let mut out = Sent::default();
     p.fill(t0, &mut out); // warmup request
-    p.on_envelope(t0 + Duration::from_millis(1100), &reply("getelement", "0"), &mut out);
+    p.on_envelope(
+        t0 + Duration::from_millis(1100),
+        &reply("getelement", "0"),
+        &mut out,
+    );
     p.fill(t0 + Duration::from_millis(1100), &mut out); // measured
-    p.on_envelope(t0 + Duration::from_millis(1200), &reply("getelement", "1"), &mut out);
+    p.on_envelope(
+        t0 + Duration::from_millis(1200),
+        &reply("getelement", "1"),
+        &mut out,
+    );
     p.fill(t0 + Duration::from_millis(1990), &mut out); // measured, answered too late
-    p.on_envelope(t0 + Duration::from_millis(2001), &reply("getelement", "2"), &mut out);
+    p.on_envelope(
+        t0 + Duration::from_millis(2001),
+        &reply("getelement", "2"),
+        &mut out,
+    );
     p.fill(t0 + Duration::from_millis(2001), &mut out);
     assert_eq!(out.0.len(), 3);
     assert!(p.finished(t0 + Duration::from_millis(2001)));
@@ -364,7 +515,12 @@ fn warmup_is_not_measured_and_nothing_is_sent_after_the_end() {
 #[test]
 fn max_requests_share_ends_the_connection_early() {
     let t0 = Instant::now();
-    let schedule = Schedule::new(t0, Duration::ZERO, Duration::from_secs(10), Duration::from_secs(10));
+    let schedule = Schedule::new(
+        t0,
+        Duration::ZERO,
+        Duration::from_secs(10),
+        Duration::from_secs(10),
+    );
     let mut p = pipeline(4, 0, schedule, Some(2));
     let mut out = Sent::default();
     p.fill(t0, &mut out);
@@ -411,7 +567,14 @@ fn sample_report() -> Report {
         duration: Duration::from_secs(10),
         requests: 1_234_560,
         sent: 1_500_000,
-        latency: Latency { p50: 310.0, p90: 520.0, p99: 900.0, p999: 1400.0, max: 5100.0, mean: 330.0 },
+        latency: Latency {
+            p50: 310.0,
+            p90: 520.0,
+            p99: 900.0,
+            p999: 1400.0,
+            max: 5100.0,
+            mean: 330.0,
+        },
         errors: Errors::default(),
         first_error: None,
     }
@@ -426,11 +589,24 @@ fn text_report() {
          p50 310µs p90 520µs p99 900µs p99.9 1.4ms max 5.1ms, errors 0"
     );
     let mut failing = report;
-    failing.errors = Errors { replies: 1, timeouts: 2, disconnects: 3, unexpected: 0 };
+    failing.errors = Errors {
+        replies: 1,
+        timeouts: 2,
+        disconnects: 3,
+        unexpected: 0,
+    };
     failing.first_error = Some("connection lost: x".into());
     let text = failing.to_text();
-    assert!(text.contains("errors 6 (1 error replies, 2 timeouts, 3 disconnects, 0 unexpected replies)"), "{text}");
-    assert!(text.ends_with("\nfirst error: connection lost: x"), "{text}");
+    assert!(
+        text.contains(
+            "errors 6 (1 error replies, 2 timeouts, 3 disconnects, 0 unexpected replies)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("\nfirst error: connection lost: x"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -469,8 +645,14 @@ fn error_chains_include_sources() {
             Some(&self.0)
         }
     }
-    let err = Outer(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused"));
-    assert_eq!(super::grpc::error_chain(&err), "transport error: Connection refused");
+    let err = Outer(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        "Connection refused",
+    ));
+    assert_eq!(
+        super::grpc::error_chain(&err),
+        "transport error: Connection refused"
+    );
 }
 
 #[test]
@@ -487,13 +669,21 @@ fn measured_time_ends_with_the_last_connection() {
 #[test]
 fn a_lost_connection_stops_the_clock_for_it() {
     let t0 = Instant::now();
-    let schedule = Schedule::new(t0, Duration::from_secs(1), Duration::from_secs(10), Duration::from_secs(10));
+    let schedule = Schedule::new(
+        t0,
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+        Duration::from_secs(10),
+    );
     let mut p = pipeline(2, 0, schedule, None);
     p.disconnected(t0 + Duration::from_secs(4), "server closed the connection");
     let stats = p.into_stats();
     assert_eq!(stats.errors.disconnects, 1);
     assert_eq!(stats.stopped_after, Some(Duration::from_secs(3)));
-    assert_eq!(stats.first_error.as_deref(), Some("connection lost: server closed the connection"));
+    assert_eq!(
+        stats.first_error.as_deref(),
+        Some("connection lost: server closed the connection")
+    );
 }
 
 // ---- document workloads -------------------------------------------------------
@@ -501,11 +691,26 @@ fn a_lost_connection_stops_the_clock_for_it() {
 #[test]
 fn document_workloads_need_a_user() {
     for command in ["query", "insertone"] {
-        let c = Wrapper::try_parse_from(["bench", "--url", "tcp://h:1", "--command", command]).unwrap().bench;
-        assert!(c.validate().unwrap_err().contains("needs --username"), "{command}");
-        let c = Wrapper::try_parse_from(["bench", "--url", "tcp://h:1", "--command", command, "--username", "u", "--password", "p"])
+        let c = Wrapper::try_parse_from(["bench", "--url", "tcp://h:1", "--command", command])
             .unwrap()
             .bench;
+        assert!(
+            c.validate().unwrap_err().contains("needs --username"),
+            "{command}"
+        );
+        let c = Wrapper::try_parse_from([
+            "bench",
+            "--url",
+            "tcp://h:1",
+            "--command",
+            command,
+            "--username",
+            "u",
+            "--password",
+            "p",
+        ])
+        .unwrap()
+        .bench;
         assert!(c.validate().is_ok());
     }
 }
@@ -513,13 +718,17 @@ fn document_workloads_need_a_user() {
 #[test]
 fn query_template_comes_from_the_setup_reply() {
     use crate::proto::{InsertOneResponse, QueryRequest};
-    let setup = BenchCommand::Query.setup(2).expect("query has a setup request");
+    let setup = BenchCommand::Query
+        .setup(2)
+        .expect("query has a setup request");
     assert_eq!(setup.command, "insertone");
     assert!(BenchCommand::InsertOne.setup(2).is_none());
     let reply = crate::protocol::envelope::reply(
         "insertone",
         "1",
-        &InsertOneResponse { result: r#"{"_id":"5a1702fa245d9013697656fb","name":"x"}"#.into() },
+        &InsertOneResponse {
+            result: r#"{"_id":"5a1702fa245d9013697656fb","name":"x"}"#.into(),
+        },
     );
     let head = Head::decode(reply.encode_to_vec().as_slice()).unwrap();
     let template = BenchCommand::Query.template_after_setup(2, &head).unwrap();
@@ -527,7 +736,13 @@ fn query_template_comes_from_the_setup_reply() {
     let request = QueryRequest::decode(template.data.unwrap().value.as_slice()).unwrap();
     assert_eq!(request.collectionname, "bench");
     assert_eq!(request.query, r#"{"_id":"5a1702fa245d9013697656fb"}"#);
-    let bad = crate::protocol::envelope::reply("insertone", "1", &InsertOneResponse { result: "{}".into() });
+    let bad = crate::protocol::envelope::reply(
+        "insertone",
+        "1",
+        &InsertOneResponse {
+            result: "{}".into(),
+        },
+    );
     let head = Head::decode(bad.encode_to_vec().as_slice()).unwrap();
     assert!(BenchCommand::Query.template_after_setup(2, &head).is_err());
 }
@@ -535,22 +750,50 @@ fn query_template_comes_from_the_setup_reply() {
 #[test]
 fn document_workloads_run_against_a_server() {
     let dir = tempfile::tempdir().unwrap();
-    let server =
-        crate::server::BackgroundServer::start(crate::config::ServeConfig::for_tests(dir.path().join("data"))).unwrap();
+    let server = crate::server::BackgroundServer::start(crate::config::ServeConfig::for_tests(
+        dir.path().join("data"),
+    ))
+    .unwrap();
     let tcp = format!("tcp://{}", server.bound.tcp.unwrap());
     let ws = format!("ws://{}", server.bound.http.unwrap());
     let grpc = format!("grpc://{}", server.bound.grpc.unwrap());
     for (command, url) in [("query", &tcp), ("insertone", &ws), ("query", &grpc)] {
         let args = [
-            "bench", "--url", url, "--command", command, "-c", "2", "-k", "2", "-d", "5s", "--warmup", "0s", "--username", "admin",
-            "--password", "admin-password", "--max-requests", "40",
+            "bench",
+            "--url",
+            url,
+            "--command",
+            command,
+            "-c",
+            "2",
+            "-k",
+            "2",
+            "-d",
+            "5s",
+            "--warmup",
+            "0s",
+            "--username",
+            "admin",
+            "--password",
+            "admin-password",
+            "--max-requests",
+            "40",
         ];
         let config = Wrapper::try_parse_from(args).unwrap().bench;
         let target = config.validate().unwrap();
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let report = runtime.block_on(super::execute(&config, &target)).unwrap();
         runtime.shutdown_timeout(Duration::from_secs(1));
-        assert_eq!(report.errors.total(), 0, "{command} over {url}: {:?}", report.first_error);
+        assert_eq!(
+            report.errors.total(),
+            0,
+            "{command} over {url}: {:?}",
+            report.first_error
+        );
         assert_eq!(report.requests, 40, "{command} over {url}");
     }
     server.stop();

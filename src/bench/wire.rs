@@ -30,7 +30,10 @@ impl Head {
             command: Bytes::from(envelope.command.into_bytes()),
             id: Bytes::from(envelope.id.into_bytes()),
             rid: Bytes::from(envelope.rid.into_bytes()),
-            data: envelope.data.map(|any| Bytes::from(any.encode_to_vec())).unwrap_or_default(),
+            data: envelope
+                .data
+                .map(|any| Bytes::from(any.encode_to_vec()))
+                .unwrap_or_default(),
         }
     }
 

@@ -8,7 +8,9 @@
 use std::fmt::Write as _;
 
 use super::wire::Head;
-use crate::proto::{Envelope, GetElementRequest, InsertOneRequest, InsertOneResponse, QueryRequest, SigninRequest};
+use crate::proto::{
+    Envelope, GetElementRequest, InsertOneRequest, InsertOneResponse, QueryRequest, SigninRequest,
+};
 use crate::protocol::envelope::{pack, reply_command};
 
 /// The collection the document workloads use.
@@ -60,24 +62,39 @@ impl BenchCommand {
     /// without a setup request.
     pub fn template(&self, priority: i32) -> Envelope {
         let data = match self {
-            BenchCommand::GetElement => pack(&GetElementRequest { xpath: "bench".into() }),
+            BenchCommand::GetElement => pack(&GetElementRequest {
+                xpath: "bench".into(),
+            }),
             BenchCommand::InsertOne => return insert_envelope(priority, "bench"),
             BenchCommand::Query => pack(&query_by_id("")),
         };
-        Envelope { command: self.name().into(), priority, data: Some(data), ..Default::default() }
+        Envelope {
+            command: self.name().into(),
+            priority,
+            data: Some(data),
+            ..Default::default()
+        }
     }
 
     /// The request envelope once the setup request was answered with `reply`.
     pub fn template_after_setup(&self, priority: i32, reply: &Head) -> Result<Envelope, String> {
         match self {
             BenchCommand::Query => {
-                let inserted: InsertOneResponse =
-                    reply.payload().map_err(|err| format!("undecodable setup reply: {err}"))?;
-                let document: serde_json::Value =
-                    serde_json::from_str(&inserted.result).map_err(|err| format!("setup reply is not JSON: {err}"))?;
-                let id = document["_id"].as_str().ok_or("the setup insert returned no _id")?;
+                let inserted: InsertOneResponse = reply
+                    .payload()
+                    .map_err(|err| format!("undecodable setup reply: {err}"))?;
+                let document: serde_json::Value = serde_json::from_str(&inserted.result)
+                    .map_err(|err| format!("setup reply is not JSON: {err}"))?;
+                let id = document["_id"]
+                    .as_str()
+                    .ok_or("the setup insert returned no _id")?;
                 let data = pack(&query_by_id(id));
-                Ok(Envelope { command: self.name().into(), priority, data: Some(data), ..Default::default() })
+                Ok(Envelope {
+                    command: self.name().into(),
+                    priority,
+                    data: Some(data),
+                    ..Default::default()
+                })
             }
             other => Ok(other.template(priority)),
         }
@@ -94,9 +111,19 @@ fn query_by_id(id: &str) -> QueryRequest {
 }
 
 fn insert_envelope(priority: i32, name: &str) -> Envelope {
-    let item = serde_json::json!({"name": name, "kind": "bench", "value": 42, "tags": ["a", "b"]}).to_string();
-    let request = InsertOneRequest { collectionname: BENCH_COLLECTION.into(), item, ..Default::default() };
-    Envelope { command: "insertone".into(), priority, data: Some(pack(&request)), ..Default::default() }
+    let item = serde_json::json!({"name": name, "kind": "bench", "value": 42, "tags": ["a", "b"]})
+        .to_string();
+    let request = InsertOneRequest {
+        collectionname: BENCH_COLLECTION.into(),
+        item,
+        ..Default::default()
+    };
+    Envelope {
+        command: "insertone".into(),
+        priority,
+        data: Some(pack(&request)),
+        ..Default::default()
+    }
 }
 
 /// A `signin` with username and password.
@@ -108,7 +135,12 @@ pub fn signin_envelope(username: &str, password: &str, priority: i32) -> Envelop
         version: env!("CARGO_PKG_VERSION").into(),
         ..Default::default()
     };
-    Envelope { command: "signin".into(), priority, data: Some(pack(&request)), ..Default::default() }
+    Envelope {
+        command: "signin".into(),
+        priority,
+        data: Some(pack(&request)),
+        ..Default::default()
+    }
 }
 
 /// Sets `seq` and `id` on an envelope, reusing its `id` allocation.

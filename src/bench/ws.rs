@@ -39,9 +39,10 @@ pub async fn connect(target: &Target) -> Result<WsTransport, String> {
         .read_buffer_size(64 * 1024)
         .max_message_size(Some(MAX_FRAME + 4))
         .max_frame_size(Some(MAX_FRAME + 4));
-    let (ws, _response) = tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
-        .await
-        .map_err(|err| format!("websocket handshake with {url} failed: {err}"))?;
+    let (ws, _response) =
+        tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
+            .await
+            .map_err(|err| format!("websocket handshake with {url} failed: {err}"))?;
     Ok(WsTransport {
         ws,
         decoder: FrameDecoder::new(MAX_FRAME),
@@ -51,14 +52,20 @@ pub async fn connect(target: &Target) -> Result<WsTransport, String> {
 }
 
 impl WsTransport {
-    fn take(&mut self, item: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) -> Result<(), String> {
+    fn take(
+        &mut self,
+        item: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Result<(), String> {
         match item {
             Some(Ok(Message::Binary(bytes))) => self.decoder.extend(&bytes),
             Some(Ok(Message::Text(text))) => self.decoder.extend(text.as_bytes()),
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             Some(Ok(Message::Close(frame))) => {
                 return Err(match frame {
-                    Some(frame) => format!("server closed the websocket ({}: {})", frame.code, frame.reason),
+                    Some(frame) => format!(
+                        "server closed the websocket ({}: {})",
+                        frame.code, frame.reason
+                    ),
                     None => "server closed the websocket".into(),
                 })
             }
@@ -91,7 +98,9 @@ impl Transport for WsTransport {
 
     fn next_envelope(&mut self) -> Result<Option<Head>, String> {
         match self.decoder.next_frame() {
-            Ok(Some(frame)) => Head::decode(frame).map(Some).map_err(|err| format!("undecodable envelope: {err}")),
+            Ok(Some(frame)) => Head::decode(frame)
+                .map(Some)
+                .map_err(|err| format!("undecodable envelope: {err}")),
             Ok(None) => Ok(None),
             Err(err) => Err(format!("bad frame from the server: {err}")),
         }
@@ -102,9 +111,15 @@ impl Transport for WsTransport {
             return Ok(());
         }
         for frame in self.pending.drain(..) {
-            self.ws.feed(Message::Binary(frame)).await.map_err(|err| format!("websocket write failed: {err}"))?;
+            self.ws
+                .feed(Message::Binary(frame))
+                .await
+                .map_err(|err| format!("websocket write failed: {err}"))?;
         }
-        self.ws.flush().await.map_err(|err| format!("websocket write failed: {err}"))
+        self.ws
+            .flush()
+            .await
+            .map_err(|err| format!("websocket write failed: {err}"))
     }
 
     async fn close(mut self) {

@@ -30,7 +30,9 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let stages = json::parse_documents("aggregates", &request.aggregates)?;
     guard::refuse_javascript_in(&stages)?;
     if read::hidden_from(&scope) {
-        return Ok(ctx.reply(&AggregateResponse { results: "[]".into() }));
+        return Ok(ctx.reply(&AggregateResponse {
+            results: "[]".into(),
+        }));
     }
     let target = match request.queryas.trim() {
         "" => None,
@@ -50,14 +52,21 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     };
     let mut prefixes = Prefixes::new();
     for foreign in pipeline::foreign_collections(&stages)? {
-        let kind = ctx.services.catalog.kind(ctx.services.store.as_ref(), &foreign).await?;
+        let kind = ctx
+            .services
+            .catalog
+            .kind(ctx.services.store.as_ref(), &foreign)
+            .await?;
         let prefix = prefix_for(&foreign, kind.acl_location());
         prefixes.insert(foreign, prefix);
     }
     let body = pipeline::restrict(stages, scope.is_admin(), &prefixes)?;
     let mut full = prefix_for(&scope.collection, scope.location());
     full.extend(body);
-    let writes = full.last().and_then(|s| s.keys().next()).is_some_and(|k| k == "$out" || k == "$merge");
+    let writes = full
+        .last()
+        .and_then(|s| s.keys().next())
+        .is_some_and(|k| k == "$out" || k == "$merge");
     if !request.aggregates.contains("$limit") && !writes {
         full.push(doc! {"$limit": DEFAULT_LIMIT});
     }
@@ -65,5 +74,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     for document in &mut documents {
         redact::redact(&scope.collection, document);
     }
-    Ok(ctx.reply(&AggregateResponse { results: output::documents_to_json(&documents) }))
+    Ok(ctx.reply(&AggregateResponse {
+        results: output::documents_to_json(&documents),
+    }))
 }

@@ -21,7 +21,10 @@ pub struct CommandContext {
 
 impl CommandContext {
     /// The request payload; `data_required` says whether a missing `data` is an error.
-    pub fn request<M: Message + Name + Default>(&self, data_required: bool) -> Result<M, OpenCoreError> {
+    pub fn request<M: Message + Name + Default>(
+        &self,
+        data_required: bool,
+    ) -> Result<M, OpenCoreError> {
         envelope::unpack(&self.envelope, data_required)
     }
 
@@ -31,7 +34,10 @@ impl CommandContext {
 
     /// A normal reply to this request.
     pub fn reply<M: Message + Name>(&self, message: &M) -> Outcome {
-        Outcome { reply: envelope::reply(&self.envelope.command, &self.envelope.id, message), session: None }
+        Outcome {
+            reply: envelope::reply(&self.envelope.command, &self.envelope.id, message),
+            session: None,
+        }
     }
 }
 

@@ -9,7 +9,11 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: CountRequest = ctx.request(true)?;
     let scope = Scope::open(&ctx, &request.collectionname).await?;
     // Clients send "{}" for "everything"; an empty query means the same here.
-    let text = if request.query.trim().is_empty() { "{}" } else { request.query.as_str() };
+    let text = if request.query.trim().is_empty() {
+        "{}"
+    } else {
+        request.query.as_str()
+    };
     let filter = query::parse_query(text)?;
     read::refuse_password_probe(&scope, &[text])?;
     if read::hidden_from(&scope) {
@@ -17,5 +21,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     }
     let filter = read::read_filter(&scope, filter, &request.queryas).await?;
     let count = scope.store().count(&scope.collection, &filter).await?;
-    Ok(ctx.reply(&CountResponse { result: count.min(i32::MAX as u64) as i32 }))
+    Ok(ctx.reply(&CountResponse {
+        result: count.min(i32::MAX as u64) as i32,
+    }))
 }

@@ -20,7 +20,9 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
         return Err(OpenCoreError::AccessDenied);
     }
     if collections::is_reserved(&name) {
-        return Err(OpenCoreError::AccessDeniedBecause(format!("creating reserved collection {name}")));
+        return Err(OpenCoreError::AccessDeniedBecause(format!(
+            "creating reserved collection {name}"
+        )));
     }
     let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
     let timeseries = request.timeseries.as_ref().and_then(|ts| {
@@ -30,14 +32,22 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
             granularity: non_empty(&ts.granularity),
         })
     });
-    let expire = (request.expire_after_seconds > 0).then_some(i64::from(request.expire_after_seconds));
+    let expire =
+        (request.expire_after_seconds > 0).then_some(i64::from(request.expire_after_seconds));
     let is_timeseries = timeseries.is_some();
-    let options = CollectionOptions { timeseries, expire_after_seconds: if is_timeseries { expire } else { None } };
+    let options = CollectionOptions {
+        timeseries,
+        expire_after_seconds: if is_timeseries { expire } else { None },
+    };
     let store = ctx.services.store.as_ref();
     store.create_collection(&name, &options).await?;
     ctx.services.catalog.forget(&name);
     if let (false, Some(seconds)) = (is_timeseries, expire) {
-        let spec = IndexSpec { keys: doc! {"_created": 1}, expire_after_seconds: Some(seconds), ..Default::default() };
+        let spec = IndexSpec {
+            keys: doc! {"_created": 1},
+            expire_after_seconds: Some(seconds),
+            ..Default::default()
+        };
         store.create_index(&name, &spec).await?;
     }
     Ok(ctx.reply(&CreateCollectionResponse {}))

@@ -24,8 +24,11 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     if keys.is_empty() {
         return Err(OpenCoreError::BadRequest("index is mandatory".into()));
     }
-    let options =
-        if request.options.trim().is_empty() { Document::new() } else { json::parse_document("options", &request.options)? };
+    let options = if request.options.trim().is_empty() {
+        Document::new()
+    } else {
+        json::parse_document("options", &request.options)?
+    };
     let number = |value: Option<&Bson>| match value {
         Some(Bson::Int32(n)) => Some(i64::from(*n)),
         Some(Bson::Int64(n)) => Some(*n),
@@ -41,7 +44,10 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
         name: index_name,
         unique: options.get_bool("unique").unwrap_or(false),
         expire_after_seconds: number(options.get("expireAfterSeconds")),
-        partial_filter: options.get_document("partialFilterExpression").ok().cloned(),
+        partial_filter: options
+            .get_document("partialFilterExpression")
+            .ok()
+            .cloned(),
     };
     let created = ctx.services.store.create_index(&name, &spec).await?;
     Ok(ctx.reply(&CreateIndexResponse { result: created }))

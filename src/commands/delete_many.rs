@@ -16,13 +16,20 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
         read::refuse_password_probe(&scope, &[&request.query])?;
         query::parse_query(&request.query)?
     } else {
-        let ids: Vec<Bson> =
-            request.ids.iter().map(|id| id.trim()).filter(|id| !id.is_empty()).flat_map(query::id_forms).collect();
+        let ids: Vec<Bson> = request
+            .ids
+            .iter()
+            .map(|id| id.trim())
+            .filter(|id| !id.is_empty())
+            .flat_map(query::id_forms)
+            .collect();
         if ids.is_empty() {
             return Err(OpenCoreError::DeleteManyNeedsFilter);
         }
         doc! {"_id": {"$in": ids}}
     };
     let deleted = remove::delete(&scope, filter, false).await?;
-    Ok(ctx.reply(&DeleteManyResponse { affectedrows: deleted.count.min(i32::MAX as u64) as i32 }))
+    Ok(ctx.reply(&DeleteManyResponse {
+        affectedrows: deleted.count.min(i32::MAX as u64) as i32,
+    }))
 }

@@ -16,7 +16,11 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     }
     let deleted = remove::delete(&scope, query::id_filter(id), true).await?;
     if deleted.count == 0 && deleted.protected > 0 {
-        return Err(OpenCoreError::AccessDeniedBecause(format!("{id} is a built-in entity and cannot be deleted")));
+        return Err(OpenCoreError::AccessDeniedBecause(format!(
+            "{id} is a built-in entity and cannot be deleted"
+        )));
     }
-    Ok(ctx.reply(&DeleteOneResponse { affectedrows: deleted.count.min(i32::MAX as u64) as i32 }))
+    Ok(ctx.reply(&DeleteOneResponse {
+        affectedrows: deleted.count.min(i32::MAX as u64) as i32,
+    }))
 }

@@ -13,16 +13,31 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     if request.field.trim().is_empty() {
         return Err(OpenCoreError::BadRequest("field is mandatory".into()));
     }
-    let text = if request.query.trim().is_empty() { "{}" } else { request.query.as_str() };
+    let text = if request.query.trim().is_empty() {
+        "{}"
+    } else {
+        request.query.as_str()
+    };
     let filter = query::parse_query(text)?;
     read::refuse_password_probe(&scope, &[text, &request.field])?;
-    if (scope.collection == "users" || scope.collection == "users_hist") && request.field.contains("passwordhash") {
-        return Ok(ctx.reply(&DistinctResponse { results: Vec::new() }));
+    if (scope.collection == "users" || scope.collection == "users_hist")
+        && request.field.contains("passwordhash")
+    {
+        return Ok(ctx.reply(&DistinctResponse {
+            results: Vec::new(),
+        }));
     }
     if read::hidden_from(&scope) {
-        return Ok(ctx.reply(&DistinctResponse { results: Vec::new() }));
+        return Ok(ctx.reply(&DistinctResponse {
+            results: Vec::new(),
+        }));
     }
     let filter = read::read_filter(&scope, filter, &request.queryas).await?;
-    let values = scope.store().distinct(&scope.collection, &request.field, &filter).await?;
-    Ok(ctx.reply(&DistinctResponse { results: values.iter().map(output::value_to_text).collect() }))
+    let values = scope
+        .store()
+        .distinct(&scope.collection, &request.field, &filter)
+        .await?;
+    Ok(ctx.reply(&DistinctResponse {
+        results: values.iter().map(output::value_to_text).collect(),
+    }))
 }

@@ -14,7 +14,9 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
         return Err(OpenCoreError::AccessDenied);
     }
     if collections::is_reserved(&name) {
-        return Err(OpenCoreError::AccessDeniedBecause(format!("droppping collection {name}")));
+        return Err(OpenCoreError::AccessDeniedBecause(format!(
+            "droppping collection {name}"
+        )));
     }
     let mut doomed = vec![name.clone()];
     if !collections::is_history(&name) {

@@ -15,6 +15,9 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     if request.name.trim().is_empty() {
         return Err(OpenCoreError::BadRequest("name is mandatory".into()));
     }
-    ctx.services.store.drop_index(&name, request.name.trim()).await?;
+    ctx.services
+        .store
+        .drop_index(&name, request.name.trim())
+        .await?;
     Ok(ctx.reply(&DropIndexResponse {}))
 }

@@ -61,9 +61,13 @@ async fn find(scope: &Scope, id: &str, version: i64) -> Result<Option<Document>,
     }
     // Deleted: its history decides, readable as its last version was.
     for form in query::id_forms(id) {
-        let Some(latest) = history::version::latest(store, &scope.collection, &form).await? else { continue };
+        let Some(latest) = history::version::latest(store, &scope.collection, &form).await? else {
+            continue;
+        };
         let last_version = metadata::version_of(&latest);
-        let Some(last) = history::version::item(latest) else { return Ok(None) };
+        let Some(last) = history::version::item(latest) else {
+            return Ok(None);
+        };
         if !scope.can(&last, Right::Read) {
             return Ok(None);
         }

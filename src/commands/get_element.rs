@@ -7,5 +7,7 @@ use crate::proto::{GetElementRequest, GetElementResponse};
 
 pub fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: GetElementRequest = ctx.request(false)?;
-    Ok(ctx.reply(&GetElementResponse { xpath: format!("Did you say {} ?", request.xpath) }))
+    Ok(ctx.reply(&GetElementResponse {
+        xpath: format!("Did you say {} ?", request.xpath),
+    }))
 }

@@ -13,5 +13,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
         return Err(OpenCoreError::AccessDenied);
     }
     let indexes = ctx.services.store.list_indexes(&name).await?;
-    Ok(ctx.reply(&GetIndexesResponse { results: output::documents_to_json(&indexes) }))
+    Ok(ctx.reply(&GetIndexesResponse {
+        results: output::documents_to_json(&indexes),
+    }))
 }

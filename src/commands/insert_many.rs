@@ -18,10 +18,14 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     guard::refuse_javascript_in(&items)?;
     let mut stored = insert::insert(&scope, items).await?;
     if request.skipresults {
-        return Ok(ctx.reply(&InsertManyResponse { results: "[]".into() }));
+        return Ok(ctx.reply(&InsertManyResponse {
+            results: "[]".into(),
+        }));
     }
     for document in &mut stored {
         redact::redact(&scope.collection, document);
     }
-    Ok(ctx.reply(&InsertManyResponse { results: output::documents_to_json(&stored) }))
+    Ok(ctx.reply(&InsertManyResponse {
+        results: output::documents_to_json(&stored),
+    }))
 }

@@ -14,7 +14,9 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let mut stored = insert::insert(&scope, vec![item]).await?;
     let mut document = stored.pop().ok_or(OpenCoreError::Internal)?;
     redact::redact(&scope.collection, &mut document);
-    Ok(ctx.reply(&InsertOneResponse { result: output::document_to_json(&document) }))
+    Ok(ctx.reply(&InsertOneResponse {
+        result: output::document_to_json(&document),
+    }))
 }
 
 /// An item to store: a JSON object; empty or `null` is "Cannot create null item".

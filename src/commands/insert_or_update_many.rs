@@ -33,6 +33,10 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     if let Some(err) = first_error {
         return Err(err);
     }
-    let results = if request.skipresults { "[]".to_string() } else { output::documents_to_json(&results) };
+    let results = if request.skipresults {
+        "[]".to_string()
+    } else {
+        output::documents_to_json(&results)
+    };
     Ok(ctx.reply(&InsertOrUpdateManyResponse { results }))
 }

@@ -14,5 +14,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let item = parse_item(&request.item)?;
     let mut document = upsert::insert_or_update(&scope, &request.uniqeness, item).await?;
     redact::redact(&scope.collection, &mut document);
-    Ok(ctx.reply(&InsertOrUpdateOneResponse { result: output::document_to_json(&document) }))
+    Ok(ctx.reply(&InsertOrUpdateOneResponse {
+        result: output::document_to_json(&document),
+    }))
 }

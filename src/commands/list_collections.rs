@@ -36,11 +36,14 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
         }
     }
     entries.sort_by_key(|e| e.get_str("name").unwrap_or_default().to_lowercase());
-    Ok(ctx.reply(&ListCollectionsResponse { results: output::documents_to_json(&entries) }))
+    Ok(ctx.reply(&ListCollectionsResponse {
+        results: output::documents_to_json(&entries),
+    }))
 }
 
 fn entry(name: &str, kind: &str, options: Document) -> Document {
-    let mut entry = doc! {"name": name, "type": kind, "options": options, "info": {"readOnly": false}};
+    let mut entry =
+        doc! {"name": name, "type": kind, "options": options, "info": {"readOnly": false}};
     if kind == "collection" {
         entry.insert("idIndex", doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"});
     }

@@ -45,7 +45,12 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 4] = [Family::Session, Family::Diagnostics, Family::Data, Family::Admin];
+    pub const ALL: [Family; 4] = [
+        Family::Session,
+        Family::Diagnostics,
+        Family::Data,
+        Family::Admin,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -117,9 +122,10 @@ impl Command {
         match self {
             Command::Signin => Family::Session,
             Command::GetElement | Command::Ping => Family::Diagnostics,
-            Command::CreateCollection | Command::DropCollection | Command::CreateIndex | Command::DropIndex => {
-                Family::Admin
-            }
+            Command::CreateCollection
+            | Command::DropCollection
+            | Command::CreateIndex
+            | Command::DropIndex => Family::Admin,
             _ => Family::Data,
         }
     }

@@ -13,9 +13,15 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let bad_token = || OpenCoreError::InvalidSigninToken(ctx.peer.to_string());
 
     // The token to sign in with: the request's, else the envelope's.
-    let token = if !request.jwt.is_empty() { request.jwt.as_str() } else { ctx.envelope.jwt.as_str() };
+    let token = if !request.jwt.is_empty() {
+        request.jwt.as_str()
+    } else {
+        ctx.envelope.jwt.as_str()
+    };
     let user = if !request.username.is_empty() || !request.password.is_empty() {
-        directory.signin_password(&request.username, &request.password).await?
+        directory
+            .signin_password(&request.username, &request.password)
+            .await?
     } else if !token.is_empty() {
         match directory.resolve_token(token).await {
             Ok((user, _)) => user,
@@ -31,10 +37,19 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     };
 
     let (jwt, expires) = directory.issue_token(&user, request.longtoken)?;
-    let response = SigninResponse { jwt: jwt.clone(), user: Some(user.to_proto()), config: ctx.services.client_config.clone() };
+    let response = SigninResponse {
+        jwt: jwt.clone(),
+        user: Some(user.to_proto()),
+        config: ctx.services.client_config.clone(),
+    };
     let mut outcome = ctx.reply(&response);
     if !request.validateonly {
-        outcome.session = Some(SessionUpdate { user, jwt, expires, ping: request.ping });
+        outcome.session = Some(SessionUpdate {
+            user,
+            jwt,
+            expires,
+            ping: request.ping,
+        });
     }
     Ok(outcome)
 }

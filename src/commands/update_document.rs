@@ -36,7 +36,9 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let mut update = json::parse_document("document", &request.document)?;
     guard::refuse_javascript(&update)?;
     if update.is_empty() || update.keys().any(|k| !k.starts_with('$')) {
-        return Err(OpenCoreError::BadRequest("Update document requires atomic operators".into()));
+        return Err(OpenCoreError::BadRequest(
+            "Update document requires atomic operators".into(),
+        ));
     }
     rules::sanitize_update(&scope, &mut update).await?;
     stamp(&scope, &mut update);
@@ -44,8 +46,14 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let (matched, modified) = if scope.keeps_history() {
         update_tracked(&scope, &restricted, &update).await?
     } else {
-        let options = UpdateOptions { upsert: false, multi: true };
-        let outcome = scope.store().update(&scope.collection, &restricted, &update, options).await?;
+        let options = UpdateOptions {
+            upsert: false,
+            multi: true,
+        };
+        let outcome = scope
+            .store()
+            .update(&scope.collection, &restricted, &update, options)
+            .await?;
         (outcome.matched, outcome.modified)
     };
     let opresult = UpdateResult {
@@ -55,12 +63,17 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
         upserted_count: 0,
         upserted_id: String::new(),
     };
-    Ok(ctx.reply(&UpdateDocumentResponse { opresult: Some(opresult) }))
+    Ok(ctx.reply(&UpdateDocumentResponse {
+        opresult: Some(opresult),
+    }))
 }
 
 /// Adds the metadata operators: `$set` of `_modified*`, `$inc` of `_version`.
 fn stamp(scope: &Scope, update: &mut Document) {
-    if matches!(scope.kind, CollectionKind::Files | CollectionKind::Timeseries { .. }) {
+    if matches!(
+        scope.kind,
+        CollectionKind::Files | CollectionKind::Timeseries { .. }
+    ) {
         return;
     }
     let mut stamps = Document::new();
@@ -80,22 +93,37 @@ fn merge_operator(update: &mut Document, operator: &str, fields: Document) {
 
 /// Per document: history record of the current version, then the update conditional
 /// on that version (redone for documents another writer changed in between).
-async fn update_tracked(scope: &Scope, restricted: &Document, update: &Document) -> Result<(u64, u64), OpenCoreError> {
+async fn update_tracked(
+    scope: &Scope,
+    restricted: &Document,
+    update: &Document,
+) -> Result<(u64, u64), OpenCoreError> {
     let store = scope.store();
-    let mut pending = store.find(&scope.collection, restricted, &FindOptions::default()).await?;
+    let mut pending = store
+        .find(&scope.collection, restricted, &FindOptions::default())
+        .await?;
     let (mut matched, mut modified) = (0u64, 0u64);
     let mut first_error = None;
     for _ in 0..ATTEMPTS {
         if pending.is_empty() {
             break;
         }
-        let records = pending.iter().map(|d| history::record::snapshot(d, None)).collect();
+        let records = pending
+            .iter()
+            .map(|d| history::record::snapshot(d, None))
+            .collect();
         history::record::write(&scope.services, &scope.collection, records).await?;
         let attempts = pending.iter().map(|document| {
             let id = document.get("_id").cloned().unwrap_or(Bson::Null);
-            let filter = query::and([doc! {"_id": id.clone()}, metadata::version_filter(document), restricted.clone()]);
+            let filter = query::and([
+                doc! {"_id": id.clone()},
+                metadata::version_filter(document),
+                restricted.clone(),
+            ]);
             async move {
-                let outcome = store.update(&scope.collection, &filter, update, UpdateOptions::default()).await;
+                let outcome = store
+                    .update(&scope.collection, &filter, update, UpdateOptions::default())
+                    .await;
                 (id, outcome)
             }
         });
@@ -117,7 +145,9 @@ async fn update_tracked(scope: &Scope, restricted: &Document, update: &Document)
             break;
         }
         let again = query::and([doc! {"_id": {"$in": raced}}, restricted.clone()]);
-        pending = store.find(&scope.collection, &again, &FindOptions::default()).await?;
+        pending = store
+            .find(&scope.collection, &again, &FindOptions::default())
+            .await?;
     }
     match first_error {
         Some(err) => Err(err.into()),

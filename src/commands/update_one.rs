@@ -17,5 +17,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     })?;
     let mut document = replace::update_one(&scope, item, None).await?;
     redact::redact(&scope.collection, &mut document);
-    Ok(ctx.reply(&UpdateOneResponse { result: output::document_to_json(&document) }))
+    Ok(ctx.reply(&UpdateOneResponse {
+        result: output::document_to_json(&document),
+    }))
 }

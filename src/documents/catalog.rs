@@ -35,14 +35,20 @@ pub enum CollectionKind {
     Files,
     /// `<collection>_hist`.
     History,
-    Timeseries { time_field: String, meta_field: Option<String> },
+    Timeseries {
+        time_field: String,
+        meta_field: Option<String>,
+    },
 }
 
 impl CollectionKind {
     pub fn acl_location(&self) -> AclLocation {
         match self {
             CollectionKind::Files => AclLocation::Metadata,
-            CollectionKind::Timeseries { meta_field: Some(meta), .. } if meta == "metadata" => AclLocation::Metadata,
+            CollectionKind::Timeseries {
+                meta_field: Some(meta),
+                ..
+            } if meta == "metadata" => AclLocation::Metadata,
             _ => AclLocation::Root,
         }
     }
@@ -56,7 +62,11 @@ impl CollectionKind {
             return CollectionKind::Normal;
         }
         let timeseries = options.get_document("timeseries").ok();
-        let text = |field: &str| timeseries.and_then(|t| t.get_str(field).ok()).map(str::to_string);
+        let text = |field: &str| {
+            timeseries
+                .and_then(|t| t.get_str(field).ok())
+                .map(str::to_string)
+        };
         CollectionKind::Timeseries {
             time_field: text("timeField").unwrap_or_else(|| "timestamp".into()),
             meta_field: text("metaField"),
@@ -71,7 +81,11 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub async fn kind(&self, store: &dyn Store, name: &str) -> Result<CollectionKind, OpenCoreError> {
+    pub async fn kind(
+        &self,
+        store: &dyn Store,
+        name: &str,
+    ) -> Result<CollectionKind, OpenCoreError> {
         if collections::is_files(name) {
             return Ok(CollectionKind::Files);
         }
@@ -82,9 +96,16 @@ impl Catalog {
             return Ok(kind.clone());
         }
         for info in store.list_collections().await? {
-            self.kinds.insert(info.name.clone(), CollectionKind::from_info(&info.kind, &info.options));
+            self.kinds.insert(
+                info.name.clone(),
+                CollectionKind::from_info(&info.kind, &info.options),
+            );
         }
-        Ok(self.kinds.entry(name.to_string()).or_insert(CollectionKind::Normal).clone())
+        Ok(self
+            .kinds
+            .entry(name.to_string())
+            .or_insert(CollectionKind::Normal)
+            .clone())
     }
 
     /// Forget what is known about `name` (it was created or dropped).
@@ -99,12 +120,17 @@ impl Catalog {
         if self.history_indexed.contains(history) {
             return;
         }
-        let spec = IndexSpec { keys: bson::doc! {"id": 1, "_version": -1}, ..Default::default() };
+        let spec = IndexSpec {
+            keys: bson::doc! {"id": 1, "_version": -1},
+            ..Default::default()
+        };
         match store.create_index(history, &spec).await {
             Ok(_) => {
                 self.history_indexed.insert(history.to_string());
             }
-            Err(err) => tracing::warn!(%err, collection = history, "could not create the history index"),
+            Err(err) => {
+                tracing::warn!(%err, collection = history, "could not create the history index")
+            }
         }
     }
 }

@@ -40,8 +40,15 @@ pub fn validate(name: &str) -> Result<(), OpenCoreError> {
     if name.is_empty() {
         return Err(OpenCoreError::CollectionRequired);
     }
-    if name.len() > 200 || name.contains('\0') || name.contains('$') || name.starts_with('.') || name.ends_with('.') {
-        return Err(OpenCoreError::BadRequest(format!("Invalid collection name '{name}'")));
+    if name.len() > 200
+        || name.contains('\0')
+        || name.contains('$')
+        || name.starts_with('.')
+        || name.ends_with('.')
+    {
+        return Err(OpenCoreError::BadRequest(format!(
+            "Invalid collection name '{name}'"
+        )));
     }
     Ok(())
 }

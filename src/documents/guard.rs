@@ -27,9 +27,9 @@ fn refuse_in_value(value: &Bson) -> Result<(), OpenCoreError> {
     match value {
         Bson::Document(document) => refuse_javascript(document),
         Bson::Array(items) => items.iter().try_for_each(refuse_in_value),
-        Bson::JavaScriptCode(_) | Bson::JavaScriptCodeWithScope(_) => {
-            Err(OpenCoreError::BadRequest("JavaScript values are not allowed".into()))
-        }
+        Bson::JavaScriptCode(_) | Bson::JavaScriptCodeWithScope(_) => Err(
+            OpenCoreError::BadRequest("JavaScript values are not allowed".into()),
+        ),
         _ => Ok(()),
     }
 }
@@ -43,7 +43,10 @@ mod tests {
     fn finds_javascript_at_any_depth() {
         assert!(refuse_javascript(&doc! {"a": 1, "$or": [{"b": 2}]}).is_ok());
         assert!(refuse_javascript(&doc! {"$where": "1"}).is_err());
-        assert!(refuse_javascript(&doc! {"$and": [{"$expr": {"$function": {"body": "", "args": [], "lang": "js"}}}]}).is_err());
+        assert!(refuse_javascript(
+            &doc! {"$and": [{"$expr": {"$function": {"body": "", "args": [], "lang": "js"}}}]}
+        )
+        .is_err());
         let pipeline = [doc! {"$group": {"_id": null, "x": {"$accumulator": {}}}}];
         assert!(refuse_javascript_in(&pipeline).is_err());
     }

@@ -34,7 +34,10 @@ pub async fn insert(scope: &Scope, items: Vec<Document>) -> Result<Vec<Document>
     for (document, acl) in documents.iter_mut().zip(&acls) {
         set_acl(document, scope.location(), acl);
     }
-    scope.store().insert_many(&scope.collection, documents.clone()).await?;
+    scope
+        .store()
+        .insert_many(&scope.collection, documents.clone())
+        .await?;
     Ok(documents)
 }
 
@@ -59,11 +62,18 @@ pub fn set_acl(document: &mut Document, location: AclLocation, acl: &[Ace]) {
 pub fn acl_value(document: &Document, location: AclLocation) -> Option<&Bson> {
     match location {
         AclLocation::Root => document.get("_acl"),
-        AclLocation::Metadata => document.get_document("metadata").ok().and_then(|m| m.get("_acl")),
+        AclLocation::Metadata => document
+            .get_document("metadata")
+            .ok()
+            .and_then(|m| m.get("_acl")),
     }
 }
 
-async fn prepare(scope: &Scope, item: Document, now: DateTime) -> Result<(Document, Vec<Ace>, Vec<Ace>), OpenCoreError> {
+async fn prepare(
+    scope: &Scope,
+    item: Document,
+    now: DateTime,
+) -> Result<(Document, Vec<Ace>, Vec<Ace>), OpenCoreError> {
     let explicit_id = metadata::has_id(&item);
     let mut document = metadata::with_id_first(item);
     metadata::take_request_fields(&mut document);
@@ -99,8 +109,13 @@ async fn prepare(scope: &Scope, item: Document, now: DateTime) -> Result<(Docume
 /// Re-inserting the `_id` of a deleted document continues its history: the next
 /// version number, and the original creation stamps.
 async fn restore_from_history(scope: &Scope, document: &mut Document) -> Result<(), OpenCoreError> {
-    let Some(id) = document.get("_id").cloned() else { return Ok(()) };
-    let Some(record) = history::version::latest(scope.store(), &scope.collection, &id).await? else { return Ok(()) };
+    let Some(id) = document.get("_id").cloned() else {
+        return Ok(());
+    };
+    let Some(record) = history::version::latest(scope.store(), &scope.collection, &id).await?
+    else {
+        return Ok(());
+    };
     document.insert("_version", metadata::version_of(&record) + 1);
     if let Some(item) = history::version::item(record) {
         for field in metadata::CREATED_FIELDS {

@@ -20,7 +20,9 @@ use crate::error::OpenCoreError;
 /// Parses any JSON value.
 pub fn parse_value(field: &str, text: &str) -> Result<Bson, OpenCoreError> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = BsonSeed.deserialize(&mut deserializer).map_err(|err| invalid(field, err))?;
+    let value = BsonSeed
+        .deserialize(&mut deserializer)
+        .map_err(|err| invalid(field, err))?;
     deserializer.end().map_err(|err| invalid(field, err))?;
     Ok(value)
 }
@@ -58,7 +60,10 @@ pub fn parse_documents(field: &str, text: &str) -> Result<Vec<Document>, OpenCor
 }
 
 fn invalid(field: &str, err: serde_json::Error) -> OpenCoreError {
-    OpenCoreError::InvalidJson { field: field.to_string(), reason: err.to_string() }
+    OpenCoreError::InvalidJson {
+        field: field.to_string(),
+        reason: err.to_string(),
+    }
 }
 
 fn kind_name(value: &Bson) -> &'static str {
@@ -167,11 +172,16 @@ fn extended(document: Document) -> Bson {
             Some((key, value)) if key == "$date" => {
                 let millis = match value {
                     Bson::DateTime(date) => Some(date.timestamp_millis()),
-                    Bson::String(text) => chrono::DateTime::parse_from_rfc3339(text).ok().map(|d| d.timestamp_millis()),
+                    Bson::String(text) => chrono::DateTime::parse_from_rfc3339(text)
+                        .ok()
+                        .map(|d| d.timestamp_millis()),
                     Bson::Int32(n) => Some(i64::from(*n)),
                     Bson::Int64(n) => Some(*n),
                     Bson::Double(n) if n.is_finite() => Some(*n as i64),
-                    Bson::Document(inner) => inner.get_str("$numberLong").ok().and_then(|s| s.parse().ok()),
+                    Bson::Document(inner) => inner
+                        .get_str("$numberLong")
+                        .ok()
+                        .and_then(|s| s.parse().ok()),
                     _ => None,
                 };
                 if let Some(millis) = millis {
@@ -189,12 +199,20 @@ pub fn revive(text: &str) -> Option<Bson> {
     if let Some(rest) = text.strip_prefix("__REGEXP ") {
         return parse_regex_literal(rest).map(Bson::RegularExpression);
     }
-    if let Some(millis) = text.strip_prefix("/Date(").and_then(|rest| rest.strip_suffix(")/")) {
-        return millis.parse::<i64>().ok().map(|ms| Bson::DateTime(bson::DateTime::from_millis(ms)));
+    if let Some(millis) = text
+        .strip_prefix("/Date(")
+        .and_then(|rest| rest.strip_suffix(")/"))
+    {
+        return millis
+            .parse::<i64>()
+            .ok()
+            .map(|ms| Bson::DateTime(bson::DateTime::from_millis(ms)));
     }
     if looks_like_iso_timestamp(text) {
         if let Ok(date) = chrono::DateTime::parse_from_rfc3339(text) {
-            return Some(Bson::DateTime(bson::DateTime::from_millis(date.timestamp_millis())));
+            return Some(Bson::DateTime(bson::DateTime::from_millis(
+                date.timestamp_millis(),
+            )));
         }
     }
     None
@@ -224,7 +242,10 @@ pub fn parse_regex_literal(text: &str) -> Option<bson::Regex> {
     let mut options: Vec<char> = flags.chars().filter(|c| c.is_ascii_alphabetic()).collect();
     options.sort_unstable();
     options.dedup();
-    Some(bson::Regex { pattern: pattern.to_string(), options: options.into_iter().collect() })
+    Some(bson::Regex {
+        pattern: pattern.to_string(),
+        options: options.into_iter().collect(),
+    })
 }
 
 #[cfg(test)]
@@ -234,7 +255,11 @@ mod tests {
 
     #[test]
     fn keeps_key_order_and_integer_widths() {
-        let d = parse_document("q", r#"{"b": 1, "a": -1, "big": 5000000000, "f": 1.5, "u": 18446744073709551615}"#).unwrap();
+        let d = parse_document(
+            "q",
+            r#"{"b": 1, "a": -1, "big": 5000000000, "f": 1.5, "u": 18446744073709551615}"#,
+        )
+        .unwrap();
         let keys: Vec<&str> = d.keys().map(String::as_str).collect();
         assert_eq!(keys, ["b", "a", "big", "f", "u"]);
         assert_eq!(d.get("b"), Some(&Bson::Int32(1)));
@@ -252,14 +277,35 @@ mod tests {
                 "dt": {"$date": "2024-01-01T00:00:00Z"}, "n": [null, true]}"#,
         )
         .unwrap();
-        assert_eq!(d.get("d"), Some(&Bson::DateTime(bson::DateTime::from_millis(1714557600123))));
-        assert_eq!(d.get("o"), Some(&Bson::DateTime(bson::DateTime::from_millis(1714557600500))));
-        assert_eq!(d.get("plain"), Some(&Bson::String("2024-05-01T10:00:00Z".into())));
-        assert_eq!(d.get("r"), Some(&Bson::RegularExpression(bson::Regex { pattern: "^ab+c".into(), options: "gi".into() })));
-        assert_eq!(d.get("ms"), Some(&Bson::DateTime(bson::DateTime::from_millis(1000))));
+        assert_eq!(
+            d.get("d"),
+            Some(&Bson::DateTime(bson::DateTime::from_millis(1714557600123)))
+        );
+        assert_eq!(
+            d.get("o"),
+            Some(&Bson::DateTime(bson::DateTime::from_millis(1714557600500)))
+        );
+        assert_eq!(
+            d.get("plain"),
+            Some(&Bson::String("2024-05-01T10:00:00Z".into()))
+        );
+        assert_eq!(
+            d.get("r"),
+            Some(&Bson::RegularExpression(bson::Regex {
+                pattern: "^ab+c".into(),
+                options: "gi".into()
+            }))
+        );
+        assert_eq!(
+            d.get("ms"),
+            Some(&Bson::DateTime(bson::DateTime::from_millis(1000)))
+        );
         assert!(matches!(d.get("id"), Some(Bson::ObjectId(_))));
         assert!(matches!(d.get("dt"), Some(Bson::DateTime(_))));
-        assert_eq!(d.get_array("n").unwrap(), &vec![Bson::Null, Bson::Boolean(true)]);
+        assert_eq!(
+            d.get_array("n").unwrap(),
+            &vec![Bson::Null, Bson::Boolean(true)]
+        );
     }
 
     #[test]
@@ -267,10 +313,21 @@ mod tests {
         assert!(parse_document("query", "").is_err());
         assert!(parse_document("query", "[1]").is_err());
         assert!(parse_document("query", "{} x").is_err());
-        assert_eq!(parse_documents("items", r#"{"a":1}"#).unwrap(), vec![doc! {"a": 1}]);
-        assert_eq!(parse_documents("items", r#"[{"a":1},{"b":2}]"#).unwrap().len(), 2);
+        assert_eq!(
+            parse_documents("items", r#"{"a":1}"#).unwrap(),
+            vec![doc! {"a": 1}]
+        );
+        assert_eq!(
+            parse_documents("items", r#"[{"a":1},{"b":2}]"#)
+                .unwrap()
+                .len(),
+            2
+        );
         assert!(parse_documents("items", r#"[1]"#).is_err());
         let err = parse_document("query", "{").unwrap_err();
-        assert!(err.to_string().starts_with("Invalid JSON in query:"), "{err}");
+        assert!(
+            err.to_string().starts_with("Invalid JSON in query:"),
+            "{err}"
+        );
     }
 }

@@ -22,11 +22,19 @@ pub struct KeyGuard {
 impl KeyLocks {
     pub async fn lock(&self, key: String) -> KeyGuard {
         let lock = {
-            let mut map = self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut map = self
+                .map
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             map.entry(key.clone()).or_default().clone()
         };
         let guard = lock.clone().lock_owned().await;
-        KeyGuard { key, lock, guard: Some(guard), map: self.map.clone() }
+        KeyGuard {
+            key,
+            lock,
+            guard: Some(guard),
+            map: self.map.clone(),
+        }
     }
 
     /// Keys currently locked or waited for (for tests and the admin view).
@@ -42,7 +50,10 @@ impl KeyLocks {
 impl Drop for KeyGuard {
     fn drop(&mut self) {
         self.guard.take();
-        let mut map = self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = self
+            .map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // The map's reference and ours: nobody else holds or waits for this key.
         if Arc::strong_count(&self.lock) == 2 {
             map.remove(&self.key);

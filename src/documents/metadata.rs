@@ -38,7 +38,11 @@ pub fn has_id(document: &Document) -> bool {
 
 /// Returns the document with `_id` first, generating one when missing.
 pub fn with_id_first(mut document: Document) -> Document {
-    let id = if has_id(&document) { document.remove("_id").unwrap_or(Bson::Null) } else { Bson::String(new_id()) };
+    let id = if has_id(&document) {
+        document.remove("_id").unwrap_or(Bson::Null)
+    } else {
+        Bson::String(new_id())
+    };
     document.remove("_id");
     let mut out = Document::new();
     out.insert("_id", id);
@@ -134,7 +138,13 @@ mod tests {
         let mut d = doc! {};
         normalise_type(&mut d, "unknown");
         assert_eq!(d.get_str("_type").unwrap(), "unknown");
-        assert!(same_content(&doc! {"a": 1, "_version": 1, "_modified": 1}, &doc! {"_modified": 2, "a": 1}));
-        assert_eq!(version_filter(&doc! {}), doc! {"_version": {"$exists": false}});
+        assert!(same_content(
+            &doc! {"a": 1, "_version": 1, "_modified": 1},
+            &doc! {"_modified": 2, "a": 1}
+        ));
+        assert_eq!(
+            version_filter(&doc! {}),
+            doc! {"_version": {"$exists": false}}
+        );
     }
 }

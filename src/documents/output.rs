@@ -37,7 +37,9 @@ pub fn value_to_text(value: &Bson) -> String {
     match value {
         Bson::String(text) | Bson::Symbol(text) => text.clone(),
         Bson::ObjectId(oid) => oid.to_hex(),
-        Bson::DateTime(date) => iso_date(*date).unwrap_or_else(|| date.timestamp_millis().to_string()),
+        Bson::DateTime(date) => {
+            iso_date(*date).unwrap_or_else(|| date.timestamp_millis().to_string())
+        }
         other => value_to_json(other),
     }
 }
@@ -87,7 +89,9 @@ fn write_number(out: &mut Vec<u8>, value: f64) {
 fn write_value(out: &mut Vec<u8>, value: &Bson) {
     match value {
         Bson::Double(n) => write_number(out, *n),
-        Bson::String(text) | Bson::Symbol(text) | Bson::JavaScriptCode(text) => write_str(out, text),
+        Bson::String(text) | Bson::Symbol(text) | Bson::JavaScriptCode(text) => {
+            write_str(out, text)
+        }
         Bson::Document(document) => write_document(out, document),
         Bson::Array(items) => {
             out.push(b'[');
@@ -101,7 +105,10 @@ fn write_value(out: &mut Vec<u8>, value: &Bson) {
         }
         Bson::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Bson::Null | Bson::Undefined | Bson::DbPointer(_) => out.extend_from_slice(b"null"),
-        Bson::RegularExpression(regex) => write_str(out, &format!("__REGEXP /{}/{}", regex.pattern, regex.options)),
+        Bson::RegularExpression(regex) => write_str(
+            out,
+            &format!("__REGEXP /{}/{}", regex.pattern, regex.options),
+        ),
         Bson::JavaScriptCodeWithScope(code) => {
             out.extend_from_slice(b"{\"code\":");
             write_str(out, &code.code);
@@ -111,7 +118,8 @@ fn write_value(out: &mut Vec<u8>, value: &Bson) {
         }
         Bson::Int32(n) => out.extend_from_slice(n.to_string().as_bytes()),
         Bson::Int64(n) => out.extend_from_slice(n.to_string().as_bytes()),
-        Bson::Timestamp(ts) => out.extend_from_slice(format!("{{\"t\":{},\"i\":{}}}", ts.time, ts.increment).as_bytes()),
+        Bson::Timestamp(ts) => out
+            .extend_from_slice(format!("{{\"t\":{},\"i\":{}}}", ts.time, ts.increment).as_bytes()),
         Bson::Binary(binary) => write_str(out, &base64(&binary.bytes)),
         Bson::ObjectId(oid) => write_str(out, &oid.to_hex()),
         Bson::DateTime(date) => match iso_date(*date) {
@@ -128,7 +136,11 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

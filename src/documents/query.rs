@@ -63,7 +63,9 @@ fn with_other_forms(values: &[Bson]) -> Vec<Bson> {
 /// `_id: "hex"` → `_id: {$in: ["hex", ObjectId]}`; `$eq`/`$ne`/`$in`/`$nin` likewise.
 /// The rest of the query (a user's own `$or` included) is untouched.
 pub fn rewrite_id(query: &mut Document) {
-    let Some(value) = query.get_mut("_id") else { return };
+    let Some(value) = query.get_mut("_id") else {
+        return;
+    };
     match value {
         Bson::String(_) | Bson::ObjectId(_) => {
             if let Some(other) = other_form(value) {
@@ -140,9 +142,15 @@ mod tests {
 
     #[test]
     fn id_rewrite_keeps_a_user_or() {
-        let q = parse_query(&format!(r#"{{"_id": "{HEX}", "$or": [{{"a": 1}}, {{"b": 2}}]}}"#)).unwrap();
+        let q = parse_query(&format!(
+            r#"{{"_id": "{HEX}", "$or": [{{"a": 1}}, {{"b": 2}}]}}"#
+        ))
+        .unwrap();
         let oid = ObjectId::parse_str(HEX).unwrap();
-        assert_eq!(q, doc! {"_id": {"$in": [HEX, oid]}, "$or": [{"a": 1}, {"b": 2}]});
+        assert_eq!(
+            q,
+            doc! {"_id": {"$in": [HEX, oid]}, "$or": [{"a": 1}, {"b": 2}]}
+        );
         let q = parse_query(r#"{"_id": "plain"}"#).unwrap();
         assert_eq!(q, doc! {"_id": "plain"});
         let q = parse_query(&format!(r#"{{"_id": {{"$in": ["{HEX}", "x"]}}}}"#)).unwrap();
@@ -161,8 +169,14 @@ mod tests {
     fn sorts() {
         assert_eq!(parse_sort("").unwrap(), None);
         assert_eq!(parse_sort("name").unwrap(), Some(doc! {"name": 1}));
-        assert_eq!(parse_sort(r#"{"b": -1, "a": 1}"#).unwrap(), Some(doc! {"b": -1, "a": 1}));
+        assert_eq!(
+            parse_sort(r#"{"b": -1, "a": 1}"#).unwrap(),
+            Some(doc! {"b": -1, "a": 1})
+        );
         assert_eq!(and([doc! {}, doc! {"a": 1}]), doc! {"a": 1});
-        assert_eq!(and([doc! {"b": 1}, doc! {"a": 1}]), doc! {"$and": [{"b": 1}, {"a": 1}]});
+        assert_eq!(
+            and([doc! {"b": 1}, doc! {"a": 1}]),
+            doc! {"$and": [{"b": 1}, {"a": 1}]}
+        );
     }
 }

@@ -20,10 +20,15 @@ const MAX_POINT_READS: usize = 16;
 fn pinned_ids(query: &Document) -> Option<Vec<Bson>> {
     let ids = match query.get("_id")? {
         id @ (Bson::String(_) | Bson::ObjectId(_)) => vec![id.clone()],
-        Bson::Document(condition) if condition.len() == 1 => condition.get_array("$in").ok()?.clone(),
+        Bson::Document(condition) if condition.len() == 1 => {
+            condition.get_array("$in").ok()?.clone()
+        }
         _ => return None,
     };
-    let usable = ids.len() <= MAX_POINT_READS && ids.iter().all(|id| matches!(id, Bson::String(_) | Bson::ObjectId(_)));
+    let usable = ids.len() <= MAX_POINT_READS
+        && ids
+            .iter()
+            .all(|id| matches!(id, Bson::String(_) | Bson::ObjectId(_)));
     usable.then_some(ids)
 }
 
@@ -31,14 +36,28 @@ fn pinned_ids(query: &Document) -> Option<Vec<Bson>> {
 /// `_id`s without sort or skip is answered by point reads checked against the whole
 /// filter (the common "get by id": no scan, no trip through the blocking pool);
 /// everything else goes to the store's `find`.
-pub async fn find(scope: &Scope, query: &Document, filter: &Document, options: &FindOptions) -> Result<Vec<Document>, OpenCoreError> {
+pub async fn find(
+    scope: &Scope,
+    query: &Document,
+    filter: &Document,
+    options: &FindOptions,
+) -> Result<Vec<Document>, OpenCoreError> {
     let point = options.sort.as_ref().is_none_or(Document::is_empty) && options.skip == 0;
     let Some(ids) = pinned_ids(query).filter(|_| point) else {
-        return Ok(scope.store().find(&scope.collection, filter, options).await?);
+        return Ok(scope
+            .store()
+            .find(&scope.collection, filter, options)
+            .await?);
     };
     let engine = |err| OpenCoreError::from(StoreError::from(err));
     let parsed = Filter::parse(filter).map_err(engine)?;
-    let projection = options.projection.as_ref().filter(|p| !p.is_empty()).map(Projection::parse).transpose().map_err(engine)?;
+    let projection = options
+        .projection
+        .as_ref()
+        .filter(|p| !p.is_empty())
+        .map(Projection::parse)
+        .transpose()
+        .map_err(engine)?;
     let mut found: Vec<Document> = Vec::with_capacity(ids.len());
     for id in ids {
         if options.limit > 0 && found.len() as u64 >= options.limit {
@@ -54,13 +73,19 @@ pub async fn find(scope: &Scope, query: &Document, filter: &Document, options: &
         }
     }
     match projection {
-        Some(projection) => found.iter().map(|d| projection.apply(d, Some(&parsed)).map_err(engine)).collect(),
+        Some(projection) => found
+            .iter()
+            .map(|d| projection.apply(d, Some(&parsed)).map_err(engine))
+            .collect(),
         None => Ok(found),
     }
 }
 
 /// The read ACL of the `queryas` target (`None`: no target, or an admin target).
-pub async fn queryas_filter(scope: &Scope, queryas: &str) -> Result<Option<Document>, OpenCoreError> {
+pub async fn queryas_filter(
+    scope: &Scope,
+    queryas: &str,
+) -> Result<Option<Document>, OpenCoreError> {
     let queryas = queryas.trim();
     if queryas.is_empty() {
         return Ok(None);
@@ -70,9 +95,18 @@ pub async fn queryas_filter(scope: &Scope, queryas: &str) -> Result<Option<Docum
 }
 
 /// `query` AND the caller's read ACL AND the `queryas` target's.
-pub async fn read_filter(scope: &Scope, query: Document, queryas: &str) -> Result<Document, OpenCoreError> {
+pub async fn read_filter(
+    scope: &Scope,
+    query: Document,
+    queryas: &str,
+) -> Result<Document, OpenCoreError> {
     let target = queryas_filter(scope, queryas).await?;
-    Ok(query::and([query].into_iter().chain(scope.filter(Right::Read)).chain(target)))
+    Ok(query::and(
+        [query]
+            .into_iter()
+            .chain(scope.filter(Right::Read))
+            .chain(target),
+    ))
 }
 
 /// Non-admins may not filter, project or group on `passwordhash` (it would let them
@@ -82,7 +116,9 @@ pub fn refuse_password_probe(scope: &Scope, texts: &[&str]) -> Result<(), OpenCo
         return Ok(());
     }
     if texts.iter().any(|t| redact::mentions_password(t)) {
-        return Err(OpenCoreError::AccessDeniedBecause("passwordhash cannot be queried".into()));
+        return Err(OpenCoreError::AccessDeniedBecause(
+            "passwordhash cannot be queried".into(),
+        ));
     }
     Ok(())
 }

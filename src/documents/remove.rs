@@ -22,19 +22,31 @@ pub struct Deleted {
 
 /// Deletes what `filter` matches among the documents the caller may delete (the first
 /// match only with `just_one`).
-pub async fn delete(scope: &Scope, filter: Document, just_one: bool) -> Result<Deleted, OpenCoreError> {
+pub async fn delete(
+    scope: &Scope,
+    filter: Document,
+    just_one: bool,
+) -> Result<Deleted, OpenCoreError> {
     scope.ensure_writable()?;
     if scope.collection == "audit" && !scope.is_admin() {
         return Err(OpenCoreError::AccessDenied);
     }
     let restricted = scope.restrict(filter, Right::Delete);
-    let options = crate::store::FindOptions { limit: u64::from(just_one), ..Default::default() };
-    let matched = scope.store().find(&scope.collection, &restricted, &options).await?;
+    let options = crate::store::FindOptions {
+        limit: u64::from(just_one),
+        ..Default::default()
+    };
+    let matched = scope
+        .store()
+        .find(&scope.collection, &restricted, &options)
+        .await?;
     let total = matched.len();
     let mut doomed: Vec<Document> = matched
         .into_iter()
         .filter(|d| scope.can(d, Right::Delete))
-        .filter(|d| !(scope.collection == USERS_COLLECTION && d.get_str("_id").is_ok_and(rules::is_builtin)))
+        .filter(|d| {
+            !(scope.collection == USERS_COLLECTION && d.get_str("_id").is_ok_and(rules::is_builtin))
+        })
         .collect();
     let protected = total - doomed.len();
     if just_one {
@@ -44,12 +56,18 @@ pub async fn delete(scope: &Scope, filter: Document, just_one: bool) -> Result<D
     for chunk in doomed.chunks(BATCH) {
         if scope.keeps_history() {
             let now = DateTime::now();
-            let records = chunk.iter().map(|d| history::record::deleted(d, &scope.user, now)).collect();
+            let records = chunk
+                .iter()
+                .map(|d| history::record::deleted(d, &scope.user, now))
+                .collect();
             history::record::write(&scope.services, &scope.collection, records).await?;
         }
         let ids: Vec<Bson> = chunk.iter().filter_map(|d| d.get("_id").cloned()).collect();
         let filter = scope.restrict(query::and([doc! {"_id": {"$in": ids}}]), Right::Delete);
-        count += scope.store().delete(&scope.collection, &filter, false).await?;
+        count += scope
+            .store()
+            .delete(&scope.collection, &filter, false)
+            .await?;
     }
     Ok(Deleted { count, protected })
 }

@@ -27,7 +27,11 @@ const ATTEMPTS: usize = 5;
 
 /// Replaces the document `item._id` names. `found`: the current document when the
 /// caller already read it (checked for read rights).
-pub async fn update_one(scope: &Scope, mut item: Document, found: Option<Document>) -> Result<Document, OpenCoreError> {
+pub async fn update_one(
+    scope: &Scope,
+    mut item: Document,
+    found: Option<Document>,
+) -> Result<Document, OpenCoreError> {
     scope.ensure_writable()?;
     if scope.collection == "audit" {
         return Err(OpenCoreError::AccessDenied);
@@ -37,7 +41,10 @@ pub async fn update_one(scope: &Scope, mut item: Document, found: Option<Documen
     }
     let id = id_text(item.get("_id").unwrap_or(&Bson::Null));
     let reason = metadata::take_request_fields(&mut item);
-    let not_found = || OpenCoreError::NotFoundOrDenied { id: id.clone(), collection: scope.collection.clone() };
+    let not_found = || OpenCoreError::NotFoundOrDenied {
+        id: id.clone(),
+        collection: scope.collection.clone(),
+    };
     let mut known = found;
     for _ in 0..ATTEMPTS {
         let original = match known.take() {
@@ -64,24 +71,41 @@ pub async fn update_one(scope: &Scope, mut item: Document, found: Option<Documen
             next.insert("_version", metadata::version_of(&original) + 1);
         }
         if scope.keeps_history() {
-            history::record::write(&scope.services, &scope.collection, vec![history::record::snapshot(&original, reason.as_deref())])
-                .await?;
+            history::record::write(
+                &scope.services,
+                &scope.collection,
+                vec![history::record::snapshot(&original, reason.as_deref())],
+            )
+            .await?;
         }
         let stored_id = original.get("_id").cloned().unwrap_or(Bson::Null);
-        let filter = scope.restrict(query::and([doc! {"_id": stored_id}, metadata::version_filter(&original)]), Right::Update);
-        let outcome = scope.store().replace_one(&scope.collection, &filter, next.clone(), false).await?;
+        let filter = scope.restrict(
+            query::and([doc! {"_id": stored_id}, metadata::version_filter(&original)]),
+            Right::Update,
+        );
+        let outcome = scope
+            .store()
+            .replace_one(&scope.collection, &filter, next.clone(), false)
+            .await?;
         if outcome.matched > 0 {
             return Ok(next);
         }
     }
-    Err(OpenCoreError::Query(format!("ReplaceOne failed, matched 0 documents with query {{_id: '{id}'}}")))
+    Err(OpenCoreError::Query(format!(
+        "ReplaceOne failed, matched 0 documents with query {{_id: '{id}'}}"
+    )))
 }
 
 fn merge(scope: &Scope, original: &Document, item: Document, now: DateTime) -> Document {
     let mut next = Document::new();
     next.insert("_id", original.get("_id").cloned().unwrap_or(Bson::Null));
     if scope.kind == CollectionKind::Files {
-        next.extend(original.iter().filter(|(k, _)| k.as_str() != "_id").map(|(k, v)| (k.clone(), v.clone())));
+        next.extend(
+            original
+                .iter()
+                .filter(|(k, _)| k.as_str() != "_id")
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         if let Some(Bson::Document(mut metadata)) = item.get("metadata").cloned() {
             if !matches!(metadata.get("_acl"), Some(Bson::Array(_))) {
                 if let Some(acl) = acl_value(original, scope.location()) {

@@ -30,15 +30,28 @@ impl Scope {
         Scope::for_user(ctx.services.clone(), user, collectionname).await
     }
 
-    pub async fn for_user(services: Arc<Services>, user: Arc<ResolvedUser>, collectionname: &str) -> Result<Scope, OpenCoreError> {
+    pub async fn for_user(
+        services: Arc<Services>,
+        user: Arc<ResolvedUser>,
+        collectionname: &str,
+    ) -> Result<Scope, OpenCoreError> {
         let collection = collections::resolve(collectionname).to_string();
         collections::validate(&collection)?;
         let principals = Principals::of(&user);
         if collections::is_system(&collection) && !principals.admin {
             return Err(OpenCoreError::AccessDenied);
         }
-        let kind = services.catalog.kind(services.store.as_ref(), &collection).await?;
-        Ok(Scope { services, user, principals, collection, kind })
+        let kind = services
+            .catalog
+            .kind(services.store.as_ref(), &collection)
+            .await?;
+        Ok(Scope {
+            services,
+            user,
+            principals,
+            collection,
+            kind,
+        })
     }
 
     pub fn store(&self) -> &dyn Store {
@@ -70,7 +83,10 @@ impl Scope {
     /// Writes to history collections are the server's; clients (non-admins) only read them.
     pub fn ensure_writable(&self) -> Result<(), OpenCoreError> {
         if self.kind == CollectionKind::History && !self.is_admin() {
-            return Err(OpenCoreError::AccessDeniedBecause(format!("{} is a history collection", self.collection)));
+            return Err(OpenCoreError::AccessDeniedBecause(format!(
+                "{} is a history collection",
+                self.collection
+            )));
         }
         Ok(())
     }

@@ -18,8 +18,16 @@ use crate::acl::Right;
 use crate::error::OpenCoreError;
 use crate::store::FindOptions;
 
-pub async fn insert_or_update(scope: &Scope, uniqueness: &str, item: Document) -> Result<Document, OpenCoreError> {
-    let fields: Vec<&str> = uniqueness.split(',').map(str::trim).filter(|f| !f.is_empty()).collect();
+pub async fn insert_or_update(
+    scope: &Scope,
+    uniqueness: &str,
+    item: Document,
+) -> Result<Document, OpenCoreError> {
+    let fields: Vec<&str> = uniqueness
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .collect();
     let by_id = fields.is_empty() || fields == ["_id"];
     let shown;
     let filter = if by_id {
@@ -41,11 +49,21 @@ pub async fn insert_or_update(scope: &Scope, uniqueness: &str, item: Document) -
         query::rewrite_id(&mut filter);
         filter
     };
-    let key = format!("{}\u{0}{}", scope.collection, output::document_to_json(&shown));
+    let key = format!(
+        "{}\u{0}{}",
+        scope.collection,
+        output::document_to_json(&shown)
+    );
     let _guard = scope.services.key_locks.lock(key).await;
     let readable = scope.restrict(filter, Right::Read);
-    let options = FindOptions { limit: 2, ..Default::default() };
-    let mut found = scope.store().find(&scope.collection, &readable, &options).await?;
+    let options = FindOptions {
+        limit: 2,
+        ..Default::default()
+    };
+    let mut found = scope
+        .store()
+        .find(&scope.collection, &readable, &options)
+        .await?;
     match found.len() {
         0 => insert_one(scope, item).await,
         1 => {
@@ -59,5 +77,8 @@ pub async fn insert_or_update(scope: &Scope, uniqueness: &str, item: Document) -
 }
 
 async fn insert_one(scope: &Scope, item: Document) -> Result<Document, OpenCoreError> {
-    insert::insert(scope, vec![item]).await?.pop().ok_or(OpenCoreError::Internal)
+    insert::insert(scope, vec![item])
+        .await?
+        .pop()
+        .ok_or(OpenCoreError::Internal)
 }

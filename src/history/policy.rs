@@ -4,10 +4,19 @@ use crate::documents::catalog::CollectionKind;
 use crate::documents::collections;
 
 /// The reference's `skip_history_collections` default.
-pub const SKIPPED: &[&str] = &["audit", "oauthtokens", "openrpa_instances", "workflow_instances", "workitems", "mailhist"];
+pub const SKIPPED: &[&str] = &[
+    "audit",
+    "oauthtokens",
+    "openrpa_instances",
+    "workflow_instances",
+    "workitems",
+    "mailhist",
+];
 
 pub fn tracks(collection: &str, kind: &CollectionKind) -> bool {
-    *kind == CollectionKind::Normal && !SKIPPED.contains(&collection) && !collections::is_history(collection)
+    *kind == CollectionKind::Normal
+        && !SKIPPED.contains(&collection)
+        && !collections::is_history(collection)
 }
 
 #[cfg(test)]

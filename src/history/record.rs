@@ -22,7 +22,11 @@ pub fn snapshot(document: &Document, reason: Option<&str>) -> Document {
     let mut item = document.clone();
     item.remove("passwordhash");
     let mut record = doc! {"_id": record_id(&id, version), "id": id, "_version": version};
-    for field in ["name", "_type", "_acl"].iter().chain(CREATED_FIELDS.iter()).chain(MODIFIED_FIELDS.iter()) {
+    for field in ["name", "_type", "_acl"]
+        .iter()
+        .chain(CREATED_FIELDS.iter())
+        .chain(MODIFIED_FIELDS.iter())
+    {
         if let Some(value) = item.get(*field) {
             record.insert(*field, value.clone());
         }
@@ -48,7 +52,11 @@ pub fn deleted(document: &Document, user: &ResolvedUser, now: DateTime) -> Docum
 /// Stores records in `<collection>_hist`, awaited. Writing the same record twice (two
 /// racing updates of the same version) is harmless: a record's content is fixed by
 /// its document id and version.
-pub async fn write(services: &Services, collection: &str, records: Vec<Document>) -> Result<(), OpenCoreError> {
+pub async fn write(
+    services: &Services,
+    collection: &str,
+    records: Vec<Document>,
+) -> Result<(), OpenCoreError> {
     if records.is_empty() {
         return Ok(());
     }

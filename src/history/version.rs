@@ -9,20 +9,48 @@ use crate::error::OpenCoreError;
 use crate::store::{FindOptions, Store};
 
 /// The record of exactly `version`, or else the newest one before it.
-pub async fn at(store: &dyn Store, collection: &str, id: &Bson, version: i64) -> Result<Option<Document>, OpenCoreError> {
+pub async fn at(
+    store: &dyn Store,
+    collection: &str,
+    id: &Bson,
+    version: i64,
+) -> Result<Option<Document>, OpenCoreError> {
     let history = history_of(collection);
-    if let Some(record) = store.find_by_id(&history, &Bson::String(record_id(id, version))).await? {
+    if let Some(record) = store
+        .find_by_id(&history, &Bson::String(record_id(id, version)))
+        .await?
+    {
         return Ok(Some(record));
     }
-    let options = FindOptions { sort: Some(doc! {"_version": -1}), limit: 1, ..Default::default() };
+    let options = FindOptions {
+        sort: Some(doc! {"_version": -1}),
+        limit: 1,
+        ..Default::default()
+    };
     let filter = doc! {"id": id.clone(), "_version": {"$lte": version}};
-    Ok(store.find(&history, &filter, &options).await?.into_iter().next())
+    Ok(store
+        .find(&history, &filter, &options)
+        .await?
+        .into_iter()
+        .next())
 }
 
 /// The newest record of the document.
-pub async fn latest(store: &dyn Store, collection: &str, id: &Bson) -> Result<Option<Document>, OpenCoreError> {
-    let options = FindOptions { sort: Some(doc! {"_version": -1}), limit: 1, ..Default::default() };
-    Ok(store.find(&history_of(collection), &doc! {"id": id.clone()}, &options).await?.into_iter().next())
+pub async fn latest(
+    store: &dyn Store,
+    collection: &str,
+    id: &Bson,
+) -> Result<Option<Document>, OpenCoreError> {
+    let options = FindOptions {
+        sort: Some(doc! {"_version": -1}),
+        limit: 1,
+        ..Default::default()
+    };
+    Ok(store
+        .find(&history_of(collection), &doc! {"id": id.clone()}, &options)
+        .await?
+        .into_iter()
+        .next())
 }
 
 /// The document stored in a record.

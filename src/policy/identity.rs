@@ -15,7 +15,10 @@ pub async fn resolve(
     command: &str,
     peer: &str,
 ) -> Result<Option<Arc<ResolvedUser>>, OpenCoreError> {
-    let invalid = || OpenCoreError::InvalidToken { command: command.to_string(), peer: peer.to_string() };
+    let invalid = || OpenCoreError::InvalidToken {
+        command: command.to_string(),
+        peer: peer.to_string(),
+    };
     match identity {
         Identity::Session(user) => {
             // Re-read through the directory cache so role changes, disabling and

@@ -12,7 +12,11 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `rate == 0` disables limiting.
     pub fn new(rate: u32) -> Self {
-        RateLimiter { rate: rate as f64, tokens: rate as f64, last: Instant::now() }
+        RateLimiter {
+            rate: rate as f64,
+            tokens: rate as f64,
+            last: Instant::now(),
+        }
     }
 
     pub fn try_acquire(&mut self) -> bool {

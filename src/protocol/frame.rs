@@ -24,7 +24,10 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     pub fn new(max_frame: usize) -> Self {
-        FrameDecoder { buffer: BytesMut::with_capacity(8 * 1024), max_frame }
+        FrameDecoder {
+            buffer: BytesMut::with_capacity(8 * 1024),
+            max_frame,
+        }
     }
 
     pub fn extend(&mut self, bytes: &[u8]) {
@@ -49,10 +52,14 @@ impl FrameDecoder {
             return Err(FrameError::Empty);
         }
         if size > self.max_frame {
-            return Err(FrameError::TooLarge { size, limit: self.max_frame });
+            return Err(FrameError::TooLarge {
+                size,
+                limit: self.max_frame,
+            });
         }
         if self.buffer.len() < LENGTH_PREFIX + size {
-            self.buffer.reserve(LENGTH_PREFIX + size - self.buffer.len());
+            self.buffer
+                .reserve(LENGTH_PREFIX + size - self.buffer.len());
             return Ok(None);
         }
         self.buffer.advance(LENGTH_PREFIX);
@@ -87,7 +94,10 @@ mod tests {
             while let Some(f) = decoder.next_frame().unwrap() {
                 frames.push(f);
             }
-            assert_eq!(frames, vec![Bytes::from_static(b"hello"), Bytes::from_static(b"world!")]);
+            assert_eq!(
+                frames,
+                vec![Bytes::from_static(b"hello"), Bytes::from_static(b"world!")]
+            );
             assert_eq!(decoder.pending(), 0);
         }
     }
@@ -96,10 +106,19 @@ mod tests {
     fn oversized_prefix_is_refused_before_the_body() {
         let mut decoder = FrameDecoder::new(10);
         decoder.extend(&11u32.to_le_bytes());
-        assert_eq!(decoder.next_frame(), Err(FrameError::TooLarge { size: 11, limit: 10 }));
+        assert_eq!(
+            decoder.next_frame(),
+            Err(FrameError::TooLarge {
+                size: 11,
+                limit: 10
+            })
+        );
         let mut decoder = FrameDecoder::new(10);
         decoder.extend(&u32::MAX.to_le_bytes());
-        assert!(matches!(decoder.next_frame(), Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            decoder.next_frame(),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]

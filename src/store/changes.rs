@@ -89,7 +89,9 @@ impl ChangeFeed {
     /// Increases the generation without publishing an event (a backend whose events
     /// arrive later, from elsewhere, bumps on its own acknowledged writes).
     pub fn bump(&self, collection: &str) {
-        self.generation_counter(collection).value.fetch_add(1, Ordering::Release);
+        self.generation_counter(collection)
+            .value
+            .fetch_add(1, Ordering::Release);
     }
 
     /// Registers the backend's watch hook (once; false if one was already set). Call
@@ -108,7 +110,8 @@ impl ChangeFeed {
     }
 
     fn mark_watched(&self, collection: &str, counter: &Generation) {
-        if !counter.watched.load(Ordering::Relaxed) && !counter.watched.swap(true, Ordering::AcqRel) {
+        if !counter.watched.load(Ordering::Relaxed) && !counter.watched.swap(true, Ordering::AcqRel)
+        {
             if let Some(hook) = self.watch_hook.get() {
                 hook(collection);
             }
@@ -119,6 +122,9 @@ impl ChangeFeed {
         if let Some(counter) = self.generations.get(collection) {
             return counter.clone();
         }
-        self.generations.entry(collection.to_string()).or_default().clone()
+        self.generations
+            .entry(collection.to_string())
+            .or_default()
+            .clone()
     }
 }

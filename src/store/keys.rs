@@ -45,7 +45,9 @@ pub fn encode_value(value: &Bson, out: &mut Vec<u8>) {
         Bson::Int64(n) => push_integer(out, *n),
         Bson::Double(f) => push_double(out, *f),
         Bson::Decimal128(d) => push_double(out, decimal_to_f64(d)),
-        Bson::String(s) | Bson::Symbol(s) | Bson::JavaScriptCode(s) => push_bytes(out, s.as_bytes()),
+        Bson::String(s) | Bson::Symbol(s) | Bson::JavaScriptCode(s) => {
+            push_bytes(out, s.as_bytes())
+        }
         Bson::Document(doc) => push_document(out, doc),
         Bson::Array(items) => {
             for item in items {
@@ -172,9 +174,18 @@ mod tests {
         assert_eq!(encode_id(&Bson::Int32(7)), encode_id(&Bson::Int64(7)));
         assert_eq!(encode_id(&Bson::Int32(7)), encode_id(&Bson::Double(7.0)));
         assert_eq!(enc(&Bson::Double(-0.0)), enc(&Bson::Int32(0)));
-        assert_eq!(enc(&Bson::Int64(1 << 60)), enc(&Bson::Double((1u64 << 60) as f64)));
-        assert_eq!(enc(&Bson::Decimal128(Decimal128::from_str("2.5").unwrap())), enc(&Bson::Double(2.5)));
-        assert_ne!(encode_id(&Bson::Int32(7)), encode_id(&Bson::String("7".into())));
+        assert_eq!(
+            enc(&Bson::Int64(1 << 60)),
+            enc(&Bson::Double((1u64 << 60) as f64))
+        );
+        assert_eq!(
+            enc(&Bson::Decimal128(Decimal128::from_str("2.5").unwrap())),
+            enc(&Bson::Double(2.5))
+        );
+        assert_ne!(
+            encode_id(&Bson::Int32(7)),
+            encode_id(&Bson::String("7".into()))
+        );
         assert!(encode_id(&Bson::Int32(-1)) < encode_id(&Bson::Int32(1)));
         assert_eq!(enc(&doc! {"a": 1}.into()), enc(&doc! {"a": 1.0}.into()));
     }
@@ -222,9 +233,18 @@ mod tests {
             Bson::Array(vec![Bson::Int32(1), Bson::Int32(2)]),
             Bson::Array(vec![Bson::Int32(2)]),
             Bson::Array(vec![Bson::String("a".into())]),
-            Bson::Binary(Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![1, 2] }),
-            Bson::Binary(Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![3] }),
-            Bson::Binary(Binary { subtype: bson::spec::BinarySubtype::Uuid, bytes: vec![0] }),
+            Bson::Binary(Binary {
+                subtype: bson::spec::BinarySubtype::Generic,
+                bytes: vec![1, 2],
+            }),
+            Bson::Binary(Binary {
+                subtype: bson::spec::BinarySubtype::Generic,
+                bytes: vec![3],
+            }),
+            Bson::Binary(Binary {
+                subtype: bson::spec::BinarySubtype::Uuid,
+                bytes: vec![0],
+            }),
             Bson::ObjectId(oid),
             Bson::ObjectId(ObjectId::parse_str("65a1b2c3d4e5f60718293a4c").unwrap()),
             Bson::Boolean(false),
@@ -232,12 +252,29 @@ mod tests {
             Bson::DateTime(DateTime::from_millis(-5)),
             Bson::DateTime(DateTime::from_millis(0)),
             Bson::DateTime(DateTime::from_millis(1_700_000_000_000)),
-            Bson::Timestamp(Timestamp { time: 1, increment: 2 }),
-            Bson::Timestamp(Timestamp { time: 1, increment: 3 }),
-            Bson::RegularExpression(bson::Regex { pattern: "a".into(), options: "i".into() }),
+            Bson::Timestamp(Timestamp {
+                time: 1,
+                increment: 2,
+            }),
+            Bson::Timestamp(Timestamp {
+                time: 1,
+                increment: 3,
+            }),
+            Bson::RegularExpression(bson::Regex {
+                pattern: "a".into(),
+                options: "i".into(),
+            }),
             Bson::JavaScriptCode("x".into()),
         ];
-        for n in [-1_000_000i64, -1, 1, 3, 1 << 53, (1 << 53) + 1, (1 << 62) + 7] {
+        for n in [
+            -1_000_000i64,
+            -1,
+            1,
+            3,
+            1 << 53,
+            (1 << 53) + 1,
+            (1 << 62) + 7,
+        ] {
             v.push(Bson::Int64(n));
             v.push(Bson::Double(n as f64 + 0.25));
         }

@@ -119,23 +119,47 @@ pub struct IndexSpec {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Documents matching `filter`, after sort/skip/limit/projection.
-    async fn find(&self, collection: &str, filter: &Document, options: &FindOptions) -> StoreResult<Vec<Document>>;
+    async fn find(
+        &self,
+        collection: &str,
+        filter: &Document,
+        options: &FindOptions,
+    ) -> StoreResult<Vec<Document>>;
     /// The document with this `_id`.
     async fn find_by_id(&self, collection: &str, id: &Bson) -> StoreResult<Option<Document>>;
     async fn count(&self, collection: &str, filter: &Document) -> StoreResult<u64>;
     /// Distinct values of `field` among matching documents (arrays contribute elements).
-    async fn distinct(&self, collection: &str, field: &str, filter: &Document) -> StoreResult<Vec<Bson>>;
+    async fn distinct(
+        &self,
+        collection: &str,
+        field: &str,
+        filter: &Document,
+    ) -> StoreResult<Vec<Bson>>;
     /// Runs an aggregation pipeline. Foreign collections (`$lookup`) are read from the
     /// same store; the caller is responsible for restricting them (ACL stages).
-    async fn aggregate(&self, collection: &str, pipeline: &[Document]) -> StoreResult<Vec<Document>>;
+    async fn aggregate(
+        &self,
+        collection: &str,
+        pipeline: &[Document],
+    ) -> StoreResult<Vec<Document>>;
     /// Inserts documents that already carry their `_id`; all or none.
     async fn insert_many(&self, collection: &str, documents: Vec<Document>) -> StoreResult<()>;
     /// Replaces the first document matching `filter` (keeping its `_id`).
-    async fn replace_one(&self, collection: &str, filter: &Document, replacement: Document, upsert: bool)
-        -> StoreResult<UpdateOutcome>;
+    async fn replace_one(
+        &self,
+        collection: &str,
+        filter: &Document,
+        replacement: Document,
+        upsert: bool,
+    ) -> StoreResult<UpdateOutcome>;
     /// Applies an update document (operators) to the first or every match.
-    async fn update(&self, collection: &str, filter: &Document, update: &Document, options: UpdateOptions)
-        -> StoreResult<UpdateOutcome>;
+    async fn update(
+        &self,
+        collection: &str,
+        filter: &Document,
+        update: &Document,
+        options: UpdateOptions,
+    ) -> StoreResult<UpdateOutcome>;
     /// Atomically finds one document (by `sort` when several match), updates it and
     /// returns it; with `upsert`, inserts when nothing matches.
     async fn find_one_and_update(
@@ -146,7 +170,8 @@ pub trait Store: Send + Sync + 'static {
         options: &FindAndModifyOptions,
     ) -> StoreResult<Option<Document>>;
     /// Deletes matching documents (at most one when `just_one`); returns how many.
-    async fn delete(&self, collection: &str, filter: &Document, just_one: bool) -> StoreResult<u64>;
+    async fn delete(&self, collection: &str, filter: &Document, just_one: bool)
+        -> StoreResult<u64>;
     async fn list_collections(&self) -> StoreResult<Vec<CollectionInfo>>;
     /// Creates a collection explicitly (collections also appear on first insert).
     async fn create_collection(&self, name: &str, options: &CollectionOptions) -> StoreResult<()>;

@@ -24,14 +24,16 @@ use crate::actors::supervisor::Supervisor;
 use crate::error::OpenCoreError;
 use crate::proto::flow_service_server::{FlowService, FlowServiceServer};
 use crate::proto::{
-    AggregateRequest, AggregateResponse, CountRequest, CountResponse, CreateCollectionRequest, CreateCollectionResponse,
-    CreateIndexRequest, CreateIndexResponse, DeleteManyRequest, DeleteManyResponse, DeleteOneRequest, DeleteOneResponse,
-    DropCollectionRequest, DropCollectionResponse, DropIndexRequest, DropIndexResponse, Envelope, ErrorResponse,
-    GetDocumentVersionRequest, GetDocumentVersionResponse, GetIndexesRequest, GetIndexesResponse, InsertManyRequest,
-    InsertManyResponse, InsertOneRequest, InsertOneResponse, InsertOrUpdateManyRequest, InsertOrUpdateManyResponse,
-    InsertOrUpdateOneRequest, InsertOrUpdateOneResponse, ListCollectionsRequest, ListCollectionsResponse, QueryRequest,
-    QueryResponse, SigninRequest, SigninResponse, UpdateDocumentRequest, UpdateDocumentResponse, UpdateOneRequest,
-    UpdateOneResponse,
+    AggregateRequest, AggregateResponse, CountRequest, CountResponse, CreateCollectionRequest,
+    CreateCollectionResponse, CreateIndexRequest, CreateIndexResponse, DeleteManyRequest,
+    DeleteManyResponse, DeleteOneRequest, DeleteOneResponse, DropCollectionRequest,
+    DropCollectionResponse, DropIndexRequest, DropIndexResponse, Envelope, ErrorResponse,
+    GetDocumentVersionRequest, GetDocumentVersionResponse, GetIndexesRequest, GetIndexesResponse,
+    InsertManyRequest, InsertManyResponse, InsertOneRequest, InsertOneResponse,
+    InsertOrUpdateManyRequest, InsertOrUpdateManyResponse, InsertOrUpdateOneRequest,
+    InsertOrUpdateOneResponse, ListCollectionsRequest, ListCollectionsResponse, QueryRequest,
+    QueryResponse, SigninRequest, SigninResponse, UpdateDocumentRequest, UpdateDocumentResponse,
+    UpdateOneRequest, UpdateOneResponse,
 };
 use crate::protocol::envelope::pack;
 use crate::services::{Services, TransportKind};
@@ -51,14 +53,16 @@ pub async fn serve(
     let mut lanes = Vec::new();
     for worker in workers.handles() {
         let (sender, receiver) = mpsc::unbounded_channel::<std::net::TcpStream>();
-        let service = FlowServiceServer::new(FlowServiceImpl::new(services.clone(), workers.clone()))
-            .max_decoding_message_size(services.config.limits.max_message_size)
-            .max_encoding_message_size(MAX_SEND_MESSAGE);
+        let service =
+            FlowServiceServer::new(FlowServiceImpl::new(services.clone(), workers.clone()))
+                .max_decoding_message_size(services.config.limits.max_message_size)
+                .max_encoding_message_size(MAX_SEND_MESSAGE);
         let mut stop = stop.clone();
         worker.spawn_fn(move || {
             actix_rt::spawn(async move {
                 // Adopt each socket on this worker's reactor.
-                let incoming = UnboundedReceiverStream::new(receiver).map(tokio::net::TcpStream::from_std);
+                let incoming =
+                    UnboundedReceiverStream::new(receiver).map(tokio::net::TcpStream::from_std);
                 let result = tonic::transport::Server::builder()
                     .add_service(service)
                     .serve_with_incoming_shutdown(incoming, async move {
@@ -89,7 +93,9 @@ pub async fn serve(
         };
         // Small replies must not wait for Nagle's algorithm.
         let _ = socket.set_nodelay(true);
-        let Ok(socket) = socket.into_std() else { continue };
+        let Ok(socket) = socket.into_std() else {
+            continue;
+        };
         if lanes.is_empty() || lanes[next % lanes.len()].send(socket).is_err() {
             return;
         }
@@ -113,7 +119,10 @@ impl FlowServiceImpl {
         Q: Message + Name,
         R: Message + Name + Default,
     {
-        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "grpc".into());
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "grpc".into());
         let token = request
             .metadata()
             .get("jwt")
@@ -121,7 +130,11 @@ impl FlowServiceImpl {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let identity = if token.is_empty() { Identity::Anonymous } else { Identity::Token(token) };
+        let identity = if token.is_empty() {
+            Identity::Anonymous
+        } else {
+            Identity::Token(token)
+        };
         let envelope = Envelope {
             command: command.to_string(),
             id: "unary".into(),
@@ -143,31 +156,46 @@ impl FlowServiceImpl {
         if !dispatched {
             return Err(Status::unavailable("server is shutting down"));
         }
-        let completed = answer.await.map_err(|_| Status::internal("request was dropped"))?;
-        let reply = completed.reply.ok_or_else(|| Status::internal("no reply"))?;
+        let completed = answer
+            .await
+            .map_err(|_| Status::internal("request was dropped"))?;
+        let reply = completed
+            .reply
+            .ok_or_else(|| Status::internal("no reply"))?;
         let data = reply.data.unwrap_or_default();
         if reply.command == "error" {
             let error = ErrorResponse::decode(data.value.as_slice()).unwrap_or_default();
             return Err(status_for(&error));
         }
-        R::decode(data.value.as_slice()).map(Response::new).map_err(|err| Status::internal(err.to_string()))
+        R::decode(data.value.as_slice())
+            .map(Response::new)
+            .map_err(|err| Status::internal(err.to_string()))
     }
 }
 
 /// Maps an error reply onto a gRPC status by its stable code.
 fn status_for(error: &ErrorResponse) -> Status {
-    Status::new(OpenCoreError::grpc_code_for(error.code), error.message.clone())
+    Status::new(
+        OpenCoreError::grpc_code_for(error.code),
+        error.message.clone(),
+    )
 }
 
 type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<Envelope, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl FlowService for FlowServiceImpl {
-    async fn setup_stream(&self, request: Request<Streaming<Envelope>>) -> Result<Response<EnvelopeStream>, Status> {
+    async fn setup_stream(
+        &self,
+        request: Request<Streaming<Envelope>>,
+    ) -> Result<Response<EnvelopeStream>, Status> {
         if self.services.is_draining() {
             return Err(Status::unavailable("server is shutting down"));
         }
-        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "grpc".into());
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "grpc".into());
         let inbound = request.into_inner();
         let (sender, receiver) = mpsc::channel(OUTBOUND_CHANNEL);
         let services = self.services.clone();
@@ -176,85 +204,148 @@ impl FlowService for FlowServiceImpl {
                 Ok(envelope) => Inbound::Envelope(envelope),
                 Err(status) => Inbound::Failed(status.to_string()),
             });
-            ConnectionActor::start(services, TransportKind::Grpc, peer, inbound, Sink::Grpc(sender));
+            ConnectionActor::start(
+                services,
+                TransportKind::Grpc,
+                peer,
+                inbound,
+                Sink::Grpc(sender),
+            );
         });
         // Returning at once sends the response headers, which tonic clients wait for.
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
-    async fn signin(&self, request: Request<SigninRequest>) -> Result<Response<SigninResponse>, Status> {
+    async fn signin(
+        &self,
+        request: Request<SigninRequest>,
+    ) -> Result<Response<SigninResponse>, Status> {
         self.unary("signin", request).await
     }
 
-    async fn list_collections(&self, request: Request<ListCollectionsRequest>) -> Result<Response<ListCollectionsResponse>, Status> {
+    async fn list_collections(
+        &self,
+        request: Request<ListCollectionsRequest>,
+    ) -> Result<Response<ListCollectionsResponse>, Status> {
         self.unary("listcollections", request).await
     }
 
-    async fn drop_collection(&self, request: Request<DropCollectionRequest>) -> Result<Response<DropCollectionResponse>, Status> {
+    async fn drop_collection(
+        &self,
+        request: Request<DropCollectionRequest>,
+    ) -> Result<Response<DropCollectionResponse>, Status> {
         self.unary("dropcollection", request).await
     }
 
-    async fn create_collection(&self, request: Request<CreateCollectionRequest>) -> Result<Response<CreateCollectionResponse>, Status> {
+    async fn create_collection(
+        &self,
+        request: Request<CreateCollectionRequest>,
+    ) -> Result<Response<CreateCollectionResponse>, Status> {
         self.unary("createcollection", request).await
     }
 
-    async fn query(&self, request: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
+    async fn query(
+        &self,
+        request: Request<QueryRequest>,
+    ) -> Result<Response<QueryResponse>, Status> {
         self.unary("query", request).await
     }
 
-    async fn get_document_version(&self, request: Request<GetDocumentVersionRequest>) -> Result<Response<GetDocumentVersionResponse>, Status> {
+    async fn get_document_version(
+        &self,
+        request: Request<GetDocumentVersionRequest>,
+    ) -> Result<Response<GetDocumentVersionResponse>, Status> {
         self.unary("getdocumentversion", request).await
     }
 
-    async fn aggregate(&self, request: Request<AggregateRequest>) -> Result<Response<AggregateResponse>, Status> {
+    async fn aggregate(
+        &self,
+        request: Request<AggregateRequest>,
+    ) -> Result<Response<AggregateResponse>, Status> {
         self.unary("aggregate", request).await
     }
 
-    async fn count(&self, request: Request<CountRequest>) -> Result<Response<CountResponse>, Status> {
+    async fn count(
+        &self,
+        request: Request<CountRequest>,
+    ) -> Result<Response<CountResponse>, Status> {
         self.unary("count", request).await
     }
 
-    async fn insert_one(&self, request: Request<InsertOneRequest>) -> Result<Response<InsertOneResponse>, Status> {
+    async fn insert_one(
+        &self,
+        request: Request<InsertOneRequest>,
+    ) -> Result<Response<InsertOneResponse>, Status> {
         self.unary("insertone", request).await
     }
 
-    async fn insert_many(&self, request: Request<InsertManyRequest>) -> Result<Response<InsertManyResponse>, Status> {
+    async fn insert_many(
+        &self,
+        request: Request<InsertManyRequest>,
+    ) -> Result<Response<InsertManyResponse>, Status> {
         self.unary("insertmany", request).await
     }
 
-    async fn update_one(&self, request: Request<UpdateOneRequest>) -> Result<Response<UpdateOneResponse>, Status> {
+    async fn update_one(
+        &self,
+        request: Request<UpdateOneRequest>,
+    ) -> Result<Response<UpdateOneResponse>, Status> {
         self.unary("updateone", request).await
     }
 
-    async fn update_document(&self, request: Request<UpdateDocumentRequest>) -> Result<Response<UpdateDocumentResponse>, Status> {
+    async fn update_document(
+        &self,
+        request: Request<UpdateDocumentRequest>,
+    ) -> Result<Response<UpdateDocumentResponse>, Status> {
         self.unary("updatedocument", request).await
     }
 
-    async fn insert_or_update_one(&self, request: Request<InsertOrUpdateOneRequest>) -> Result<Response<InsertOrUpdateOneResponse>, Status> {
+    async fn insert_or_update_one(
+        &self,
+        request: Request<InsertOrUpdateOneRequest>,
+    ) -> Result<Response<InsertOrUpdateOneResponse>, Status> {
         self.unary("insertorupdateone", request).await
     }
 
-    async fn insert_or_update_many(&self, request: Request<InsertOrUpdateManyRequest>) -> Result<Response<InsertOrUpdateManyResponse>, Status> {
+    async fn insert_or_update_many(
+        &self,
+        request: Request<InsertOrUpdateManyRequest>,
+    ) -> Result<Response<InsertOrUpdateManyResponse>, Status> {
         self.unary("insertorupdatemany", request).await
     }
 
-    async fn delete_one(&self, request: Request<DeleteOneRequest>) -> Result<Response<DeleteOneResponse>, Status> {
+    async fn delete_one(
+        &self,
+        request: Request<DeleteOneRequest>,
+    ) -> Result<Response<DeleteOneResponse>, Status> {
         self.unary("deleteone", request).await
     }
 
-    async fn delete_many(&self, request: Request<DeleteManyRequest>) -> Result<Response<DeleteManyResponse>, Status> {
+    async fn delete_many(
+        &self,
+        request: Request<DeleteManyRequest>,
+    ) -> Result<Response<DeleteManyResponse>, Status> {
         self.unary("deletemany", request).await
     }
 
-    async fn create_index(&self, request: Request<CreateIndexRequest>) -> Result<Response<CreateIndexResponse>, Status> {
+    async fn create_index(
+        &self,
+        request: Request<CreateIndexRequest>,
+    ) -> Result<Response<CreateIndexResponse>, Status> {
         self.unary("createindex", request).await
     }
 
-    async fn get_indexes(&self, request: Request<GetIndexesRequest>) -> Result<Response<GetIndexesResponse>, Status> {
+    async fn get_indexes(
+        &self,
+        request: Request<GetIndexesRequest>,
+    ) -> Result<Response<GetIndexesResponse>, Status> {
         self.unary("getindexes", request).await
     }
 
-    async fn drop_index(&self, request: Request<DropIndexRequest>) -> Result<Response<DropIndexResponse>, Status> {
+    async fn drop_index(
+        &self,
+        request: Request<DropIndexRequest>,
+    ) -> Result<Response<DropIndexResponse>, Status> {
         self.unary("dropindex", request).await
     }
 }

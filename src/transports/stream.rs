@@ -18,8 +18,13 @@ use crate::transports::workers::Workers;
 
 const READ_CHUNK: usize = 64 * 1024;
 
-fn start_connection<R, W>(services: Arc<Services>, transport: TransportKind, peer: String, read: R, write: W)
-where
+fn start_connection<R, W>(
+    services: Arc<Services>,
+    transport: TransportKind,
+    peer: String,
+    read: R,
+    write: W,
+) where
     R: AsyncRead + 'static,
     W: AsyncWrite + Unpin + 'static,
 {
@@ -27,10 +32,21 @@ where
         Ok(bytes) => Inbound::Bytes(bytes),
         Err(err) => Inbound::Failed(err.to_string()),
     });
-    ConnectionActor::start(services, transport, peer, inbound, Sink::Stream(Box::new(write)));
+    ConnectionActor::start(
+        services,
+        transport,
+        peer,
+        inbound,
+        Sink::Stream(Box::new(write)),
+    );
 }
 
-pub async fn serve_tcp(listener: TcpListener, services: Arc<Services>, workers: Arc<Workers>, mut stop: watch::Receiver<bool>) {
+pub async fn serve_tcp(
+    listener: TcpListener,
+    services: Arc<Services>,
+    workers: Arc<Workers>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -46,7 +62,9 @@ pub async fn serve_tcp(listener: TcpListener, services: Arc<Services>, workers: 
         };
         let _ = socket.set_nodelay(true);
         // Re-register the socket on the worker's own reactor.
-        let Ok(socket) = socket.into_std() else { continue };
+        let Ok(socket) = socket.into_std() else {
+            continue;
+        };
         let services = services.clone();
         workers.run_on_next(move || match tokio::net::TcpStream::from_std(socket) {
             Ok(socket) => {
@@ -69,7 +87,12 @@ pub fn bind_pipe(path: &Path) -> std::io::Result<UnixListener> {
     UnixListener::bind(path)
 }
 
-pub async fn serve_pipe(listener: UnixListener, services: Arc<Services>, workers: Arc<Workers>, mut stop: watch::Receiver<bool>) {
+pub async fn serve_pipe(
+    listener: UnixListener,
+    services: Arc<Services>,
+    workers: Arc<Workers>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -83,12 +106,20 @@ pub async fn serve_pipe(listener: UnixListener, services: Arc<Services>, workers
                 continue;
             }
         };
-        let Ok(socket) = socket.into_std() else { continue };
+        let Ok(socket) = socket.into_std() else {
+            continue;
+        };
         let services = services.clone();
         workers.run_on_next(move || match tokio::net::UnixStream::from_std(socket) {
             Ok(socket) => {
                 let (read, write) = socket.into_split();
-                start_connection(services, TransportKind::Pipe, "pipe".to_string(), read, write);
+                start_connection(
+                    services,
+                    TransportKind::Pipe,
+                    "pipe".to_string(),
+                    read,
+                    write,
+                );
             }
             Err(err) => tracing::warn!(%err, "could not adopt unix socket"),
         });

@@ -22,7 +22,10 @@ pub async fn upgrade(
         return Ok(HttpResponse::ServiceUnavailable().body("server is shutting down"));
     }
     let (response, session, messages) = actix_ws::handle(&request, body)?;
-    let peer = request.peer_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
+    let peer = request
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "unknown".into());
     // A frame may carry a whole envelope plus its prefix.
     let messages = messages.max_frame_size(services.config.limits.max_message_size + 4);
     let pong_session = session.clone();
@@ -43,11 +46,19 @@ pub async fn upgrade(
                     None
                 }
                 Ok(Message::Pong(_)) | Ok(Message::Nop) => None,
-                Ok(Message::Close(_)) => Some(Inbound::Failed("client closed the websocket".into())),
+                Ok(Message::Close(_)) => {
+                    Some(Inbound::Failed("client closed the websocket".into()))
+                }
                 Err(err) => Some(Inbound::Failed(err.to_string())),
             }
         }
     });
-    ConnectionActor::start(services.get_ref().clone(), TransportKind::WebSocket, peer, inbound, Sink::WebSocket(session));
+    ConnectionActor::start(
+        services.get_ref().clone(),
+        TransportKind::WebSocket,
+        peer,
+        inbound,
+        Sink::WebSocket(session),
+    );
     Ok(response)
 }

@@ -17,7 +17,11 @@ impl Workers {
     pub fn start(count: usize) -> Self {
         let arbiters: Vec<Arbiter> = (0..count.max(1)).map(|_| Arbiter::new()).collect();
         let handles = arbiters.iter().map(Arbiter::handle).collect();
-        Workers { arbiters, handles, next: AtomicUsize::new(0) }
+        Workers {
+            arbiters,
+            handles,
+            next: AtomicUsize::new(0),
+        }
     }
 
     /// Runs `work` on the next worker thread.

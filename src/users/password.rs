@@ -7,7 +7,10 @@ use crate::error::OpenCoreError;
 
 /// Removes `newpassword` (and any client-supplied `passwordhash`) from `document`;
 /// returns the bcrypt hash of the new password when one was given.
-pub async fn take_new_password(document: &mut Document, cost: u32) -> Result<Option<String>, OpenCoreError> {
+pub async fn take_new_password(
+    document: &mut Document,
+    cost: u32,
+) -> Result<Option<String>, OpenCoreError> {
     document.remove("passwordhash");
     match document.remove("newpassword") {
         Some(Bson::String(new)) if !new.is_empty() => hash(new, cost).await.map(Some),

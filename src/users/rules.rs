@@ -14,12 +14,28 @@ use crate::error::OpenCoreError;
 use crate::store::FindOptions;
 
 /// Fields only admins may change on a user document.
-pub const PROTECTED_FIELDS: &[&str] =
-    &["username", "dbusage", "dblocked", "validated", "emailvalidated", "formvalidated", "disabled"];
+pub const PROTECTED_FIELDS: &[&str] = &[
+    "username",
+    "dbusage",
+    "dblocked",
+    "validated",
+    "emailvalidated",
+    "formvalidated",
+    "disabled",
+];
 
 /// Fields no update operator may touch, in any collection.
-const SERVER_FIELDS: &[&str] =
-    &["_id", "_type", "_version", "_created", "_createdby", "_createdbyid", "_modified", "_modifiedby", "_modifiedbyid"];
+const SERVER_FIELDS: &[&str] = &[
+    "_id",
+    "_type",
+    "_version",
+    "_created",
+    "_createdby",
+    "_createdbyid",
+    "_modified",
+    "_modifiedby",
+    "_modifiedbyid",
+];
 
 pub fn is_builtin(id: &str) -> bool {
     id == ROOT_USER_ID
@@ -33,14 +49,29 @@ fn is_users(scope: &Scope) -> bool {
     scope.collection == USERS_COLLECTION
 }
 
-async fn exists_other(scope: &Scope, filter: Document, except: Option<&Bson>) -> Result<bool, OpenCoreError> {
-    let options = FindOptions { limit: 2, projection: Some(doc! {"_id": 1}), ..Default::default() };
-    let found = scope.store().find(USERS_COLLECTION, &filter, &options).await?;
+async fn exists_other(
+    scope: &Scope,
+    filter: Document,
+    except: Option<&Bson>,
+) -> Result<bool, OpenCoreError> {
+    let options = FindOptions {
+        limit: 2,
+        projection: Some(doc! {"_id": 1}),
+        ..Default::default()
+    };
+    let found = scope
+        .store()
+        .find(USERS_COLLECTION, &filter, &options)
+        .await?;
     Ok(found.iter().any(|d| d.get("_id") != except))
 }
 
 fn lower_username(document: &mut Document) -> Result<String, OpenCoreError> {
-    let username = document.get_str("username").unwrap_or_default().trim().to_lowercase();
+    let username = document
+        .get_str("username")
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase();
     if username.is_empty() {
         return Err(OpenCoreError::UsernameRequired);
     }
@@ -50,7 +81,10 @@ fn lower_username(document: &mut Document) -> Result<String, OpenCoreError> {
 
 /// Rules for a document about to be inserted. Returns the ACEs the document must
 /// carry besides the defaults.
-pub async fn before_insert(scope: &Scope, document: &mut Document) -> Result<Vec<Ace>, OpenCoreError> {
+pub async fn before_insert(
+    scope: &Scope,
+    document: &mut Document,
+) -> Result<Vec<Ace>, OpenCoreError> {
     if !is_users(scope) {
         return Ok(Vec::new());
     }
@@ -60,7 +94,9 @@ pub async fn before_insert(scope: &Scope, document: &mut Document) -> Result<Vec
         "user" => {
             let username = lower_username(document)?;
             if exists_other(scope, doc! {"_type": "user", "username": &username}, None).await? {
-                return Err(OpenCoreError::AccessDeniedBecause(format!("user '{username}' already exists")));
+                return Err(OpenCoreError::AccessDeniedBecause(format!(
+                    "user '{username}' already exists"
+                )));
             }
             if document.get_str("name").map(str::is_empty).unwrap_or(true) {
                 document.insert("name", &username);
@@ -69,27 +105,47 @@ pub async fn before_insert(scope: &Scope, document: &mut Document) -> Result<Vec
                 document.insert("passwordhash", hash);
             }
             let name = document.get_str("name").unwrap_or_default().to_string();
-            Ok(vec![Ace { id, name, rights: rights::FULL_CONTROL - rights::DELETE, deny: false }])
+            Ok(vec![Ace {
+                id,
+                name,
+                rights: rights::FULL_CONTROL - rights::DELETE,
+                deny: false,
+            }])
         }
         "role" => {
-            let name = document.get_str("name").unwrap_or_default().trim().to_string();
+            let name = document
+                .get_str("name")
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             if name.is_empty() {
                 return Err(OpenCoreError::BadRequest("Role name is mandatory".into()));
             }
             if exists_other(scope, doc! {"_type": "role", "name": &name}, None).await? {
-                return Err(OpenCoreError::AccessDeniedBecause(format!("role '{name}' already exists")));
+                return Err(OpenCoreError::AccessDeniedBecause(format!(
+                    "role '{name}' already exists"
+                )));
             }
             if !matches!(document.get("members"), Some(Bson::Array(_))) {
                 document.insert("members", Bson::Array(Vec::new()));
             }
-            Ok(vec![Ace { id, name, rights: rights::READ, deny: false }])
+            Ok(vec![Ace {
+                id,
+                name,
+                rights: rights::READ,
+                deny: false,
+            }])
         }
         _ => Ok(Vec::new()),
     }
 }
 
 /// Rules for a full replacement of `original` by `next`.
-pub async fn before_replace(scope: &Scope, original: &Document, next: &mut Document) -> Result<(), OpenCoreError> {
+pub async fn before_replace(
+    scope: &Scope,
+    original: &Document,
+    next: &mut Document,
+) -> Result<(), OpenCoreError> {
     if !is_users(scope) {
         return Ok(());
     }
@@ -122,7 +178,9 @@ pub async fn before_replace(scope: &Scope, original: &Document, next: &mut Docum
             if original.get_str("username") != Ok(username.as_str())
                 && exists_other(scope, doc! {"_type": "user", "username": &username}, id).await?
             {
-                return Err(OpenCoreError::AccessDeniedBecause(format!("user '{username}' already exists")));
+                return Err(OpenCoreError::AccessDeniedBecause(format!(
+                    "user '{username}' already exists"
+                )));
             }
             let disabling = matches!(next.get("disabled"), Some(Bson::Boolean(true)));
             if disabling && id.map(id_text).as_deref() == Some(scope.user.id.as_str()) {
@@ -134,7 +192,9 @@ pub async fn before_replace(scope: &Scope, original: &Document, next: &mut Docum
             if original.get_str("name") != Ok(name.as_str())
                 && exists_other(scope, doc! {"_type": "role", "name": &name}, id).await?
             {
-                return Err(OpenCoreError::AccessDeniedBecause(format!("role '{name}' already exists")));
+                return Err(OpenCoreError::AccessDeniedBecause(format!(
+                    "role '{name}' already exists"
+                )));
             }
         }
         _ => {}
@@ -143,7 +203,12 @@ pub async fn before_replace(scope: &Scope, original: &Document, next: &mut Docum
 }
 
 fn touches(path: &str, fields: &[&str]) -> bool {
-    fields.iter().any(|f| path == *f || path.strip_prefix(f).is_some_and(|rest| rest.starts_with('.')))
+    fields.iter().any(|f| {
+        path == *f
+            || path
+                .strip_prefix(f)
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
 }
 
 /// Update operators (`updatedocument`): no operator may touch the server's metadata
@@ -169,12 +234,15 @@ pub async fn sanitize_update(scope: &Scope, update: &mut Document) -> Result<(),
         }
     }
     for (operator, operand) in update.iter_mut() {
-        let Bson::Document(fields) = operand else { continue };
+        let Bson::Document(fields) = operand else {
+            continue;
+        };
         let is_rename = operator == "$rename";
         let kept: Document = fields
             .iter()
             .filter(|(path, value)| {
-                let target_forbidden = is_rename && value.as_str().is_some_and(|t| touches(t, &forbidden));
+                let target_forbidden =
+                    is_rename && value.as_str().is_some_and(|t| touches(t, &forbidden));
                 !touches(path, &forbidden) && !target_forbidden
             })
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -191,8 +259,11 @@ pub async fn sanitize_update(scope: &Scope, update: &mut Document) -> Result<(),
             }
         }
     }
-    let empty: Vec<String> =
-        update.iter().filter(|(_, v)| v.as_document().is_some_and(Document::is_empty)).map(|(k, _)| k.clone()).collect();
+    let empty: Vec<String> = update
+        .iter()
+        .filter(|(_, v)| v.as_document().is_some_and(Document::is_empty))
+        .map(|(k, _)| k.clone())
+        .collect();
     for key in empty {
         update.remove(&key);
     }

@@ -61,12 +61,22 @@ impl RawClient {
     pub async fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).ok();
-        RawClient { stream, seq: 0, next_id: 0, decoder: FrameDecoder::new(64 * 1024 * 1024) }
+        RawClient {
+            stream,
+            seq: 0,
+            next_id: 0,
+            decoder: FrameDecoder::new(64 * 1024 * 1024),
+        }
     }
 
     pub fn envelope<M: Message + Name>(&mut self, command: &str, message: &M) -> Envelope {
         self.next_id += 1;
-        Envelope { command: command.into(), id: format!("req{}", self.next_id), data: Some(pack(message)), ..Default::default() }
+        Envelope {
+            command: command.into(),
+            id: format!("req{}", self.next_id),
+            data: Some(pack(message)),
+            ..Default::default()
+        }
     }
 
     /// Sends with the next seq.
@@ -106,7 +116,10 @@ impl RawClient {
     /// Next reply (skips server pushes such as `ping` and `refreshtoken`).
     pub async fn reply(&mut self) -> Envelope {
         loop {
-            let envelope = self.recv().await.expect("a reply before the connection closed");
+            let envelope = self
+                .recv()
+                .await
+                .expect("a reply before the connection closed");
             if !envelope.rid.is_empty() {
                 return envelope;
             }
@@ -123,9 +136,21 @@ impl RawClient {
 
     pub async fn signin(&mut self, username: &str, password: &str) -> SigninResponse {
         let reply = self
-            .request("signin", &SigninRequest { username: username.into(), password: password.into(), ..Default::default() })
+            .request(
+                "signin",
+                &SigninRequest {
+                    username: username.into(),
+                    password: password.into(),
+                    ..Default::default()
+                },
+            )
             .await;
-        assert_eq!(reply.command, "signinreply", "signin failed: {:?}", error_message(&reply));
+        assert_eq!(
+            reply.command,
+            "signinreply",
+            "signin failed: {:?}",
+            error_message(&reply)
+        );
         decode(&reply)
     }
 
@@ -143,7 +168,15 @@ impl RawClient {
 }
 
 pub fn decode<M: Message + Default>(envelope: &Envelope) -> M {
-    M::decode(envelope.data.as_ref().expect("reply carries data").value.as_slice()).expect("decodable payload")
+    M::decode(
+        envelope
+            .data
+            .as_ref()
+            .expect("reply carries data")
+            .value
+            .as_slice(),
+    )
+    .expect("decodable payload")
 }
 
 pub fn error_message(envelope: &Envelope) -> Option<String> {
@@ -153,14 +186,30 @@ pub fn error_message(envelope: &Envelope) -> Option<String> {
 /// Plain HTTP/1.1 GET; returns (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect http");
-    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send request");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
     let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.expect("http answer").expect("read");
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("http answer")
+        .expect("read");
     let text = String::from_utf8_lossy(&response).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     // Chunked bodies: good enough for JSON checks to search within.
     (status, body)
 }

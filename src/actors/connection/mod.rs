@@ -16,7 +16,9 @@ use bytes::Bytes;
 use futures_util::Stream;
 use prost::Message as _;
 
-use crate::actors::messages::{Completed, Control, Dispatch, Identity, Push, ReplyTo, Request, SessionUpdate};
+use crate::actors::messages::{
+    Completed, Control, Dispatch, Identity, Push, ReplyTo, Request, SessionUpdate,
+};
 use crate::actors::supervisor::Supervisor;
 use crate::auth::token::unix_now;
 use crate::commands::is_silent;
@@ -66,7 +68,13 @@ pub struct ConnectionActor {
 
 impl ConnectionActor {
     /// Starts a connection actor on the current worker thread.
-    pub fn start<S>(services: Arc<Services>, transport: TransportKind, peer: String, inbound: S, sink: Sink) -> Addr<Self>
+    pub fn start<S>(
+        services: Arc<Services>,
+        transport: TransportKind,
+        peer: String,
+        inbound: S,
+        sink: Sink,
+    ) -> Addr<Self>
     where
         S: Stream<Item = Inbound> + 'static,
     {
@@ -77,7 +85,9 @@ impl ConnectionActor {
             peer: peer.into(),
             supervisor: Supervisor::local(&services),
             decoder: FrameDecoder::new(limits.max_message_size),
-            window: transport.is_sequenced().then(|| SeqWindow::new(limits.seq_window)),
+            window: transport
+                .is_sequenced()
+                .then(|| SeqWindow::new(limits.seq_window)),
             session: None,
             in_flight: 0,
             rate: RateLimiter::new(limits.rate_limit),
@@ -110,7 +120,9 @@ impl ConnectionActor {
         // Never send more than the client can receive: an oversized reply becomes an
         // error for its request; an oversized push is dropped.
         let size = envelope.encoded_len();
-        let limit = self.transport.max_outbound_envelope(self.services.config.limits.max_message_size);
+        let limit = self
+            .transport
+            .max_outbound_envelope(self.services.config.limits.max_message_size);
         if size > limit {
             if envelope.rid.is_empty() {
                 tracing::warn!(connection = self.id, command = %envelope.command, size, "dropping push larger than the client accepts");
@@ -120,7 +132,9 @@ impl ConnectionActor {
             envelope = error_reply(&envelope.rid, &err);
         }
         let queued = self.outbound.enqueue(envelope);
-        if queued > self.services.config.limits.max_outbound_bytes && self.over_limit_since.is_none() {
+        if queued > self.services.config.limits.max_outbound_bytes
+            && self.over_limit_since.is_none()
+        {
             self.over_limit_since = Some(Instant::now());
         }
     }
@@ -202,7 +216,9 @@ impl ConnectionActor {
                 None => Identity::Anonymous,
             }
         };
-        let Some(replies) = self.replies.clone() else { return };
+        let Some(replies) = self.replies.clone() else {
+            return;
+        };
         self.in_flight += 1;
         self.supervisor.do_send(Dispatch(Request {
             envelope,
@@ -236,7 +252,10 @@ impl ConnectionActor {
             tracing::info!(connection = self.id, peer = %self.peer, "closing idle connection");
             return ctx.stop();
         }
-        if !limits.signin_timeout.is_zero() && self.session.is_none() && self.opened.elapsed() >= limits.signin_timeout {
+        if !limits.signin_timeout.is_zero()
+            && self.session.is_none()
+            && self.opened.elapsed() >= limits.signin_timeout
+        {
             tracing::info!(connection = self.id, peer = %self.peer, "closing connection that never signed in");
             ctx.stop();
         }
@@ -244,8 +263,10 @@ impl ConnectionActor {
 
     /// Every ping interval: ping clients that asked for it, refresh tokens about to expire.
     fn keepalive(&mut self, ctx: &mut Context<Self>) {
-        let Some((ping, expires, user_id)) =
-            self.session.as_ref().map(|s| (s.ping, s.expires, s.user.id.clone()))
+        let Some((ping, expires, user_id)) = self
+            .session
+            .as_ref()
+            .map(|s| (s.ping, s.expires, s.user.id.clone()))
         else {
             return;
         };
@@ -260,9 +281,20 @@ impl ConnectionActor {
         self.refreshing = true;
         let services = self.services.clone();
         async move {
-            let user = services.directory.user_by_id(&user_id).await.ok().flatten().filter(|u| !u.disabled)?;
+            let user = services
+                .directory
+                .user_by_id(&user_id)
+                .await
+                .ok()
+                .flatten()
+                .filter(|u| !u.disabled)?;
             let (jwt, expires) = services.directory.issue_token(&user, false).ok()?;
-            Some(SessionUpdate { user, jwt, expires, ping })
+            Some(SessionUpdate {
+                user,
+                jwt,
+                expires,
+                ping,
+            })
         }
         .into_actor(self)
         .map(|update, actor, ctx| {
@@ -278,7 +310,10 @@ impl ConnectionActor {
                     actor.session = Some(update);
                 }
                 None => {
-                    tracing::info!(connection = actor.id, "closing connection: its user can no longer sign in");
+                    tracing::info!(
+                        connection = actor.id,
+                        "closing connection: its user can no longer sign in"
+                    );
                     ctx.stop();
                 }
             }
@@ -295,10 +330,19 @@ impl Actor for ConnectionActor {
         Counters::bump(&self.services.counters.connections_opened);
         self.services.connections.insert(
             self.id,
-            ConnectionEntry { transport: self.transport, peer: self.peer.to_string(), control: ctx.address().recipient() },
+            ConnectionEntry {
+                transport: self.transport,
+                peer: self.peer.to_string(),
+                control: ctx.address().recipient(),
+            },
         );
         ctx.run_interval(Duration::from_secs(1), Self::housekeeping);
-        let ping_interval = self.services.config.limits.ping_interval.max(Duration::from_millis(100));
+        let ping_interval = self
+            .services
+            .config
+            .limits
+            .ping_interval
+            .max(Duration::from_millis(100));
         ctx.run_interval(ping_interval, Self::keepalive);
         tracing::debug!(connection = self.id, transport = self.transport.as_str(), peer = %self.peer, "connected");
     }

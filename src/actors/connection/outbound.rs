@@ -101,7 +101,11 @@ impl Outbound {
     }
 }
 
-async fn write_batch(sink: &mut Sink, batch: Vec<Envelope>, buffer: &mut BytesMut) -> io::Result<()> {
+async fn write_batch(
+    sink: &mut Sink,
+    batch: Vec<Envelope>,
+    buffer: &mut BytesMut,
+) -> io::Result<()> {
     match sink {
         Sink::Stream(writer) => {
             buffer.clear();

@@ -24,14 +24,21 @@ pub struct SeqWindow {
 
 impl SeqWindow {
     pub fn new(capacity: usize) -> Self {
-        SeqWindow { next: 0, waiting: BTreeMap::new(), capacity }
+        SeqWindow {
+            next: 0,
+            waiting: BTreeMap::new(),
+            capacity,
+        }
     }
 
     /// Accepts one envelope; in-order ones become available from `pop_ready`.
     pub fn accept(&mut self, envelope: Envelope) -> Result<(), SeqError> {
         let seq = envelope.seq;
         if seq < self.next {
-            return Err(SeqError::Stale { seq, expected: self.next });
+            return Err(SeqError::Stale {
+                seq,
+                expected: self.next,
+            });
         }
         if self.waiting.contains_key(&seq) {
             return Err(SeqError::Duplicate(seq));
@@ -59,11 +66,17 @@ mod tests {
     use super::*;
 
     fn env(seq: i32) -> Envelope {
-        Envelope { seq, id: seq.to_string(), ..Default::default() }
+        Envelope {
+            seq,
+            id: seq.to_string(),
+            ..Default::default()
+        }
     }
 
     fn drain(window: &mut SeqWindow) -> Vec<i32> {
-        std::iter::from_fn(|| window.pop_ready()).map(|e| e.seq).collect()
+        std::iter::from_fn(|| window.pop_ready())
+            .map(|e| e.seq)
+            .collect()
     }
 
     #[test]
@@ -83,7 +96,13 @@ mod tests {
         let mut window = SeqWindow::new(10);
         window.accept(env(0)).unwrap();
         drain(&mut window);
-        assert_eq!(window.accept(env(0)), Err(SeqError::Stale { seq: 0, expected: 1 }));
+        assert_eq!(
+            window.accept(env(0)),
+            Err(SeqError::Stale {
+                seq: 0,
+                expected: 1
+            })
+        );
         window.accept(env(5)).unwrap();
         assert_eq!(window.accept(env(5)), Err(SeqError::Duplicate(5)));
     }

@@ -50,17 +50,31 @@ impl Handler<Execute> for CommandHandler {
         let services = self.services.clone();
         Box::pin(async move {
             let Execute { command, request } = message;
-            let Request { envelope, identity: claimed, peer, reply_to, .. } = request;
+            let Request {
+                envelope,
+                identity: claimed,
+                peer,
+                reply_to,
+                ..
+            } = request;
             let request_id = envelope.id.clone();
             let command_name = envelope.command.clone();
             let work = {
                 let services = services.clone();
                 async move {
-                    let user = identity::resolve(&services, &claimed, &envelope.command, &peer).await?;
+                    let user =
+                        identity::resolve(&services, &claimed, &envelope.command, &peer).await?;
                     if command.needs_user() && user.is_none() {
                         return Err(OpenCoreError::NotSignedIn);
                     }
-                    command.run(CommandContext { services, envelope, user, peer }).await
+                    command
+                        .run(CommandContext {
+                            services,
+                            envelope,
+                            user,
+                            peer,
+                        })
+                        .await
                 }
             };
             let completed = guarded(work, &request_id, command_name, &services).await;
@@ -71,21 +85,35 @@ impl Handler<Execute> for CommandHandler {
 
 /// Runs a command to its reply: an error becomes an `error` reply, and so does a panic
 /// (the panic ends this request only; the handler, connection and server live on).
-pub async fn guarded<F>(work: F, request_id: &str, command: String, services: &Services) -> Completed
+pub async fn guarded<F>(
+    work: F,
+    request_id: &str,
+    command: String,
+    services: &Services,
+) -> Completed
 where
     F: std::future::Future<Output = Result<crate::commands::Outcome, OpenCoreError>>,
 {
     match AssertUnwindSafe(work).catch_unwind().await {
-        Ok(Ok(outcome)) => Completed { reply: Some(outcome.reply), session: outcome.session },
+        Ok(Ok(outcome)) => Completed {
+            reply: Some(outcome.reply),
+            session: outcome.session,
+        },
         Ok(Err(err)) => {
             Counters::bump(&services.counters.errors);
-            Completed { reply: Some(error_reply(request_id, &err)), session: None }
+            Completed {
+                reply: Some(error_reply(request_id, &err)),
+                session: None,
+            }
         }
         Err(_) => {
             Counters::bump(&services.counters.errors);
             tracing::error!(%command, "handler panicked; answered with an error");
             let err = OpenCoreError::HandlerPanicked(command);
-            Completed { reply: Some(error_reply(request_id, &err)), session: None }
+            Completed {
+                reply: Some(error_reply(request_id, &err)),
+                session: None,
+            }
         }
     }
 }

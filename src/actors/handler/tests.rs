@@ -6,7 +6,8 @@ use prost::Message;
 async fn services() -> (Arc<Services>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = ServeConfig::for_tests(dir.path().to_path_buf());
-    let store: crate::store::SharedStore = Arc::new(crate::store::embedded::EmbeddedStore::open(dir.path()).unwrap());
+    let store: crate::store::SharedStore =
+        Arc::new(crate::store::embedded::EmbeddedStore::open(dir.path()).unwrap());
     let directory = crate::auth::Directory::new(
         store.clone(),
         b"secret",
@@ -31,9 +32,15 @@ async fn a_panicking_command_becomes_an_error_reply() {
     };
     let completed = guarded(work, "r1", "signin".into(), &services).await;
     let reply = completed.reply.unwrap();
-    assert_eq!((reply.command.as_str(), reply.rid.as_str()), ("error", "r1"));
+    assert_eq!(
+        (reply.command.as_str(), reply.rid.as_str()),
+        ("error", "r1")
+    );
     let body = ErrorResponse::decode(reply.data.unwrap().value.as_slice()).unwrap();
-    assert_eq!(body.message, "The handler for signin failed; the request was not completed");
+    assert_eq!(
+        body.message,
+        "The handler for signin failed; the request was not completed"
+    );
     assert_eq!(body.code, 1001);
     assert!(body.stack.is_empty());
 }
@@ -41,7 +48,14 @@ async fn a_panicking_command_becomes_an_error_reply() {
 #[tokio::test]
 async fn a_failing_command_becomes_an_error_reply() {
     let (services, _dir) = services().await;
-    let completed = guarded(async { Err(OpenCoreError::AccessDenied) }, "r2", "x".into(), &services).await;
-    let body = ErrorResponse::decode(completed.reply.unwrap().data.unwrap().value.as_slice()).unwrap();
+    let completed = guarded(
+        async { Err(OpenCoreError::AccessDenied) },
+        "r2",
+        "x".into(),
+        &services,
+    )
+    .await;
+    let body =
+        ErrorResponse::decode(completed.reply.unwrap().data.unwrap().value.as_slice()).unwrap();
     assert_eq!((body.message.as_str(), body.code), ("Access denied", 3005));
 }

@@ -21,7 +21,8 @@ use crate::store::engine::{FieldConstraint, Filter};
 use crate::store::keys::{encode_value, invert};
 use crate::store::{CollectionOptions, IndexSpec, StoreError, StoreResult, TimeseriesOptions};
 
-pub(crate) const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("__meta");
+pub(crate) const META: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("__meta");
 pub(crate) const VERSION_KEY: &str = "version";
 const NEXT_ID_KEY: &str = "next_id";
 const COLLECTION_PREFIX: &str = "c:";
@@ -78,7 +79,9 @@ fn direction(name: &str, value: &Bson) -> StoreResult<bool> {
             Bson::String(kind) => Err(StoreError::InvalidOptions(format!(
                 "'{kind}' indexes are not supported by the embedded store"
             ))),
-            _ => Err(StoreError::InvalidOptions(format!("bad index key pattern: {name}: {value}"))),
+            _ => Err(StoreError::InvalidOptions(format!(
+                "bad index key pattern: {name}: {value}"
+            ))),
         },
     }
 }
@@ -95,7 +98,10 @@ fn key_value_name(value: &Bson) -> String {
 
 /// MongoDB's generated index name: `a_1_b_-1`.
 pub(crate) fn default_index_name(keys: &Document) -> String {
-    keys.iter().map(|(k, v)| format!("{k}_{}", key_value_name(v))).collect::<Vec<_>>().join("_")
+    keys.iter()
+        .map(|(k, v)| format!("{k}_{}", key_value_name(v)))
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 /// True for `{_id: 1}` / `{_id: -1}`: the implicit primary index.
@@ -106,20 +112,26 @@ pub(crate) fn is_id_index(keys: &Document) -> bool {
 impl IndexMeta {
     pub fn from_spec(spec: &IndexSpec, table: String, hidden: bool) -> StoreResult<IndexMeta> {
         if spec.keys.is_empty() {
-            return Err(StoreError::InvalidOptions("Index keys cannot be empty.".into()));
+            return Err(StoreError::InvalidOptions(
+                "Index keys cannot be empty.".into(),
+            ));
         }
         let mut fields = Vec::with_capacity(spec.keys.len());
         for (name, value) in &spec.keys {
-            let path = FieldPath::parse(name).map_err(|e| StoreError::InvalidOptions(e.to_string()))?;
+            let path =
+                FieldPath::parse(name).map_err(|e| StoreError::InvalidOptions(e.to_string()))?;
             if name.split('.').any(|part| part.starts_with('$')) {
-                return Err(StoreError::InvalidOptions(format!("Index key contains an illegal field name: {name}")));
+                return Err(StoreError::InvalidOptions(format!(
+                    "Index key contains an illegal field name: {name}"
+                )));
             }
             fields.push((path, direction(name, value)?));
         }
         if let Some(seconds) = spec.expire_after_seconds {
             if fields.len() != 1 {
                 return Err(StoreError::InvalidOptions(
-                    "TTL indexes are single-field indexes, compound indexes do not support TTL".into(),
+                    "TTL indexes are single-field indexes, compound indexes do not support TTL"
+                        .into(),
                 ));
             }
             if !(0..=i32::MAX as i64).contains(&seconds) {
@@ -129,10 +141,17 @@ impl IndexMeta {
             }
         }
         let partial = match &spec.partial_filter {
-            Some(p) => Some((p.clone(), Filter::parse(p).map_err(|e| StoreError::InvalidOptions(e.to_string()))?)),
+            Some(p) => Some((
+                p.clone(),
+                Filter::parse(p).map_err(|e| StoreError::InvalidOptions(e.to_string()))?,
+            )),
             None => None,
         };
-        let name = spec.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| default_index_name(&spec.keys));
+        let name = spec
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| default_index_name(&spec.keys));
         Ok(IndexMeta {
             name,
             keys: spec.keys.clone(),
@@ -156,13 +175,19 @@ impl IndexMeta {
 
     pub fn same_keys(&self, other: &IndexMeta) -> bool {
         self.fields.len() == other.fields.len()
-            && self.fields.iter().zip(&other.fields).all(|(a, b)| a.0.as_str() == b.0.as_str() && a.1 == b.1)
+            && self
+                .fields
+                .iter()
+                .zip(&other.fields)
+                .all(|(a, b)| a.0.as_str() == b.0.as_str() && a.1 == b.1)
     }
 
     /// Usable by the planner: paths with numeric components resolve differently for
     /// queries (`a.0` may also name a field) than for index keys (positional only).
     pub fn plannable(&self) -> bool {
-        self.fields.iter().all(|(p, _)| p.parts().iter().all(|part| part.index.is_none()))
+        self.fields
+            .iter()
+            .all(|(p, _)| p.parts().iter().all(|part| part.index.is_none()))
     }
 
     /// As MongoDB's listIndexes shows it.
@@ -189,12 +214,15 @@ impl IndexMeta {
     }
 
     fn from_bson(doc: &Document) -> StoreResult<IndexMeta> {
-        let bad = |what: &str| StoreError::Backend(format!("corrupt index metadata ({what}): {doc}"));
+        let bad =
+            |what: &str| StoreError::Backend(format!("corrupt index metadata ({what}): {doc}"));
         let spec = IndexSpec {
             keys: doc.get_document("key").map_err(|_| bad("key"))?.clone(),
             name: Some(doc.get_str("name").map_err(|_| bad("name"))?.to_string()),
             unique: doc.get_bool("unique").unwrap_or(false),
-            expire_after_seconds: doc.get("expireAfterSeconds").and_then(|v| Num::from_bson(v)?.as_exact_i64()),
+            expire_after_seconds: doc
+                .get("expireAfterSeconds")
+                .and_then(|v| Num::from_bson(v)?.as_exact_i64()),
             partial_filter: doc.get_document("partialFilterExpression").ok().cloned(),
         };
         let table = doc.get_str("table").map_err(|_| bad("table"))?.to_string();
@@ -206,7 +234,9 @@ impl IndexMeta {
     /// Whether `doc` belongs in this index (partial indexes hold only matches).
     #[inline]
     pub fn covers(&self, doc: &Document) -> bool {
-        self.partial.as_ref().is_none_or(|(_, filter)| filter.matches(doc))
+        self.partial
+            .as_ref()
+            .is_none_or(|(_, filter)| filter.matches(doc))
     }
 
     /// The index entry keys of `doc` (value encodings, then the primary key `pk`),
@@ -250,7 +280,8 @@ impl IndexMeta {
                 multikey = true;
                 if values.len() > 1 {
                     // Two different arrays in one compound key: MongoDB refuses the document.
-                    if let Some(other) = array_field.filter(|o| first_component(o) != path.first()) {
+                    if let Some(other) = array_field.filter(|o| first_component(o) != path.first())
+                    {
                         return Err(StoreError::Query(format!(
                             "cannot index parallel arrays [{}] [{}]",
                             path.as_str(),
@@ -267,7 +298,9 @@ impl IndexMeta {
                 )));
             }
             if values.len() == 1 {
-                prefixes.iter_mut().for_each(|p| p.extend_from_slice(&values[0]));
+                prefixes
+                    .iter_mut()
+                    .for_each(|p| p.extend_from_slice(&values[0]));
             } else {
                 let mut next = Vec::with_capacity(prefixes.len() * values.len());
                 for p in &prefixes {
@@ -309,16 +342,26 @@ fn contains_condition(query: &Document, key: &str, value: &Bson) -> bool {
         return true;
     }
     if let Ok(clauses) = query.get_array("$and") {
-        return clauses.iter().any(|c| c.as_document().is_some_and(|d| contains_condition(d, key, value)));
+        return clauses.iter().any(|c| {
+            c.as_document()
+                .is_some_and(|d| contains_condition(d, key, value))
+        });
     }
     false
 }
 
-fn implies(query: &Document, partial: &Document, constraints: &[(String, FieldConstraint)]) -> bool {
+fn implies(
+    query: &Document,
+    partial: &Document,
+    constraints: &[(String, FieldConstraint)],
+) -> bool {
     partial.iter().all(|(key, condition)| {
         if key == "$and" {
             return condition.as_array().is_some_and(|clauses| {
-                clauses.iter().all(|c| c.as_document().is_some_and(|d| implies(query, d, constraints)))
+                clauses.iter().all(|c| {
+                    c.as_document()
+                        .is_some_and(|d| implies(query, d, constraints))
+                })
             });
         }
         if contains_condition(query, key, condition) {
@@ -333,7 +376,9 @@ fn implies(query: &Document, partial: &Document, constraints: &[(String, FieldCo
             Some(FieldConstraint::In(vs)) => vs.iter().collect(),
             _ => return false,
         };
-        let Ok(check) = Filter::parse(&doc! { key: condition.clone() }) else { return false };
+        let Ok(check) = Filter::parse(&doc! { key: condition.clone() }) else {
+            return false;
+        };
         pinned.into_iter().all(|value| {
             let mut probe = Document::new();
             let parts: Vec<&str> = key.split('.').collect();
@@ -351,7 +396,11 @@ fn implies(query: &Document, partial: &Document, constraints: &[(String, FieldCo
 
 impl CollectionMeta {
     pub fn new(name: &str, options: CollectionOptions) -> CollectionMeta {
-        CollectionMeta { name: name.to_string(), options, indexes: Vec::new() }
+        CollectionMeta {
+            name: name.to_string(),
+            options,
+            indexes: Vec::new(),
+        }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -370,7 +419,10 @@ impl CollectionMeta {
             if let Some(meta) = &ts.meta_field {
                 t.insert("metaField", meta.clone());
             }
-            t.insert("granularity", ts.granularity.clone().unwrap_or_else(|| "seconds".into()));
+            t.insert(
+                "granularity",
+                ts.granularity.clone().unwrap_or_else(|| "seconds".into()),
+            );
             out.insert("timeseries", t);
         }
         if let Some(seconds) = self.options.expire_after_seconds {
@@ -384,35 +436,53 @@ impl CollectionMeta {
     }
 
     fn to_bson(&self) -> Document {
-        let indexes: Vec<Bson> = self.indexes.iter().map(|i| Bson::Document(i.to_bson())).collect();
+        let indexes: Vec<Bson> = self
+            .indexes
+            .iter()
+            .map(|i| Bson::Document(i.to_bson()))
+            .collect();
         doc! {"options": self.options_document(), "indexes": indexes}
     }
 
     fn from_bson(name: &str, doc: &Document) -> StoreResult<CollectionMeta> {
         let options = doc.get_document("options").cloned().unwrap_or_default();
-        let timeseries = options.get_document("timeseries").ok().map(|t| TimeseriesOptions {
-            time_field: t.get_str("timeField").unwrap_or_default().to_string(),
-            meta_field: t.get_str("metaField").ok().map(str::to_string),
-            granularity: t.get_str("granularity").ok().map(str::to_string),
-        });
-        let expire_after_seconds =
-            options.get("expireAfterSeconds").and_then(|v| Num::from_bson(v)?.as_exact_i64());
+        let timeseries = options
+            .get_document("timeseries")
+            .ok()
+            .map(|t| TimeseriesOptions {
+                time_field: t.get_str("timeField").unwrap_or_default().to_string(),
+                meta_field: t.get_str("metaField").ok().map(str::to_string),
+                granularity: t.get_str("granularity").ok().map(str::to_string),
+            });
+        let expire_after_seconds = options
+            .get("expireAfterSeconds")
+            .and_then(|v| Num::from_bson(v)?.as_exact_i64());
         let mut indexes = Vec::new();
-        for entry in doc.get_array("indexes").map(|a| a.as_slice()).unwrap_or_default() {
+        for entry in doc
+            .get_array("indexes")
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+        {
             if let Some(entry) = entry.as_document() {
                 indexes.push(Arc::new(IndexMeta::from_bson(entry)?));
             }
         }
         Ok(CollectionMeta {
             name: name.to_string(),
-            options: CollectionOptions { timeseries, expire_after_seconds },
+            options: CollectionOptions {
+                timeseries,
+                expire_after_seconds,
+            },
             indexes,
         })
     }
 
     /// The timeseries time field, when documents must carry one.
     pub fn time_field(&self) -> Option<&str> {
-        self.options.timeseries.as_ref().map(|t| t.time_field.as_str())
+        self.options
+            .timeseries
+            .as_ref()
+            .map(|t| t.time_field.as_str())
     }
 
     /// MongoDB refuses timeseries measurements without a date in the time field.
@@ -431,8 +501,12 @@ impl CollectionMeta {
 /// Validates `create_collection` options.
 pub(crate) fn validate_options(options: &CollectionOptions) -> StoreResult<()> {
     if let Some(ts) = &options.timeseries {
-        if ts.time_field.is_empty() || ts.time_field.contains('.') || ts.time_field.starts_with('$') {
-            return Err(StoreError::InvalidOptions(format!("Invalid timeField: '{}'", ts.time_field)));
+        if ts.time_field.is_empty() || ts.time_field.contains('.') || ts.time_field.starts_with('$')
+        {
+            return Err(StoreError::InvalidOptions(format!(
+                "Invalid timeField: '{}'",
+                ts.time_field
+            )));
         }
         if let Some(meta) = &ts.meta_field {
             if meta == &ts.time_field {
@@ -441,7 +515,9 @@ pub(crate) fn validate_options(options: &CollectionOptions) -> StoreResult<()> {
                 ));
             }
             if meta.is_empty() || meta.contains('.') || meta.starts_with('$') || meta == "_id" {
-                return Err(StoreError::InvalidOptions(format!("Invalid metaField: '{meta}'")));
+                return Err(StoreError::InvalidOptions(format!(
+                    "Invalid metaField: '{meta}'"
+                )));
             }
         }
         if let Some(g) = &ts.granularity {
@@ -459,7 +535,9 @@ pub(crate) fn validate_options(options: &CollectionOptions) -> StoreResult<()> {
             ));
         }
         if seconds < 0 {
-            return Err(StoreError::InvalidOptions("'expireAfterSeconds' must be a non-negative number".into()));
+            return Err(StoreError::InvalidOptions(
+                "'expireAfterSeconds' must be a non-negative number".into(),
+            ));
         }
     }
     Ok(())
@@ -497,11 +575,17 @@ impl Catalog {
         table: &mut redb::Table<'_, &'static str, &'static [u8]>,
     ) -> StoreResult<()> {
         for (name, meta) in &self.collections {
-            if before.collections.get(name).is_some_and(|old| Arc::ptr_eq(old, meta)) {
+            if before
+                .collections
+                .get(name)
+                .is_some_and(|old| Arc::ptr_eq(old, meta))
+            {
                 continue;
             }
             let key = format!("{COLLECTION_PREFIX}{name}");
-            table.insert(key.as_str(), encode_doc(&meta.to_bson())?.as_slice()).map_err(backend)?;
+            table
+                .insert(key.as_str(), encode_doc(&meta.to_bson())?.as_slice())
+                .map_err(backend)?;
         }
         for name in before.collections.keys() {
             if !self.collections.contains_key(name) {
@@ -510,8 +594,12 @@ impl Catalog {
             }
         }
         self.version = before.version.max(self.version) + 1;
-        table.insert(VERSION_KEY, self.version.to_be_bytes().as_slice()).map_err(backend)?;
-        table.insert(NEXT_ID_KEY, self.next_id.to_be_bytes().as_slice()).map_err(backend)?;
+        table
+            .insert(VERSION_KEY, self.version.to_be_bytes().as_slice())
+            .map_err(backend)?;
+        table
+            .insert(NEXT_ID_KEY, self.next_id.to_be_bytes().as_slice())
+            .map_err(backend)?;
         Ok(())
     }
 

@@ -33,8 +33,8 @@ use bson::{Bson, Document, RawDocument};
 use redb::{Database, TableDefinition};
 
 use crate::store::{
-    ChangeFeed, CollectionInfo, CollectionOptions, FindAndModifyOptions, FindOptions, IndexSpec, Store, StoreError,
-    StoreResult, UpdateOptions, UpdateOutcome,
+    ChangeFeed, CollectionInfo, CollectionOptions, FindAndModifyOptions, FindOptions, IndexSpec,
+    Store, StoreError, StoreResult, UpdateOptions, UpdateOutcome,
 };
 use catalog::Catalog;
 use plan::Examined;
@@ -74,7 +74,10 @@ pub struct EmbeddedOptions {
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
-        EmbeddedOptions { cache_size: 256 * 1024 * 1024, ttl_interval: Duration::from_secs(5) }
+        EmbeddedOptions {
+            cache_size: 256 * 1024 * 1024,
+            ttl_interval: Duration::from_secs(5),
+        }
     }
 }
 
@@ -102,10 +105,12 @@ pub(crate) struct Stats {
 impl Stats {
     pub(crate) fn examined(&self, examined: Examined) {
         if examined.docs > 0 {
-            self.docs_examined.fetch_add(examined.docs, Ordering::Relaxed);
+            self.docs_examined
+                .fetch_add(examined.docs, Ordering::Relaxed);
         }
         if examined.keys > 0 {
-            self.keys_examined.fetch_add(examined.keys, Ordering::Relaxed);
+            self.keys_examined
+                .fetch_add(examined.keys, Ordering::Relaxed);
         }
     }
 
@@ -167,7 +172,13 @@ impl EmbeddedStore {
         let shared = Arc::new(Shared::default());
         let writer = Writer::start(db.clone(), feed.clone(), shared.clone())?;
         let ttl = start_ttl(writer.submitter()?, options.ttl_interval)?;
-        Ok(EmbeddedStore { db, writer, feed, shared, ttl: Mutex::new(Some(ttl)) })
+        Ok(EmbeddedStore {
+            db,
+            writer,
+            feed,
+            shared,
+            ttl: Mutex::new(Some(ttl)),
+        })
     }
 
     async fn write(&self, op: WriteOp) -> StoreResult<WriteOutcome> {
@@ -181,7 +192,9 @@ impl EmbeddedStore {
         F: FnOnce(&Snapshot<'_>) -> StoreResult<T> + Send + 'static,
     {
         let (db, shared) = (self.db.clone(), self.shared.clone());
-        tokio::task::spawn_blocking(move || work(&Snapshot::open(&db, &shared)?)).await.map_err(backend)?
+        tokio::task::spawn_blocking(move || work(&Snapshot::open(&db, &shared)?))
+            .await
+            .map_err(backend)?
     }
 
     /// Runs a small read on the calling thread (no unbounded work).
@@ -192,7 +205,10 @@ impl EmbeddedStore {
     /// Runs a query on the calling thread while it stays within `INLINE_BUDGET`
     /// (point reads, index lookups, sorted-index pages); `None` when it needs the
     /// blocking pool.
-    fn try_inline<T>(&self, work: impl FnOnce(&Snapshot<'_>) -> StoreResult<T>) -> StoreResult<Option<T>> {
+    fn try_inline<T>(
+        &self,
+        work: impl FnOnce(&Snapshot<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
         match work(&Snapshot::budgeted(&self.db, &self.shared, INLINE_BUDGET)?) {
             Ok(value) => Ok(Some(value)),
             Err(err) if plan::is_over_budget(&err) => Ok(None),
@@ -201,9 +217,19 @@ impl EmbeddedStore {
     }
 
     /// Runs a find and reports how it was executed.
-    pub async fn explain(&self, collection: &str, filter: &Document, options: &FindOptions) -> StoreResult<Explain> {
-        let (collection, filter, options) = (collection.to_string(), filter.clone(), options.clone());
-        self.read(move |s| s.find(&collection, &filter, &options).map(|(_, explain)| explain)).await
+    pub async fn explain(
+        &self,
+        collection: &str,
+        filter: &Document,
+        options: &FindOptions,
+    ) -> StoreResult<Explain> {
+        let (collection, filter, options) =
+            (collection.to_string(), filter.clone(), options.clone());
+        self.read(move |s| {
+            s.find(&collection, &filter, &options)
+                .map(|(_, explain)| explain)
+        })
+        .await
     }
 
     /// Cumulative counters.
@@ -259,12 +285,21 @@ fn start_ttl(submitter: writer::Submitter, interval: Duration) -> StoreResult<Tt
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    async fn find(&self, collection: &str, filter: &Document, options: &FindOptions) -> StoreResult<Vec<Document>> {
-        if let Some(docs) = self.try_inline(|s| s.find(collection, filter, options).map(|(docs, _)| docs))? {
+    async fn find(
+        &self,
+        collection: &str,
+        filter: &Document,
+        options: &FindOptions,
+    ) -> StoreResult<Vec<Document>> {
+        if let Some(docs) =
+            self.try_inline(|s| s.find(collection, filter, options).map(|(docs, _)| docs))?
+        {
             return Ok(docs);
         }
-        let (collection, filter, options) = (collection.to_string(), filter.clone(), options.clone());
-        self.read(move |s| s.find(&collection, &filter, &options).map(|(docs, _)| docs)).await
+        let (collection, filter, options) =
+            (collection.to_string(), filter.clone(), options.clone());
+        self.read(move |s| s.find(&collection, &filter, &options).map(|(docs, _)| docs))
+            .await
     }
 
     async fn find_by_id(&self, collection: &str, id: &Bson) -> StoreResult<Option<Document>> {
@@ -280,18 +315,35 @@ impl Store for EmbeddedStore {
         self.read(move |s| s.count(&collection, &filter)).await
     }
 
-    async fn distinct(&self, collection: &str, field: &str, filter: &Document) -> StoreResult<Vec<Bson>> {
-        let (collection, field, filter) = (collection.to_string(), field.to_string(), filter.clone());
-        self.read(move |s| s.distinct(&collection, &field, &filter)).await
+    async fn distinct(
+        &self,
+        collection: &str,
+        field: &str,
+        filter: &Document,
+    ) -> StoreResult<Vec<Bson>> {
+        let (collection, field, filter) =
+            (collection.to_string(), field.to_string(), filter.clone());
+        self.read(move |s| s.distinct(&collection, &field, &filter))
+            .await
     }
 
-    async fn aggregate(&self, collection: &str, pipeline: &[Document]) -> StoreResult<Vec<Document>> {
+    async fn aggregate(
+        &self,
+        collection: &str,
+        pipeline: &[Document],
+    ) -> StoreResult<Vec<Document>> {
         let (collection, pipeline) = (collection.to_string(), pipeline.to_vec());
-        self.read(move |s| s.aggregate(&collection, &pipeline)).await
+        self.read(move |s| s.aggregate(&collection, &pipeline))
+            .await
     }
 
     async fn insert_many(&self, collection: &str, documents: Vec<Document>) -> StoreResult<()> {
-        self.write(WriteOp::Insert { collection: collection.to_string(), documents }).await.map(|_| ())
+        self.write(WriteOp::Insert {
+            collection: collection.to_string(),
+            documents,
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn replace_one(
@@ -301,7 +353,12 @@ impl Store for EmbeddedStore {
         replacement: Document,
         upsert: bool,
     ) -> StoreResult<UpdateOutcome> {
-        let op = WriteOp::Replace { collection: collection.to_string(), filter: filter.clone(), replacement, upsert };
+        let op = WriteOp::Replace {
+            collection: collection.to_string(),
+            filter: filter.clone(),
+            replacement,
+            upsert,
+        };
         match self.write(op).await? {
             WriteOutcome::Updated(outcome) => Ok(outcome),
             _ => Err(unexpected()),
@@ -346,8 +403,17 @@ impl Store for EmbeddedStore {
         }
     }
 
-    async fn delete(&self, collection: &str, filter: &Document, just_one: bool) -> StoreResult<u64> {
-        let op = WriteOp::Delete { collection: collection.to_string(), filter: filter.clone(), just_one };
+    async fn delete(
+        &self,
+        collection: &str,
+        filter: &Document,
+        just_one: bool,
+    ) -> StoreResult<u64> {
+        let op = WriteOp::Delete {
+            collection: collection.to_string(),
+            filter: filter.clone(),
+            just_one,
+        };
         match self.write(op).await? {
             WriteOutcome::Deleted(n) => Ok(n),
             _ => Err(unexpected()),
@@ -359,19 +425,30 @@ impl Store for EmbeddedStore {
     }
 
     async fn create_collection(&self, name: &str, options: &CollectionOptions) -> StoreResult<()> {
-        let op = WriteOp::CreateCollection { collection: name.to_string(), options: options.clone() };
+        let op = WriteOp::CreateCollection {
+            collection: name.to_string(),
+            options: options.clone(),
+        };
         self.write(op).await.map(|_| ())
     }
 
     async fn drop_collection(&self, name: &str) -> StoreResult<bool> {
-        match self.write(WriteOp::DropCollection { collection: name.to_string() }).await? {
+        match self
+            .write(WriteOp::DropCollection {
+                collection: name.to_string(),
+            })
+            .await?
+        {
             WriteOutcome::Dropped(existed) => Ok(existed),
             _ => Err(unexpected()),
         }
     }
 
     async fn create_index(&self, collection: &str, spec: &IndexSpec) -> StoreResult<String> {
-        let op = WriteOp::CreateIndex { collection: collection.to_string(), spec: spec.clone() };
+        let op = WriteOp::CreateIndex {
+            collection: collection.to_string(),
+            spec: spec.clone(),
+        };
         match self.write(op).await? {
             WriteOutcome::IndexName(name) => Ok(name),
             _ => Err(unexpected()),
@@ -383,7 +460,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn drop_index(&self, collection: &str, name: &str) -> StoreResult<()> {
-        let op = WriteOp::DropIndex { collection: collection.to_string(), name: name.to_string() };
+        let op = WriteOp::DropIndex {
+            collection: collection.to_string(),
+            name: name.to_string(),
+        };
         self.write(op).await.map(|_| ())
     }
 

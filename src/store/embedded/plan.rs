@@ -41,7 +41,10 @@ type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 pub(crate) enum Access {
     IdPoints(Vec<Vec<u8>>),
     IdRange(KeyRange),
-    Index { index: Arc<IndexMeta>, ranges: Vec<KeyRange> },
+    Index {
+        index: Arc<IndexMeta>,
+        ranges: Vec<KeyRange>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -152,7 +155,9 @@ fn satisfies(v: &Bson, constraint: &FieldConstraint) -> bool {
     match constraint {
         FieldConstraint::Eq(x) => compare_bson(v, x) == Ordering::Equal,
         FieldConstraint::In(xs) => xs.iter().any(|x| compare_bson(v, x) == Ordering::Equal),
-        FieldConstraint::Range { min, max } => bound(min, Ordering::Greater) && bound(max, Ordering::Less),
+        FieldConstraint::Range { min, max } => {
+            bound(min, Ordering::Greater) && bound(max, Ordering::Less)
+        }
     }
 }
 
@@ -207,7 +212,9 @@ fn lower(prefix: &[u8], bound: Option<FieldBound>) -> Bound<Vec<u8>> {
     match bound {
         None if prefix.is_empty() => Bound::Unbounded,
         None => Bound::Included(prefix.to_vec()),
-        Some(FieldBound::Value(v, true)) | Some(FieldBound::Prefix(v)) => Bound::Included(concat(prefix, &v)),
+        Some(FieldBound::Value(v, true)) | Some(FieldBound::Prefix(v)) => {
+            Bound::Included(concat(prefix, &v))
+        }
         Some(FieldBound::Value(v, false)) => match prefix_end(&concat(prefix, &v)) {
             Some(end) => Bound::Included(end),
             None => Bound::Excluded(concat(prefix, &v)),
@@ -270,7 +277,9 @@ fn range_bounds(
 
 fn empty_range(range: &KeyRange) -> bool {
     match range {
-        (Bound::Included(lo), Bound::Excluded(hi)) | (Bound::Excluded(lo), Bound::Excluded(hi)) => lo >= hi,
+        (Bound::Included(lo), Bound::Excluded(hi)) | (Bound::Excluded(lo), Bound::Excluded(hi)) => {
+            lo >= hi
+        }
         (Bound::Included(lo), Bound::Included(hi)) => lo > hi,
         (Bound::Excluded(lo), Bound::Included(hi)) => lo >= hi,
         _ => false,
@@ -290,7 +299,10 @@ impl Candidate {
     }
 }
 
-fn constraint<'a>(constraints: &'a [(String, FieldConstraint)], path: &str) -> Option<&'a FieldConstraint> {
+fn constraint<'a>(
+    constraints: &'a [(String, FieldConstraint)],
+    path: &str,
+) -> Option<&'a FieldConstraint> {
     constraints.iter().find(|(p, _)| p == path).map(|(_, c)| c)
 }
 
@@ -334,7 +346,9 @@ fn sort_direction(
         }
         // A pinned sort key is constant only where it cannot be an array: on a field of
         // this (non-multikey) index.
-        if single_value(constraint(constraints, path)) && index.fields.iter().any(|(f, _)| f.as_str() == path) {
+        if single_value(constraint(constraints, path))
+            && index.fields.iter().any(|(f, _)| f.as_str() == path)
+        {
             j += 1;
             continue;
         }
@@ -360,7 +374,9 @@ fn index_candidate(
         match constraint(constraints, path.as_str()) {
             Some(FieldConstraint::Eq(v)) => {
                 let bytes = encoded(v, *asc);
-                prefixes.iter_mut().for_each(|p| p.extend_from_slice(&bytes));
+                prefixes
+                    .iter_mut()
+                    .for_each(|p| p.extend_from_slice(&bytes));
                 pinned += 1;
             }
             Some(FieldConstraint::In(values)) => {
@@ -384,7 +400,13 @@ fn index_candidate(
             None => break,
         }
     }
-    let direction = sort.and_then(|s| if prefixes.len() == 1 { sort_direction(index, s, constraints) } else { None });
+    let direction = sort.and_then(|s| {
+        if prefixes.len() == 1 {
+            sort_direction(index, s, constraints)
+        } else {
+            None
+        }
+    });
     let mut ranges = Vec::with_capacity(prefixes.len());
     for p in &prefixes {
         let lo = lower(p, bounds.0.as_ref().map(clone_bound));
@@ -396,7 +418,10 @@ fn index_candidate(
     }
     Some(Candidate {
         plan: Plan {
-            access: Access::Index { index: index.clone(), ranges },
+            access: Access::Index {
+                index: index.clone(),
+                ranges,
+            },
             reverse: direction.unwrap_or(false),
             sorted: sort.is_none() || direction.is_some(),
             prefilter: Prefilter::default(),
@@ -450,7 +475,12 @@ fn choose(
     let by_id = id_sort(sort);
     match constraint(&constraints, "_id") {
         Some(FieldConstraint::Eq(v)) => {
-            return Plan { access: Access::IdPoints(vec![encode_id(v)]), reverse: false, sorted: true, ..Plan::collscan() };
+            return Plan {
+                access: Access::IdPoints(vec![encode_id(v)]),
+                reverse: false,
+                sorted: true,
+                ..Plan::collscan()
+            };
         }
         Some(FieldConstraint::In(values)) => {
             let mut keys: Vec<Vec<u8>> = values.iter().map(encode_id).collect();
@@ -483,7 +513,9 @@ fn choose(
     }
     let mut sort_only: Option<Plan> = None;
     for index in meta.map(|m| m.indexes.as_slice()).unwrap_or_default() {
-        let Some(candidate) = index_candidate(index, query, &constraints, sort) else { continue };
+        let Some(candidate) = index_candidate(index, query, &constraints, sort) else {
+            continue;
+        };
         if candidate.pinned == 0 && !candidate.ranged {
             if sort.is_some() && candidate.plan.sorted && sort_only.is_none() {
                 sort_only = Some(candidate.plan);
@@ -498,14 +530,21 @@ fn choose(
         return best.plan;
     }
     if let Some(reverse) = by_id {
-        return Plan { reverse, sorted: true, ..Plan::collscan() };
+        return Plan {
+            reverse,
+            sorted: true,
+            ..Plan::collscan()
+        };
     }
     if few {
         if let Some(plan) = sort_only {
             return plan;
         }
     }
-    Plan { sorted: sort.is_none(), ..Plan::collscan() }
+    Plan {
+        sorted: sort.is_none(),
+        ..Plan::collscan()
+    }
 }
 
 /// The entries of a single-field index whose value is below `value`, within its type
@@ -517,12 +556,20 @@ pub(crate) fn before(index: &IndexMeta, value: &Bson) -> KeyRange {
 }
 
 fn as_slices(range: &KeyRange) -> (Bound<&[u8]>, Bound<&[u8]>) {
-    (range.0.as_ref().map(Vec::as_slice), range.1.as_ref().map(Vec::as_slice))
+    (
+        range.0.as_ref().map(Vec::as_slice),
+        range.1.as_ref().map(Vec::as_slice),
+    )
 }
 
 /// Sorts documents by `sort`; ties keep `_id` order whatever order the plan produced
 /// them in (so an index never changes a result). Keeps the first `top` when given.
-pub(crate) fn sort_documents(plan: &Plan, sort: &SortSpec, docs: &mut Vec<Document>, top: Option<usize>) {
+pub(crate) fn sort_documents(
+    plan: &Plan,
+    sort: &SortSpec,
+    docs: &mut Vec<Document>,
+    top: Option<usize>,
+) {
     if !plan.natural_order() {
         docs.sort_by_cached_key(|d| encode_id(d.get("_id").unwrap_or(&Bson::Null)));
     }
@@ -596,7 +643,8 @@ where
             }
             let iter = data.range::<&[u8]>(as_slices(range)).map_err(backend)?;
             let mut step = |entry: Result<_, redb::StorageError>| -> StoreResult<bool> {
-                let (_, value): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) = entry.map_err(backend)?;
+                let (_, value): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) =
+                    entry.map_err(backend)?;
                 check(value.value(), examined)
             };
             if plan.reverse {
@@ -613,16 +661,24 @@ where
                 }
             }
         }
-        Access::Index { index: meta, ranges } => {
-            let index = index.ok_or_else(|| backend(format!("index table of {} is missing", meta.name)))?;
+        Access::Index {
+            index: meta,
+            ranges,
+        } => {
+            let index =
+                index.ok_or_else(|| backend(format!("index table of {} is missing", meta.name)))?;
             let dedup = meta.multikey || ranges.len() > 1;
             let mut seen: HashSet<Vec<u8>> = HashSet::new();
-            let ordered: Vec<&KeyRange> =
-                if plan.reverse { ranges.iter().rev().collect() } else { ranges.iter().collect() };
+            let ordered: Vec<&KeyRange> = if plan.reverse {
+                ranges.iter().rev().collect()
+            } else {
+                ranges.iter().collect()
+            };
             'ranges: for range in ordered {
                 let iter = index.range::<&[u8]>(as_slices(range)).map_err(backend)?;
                 let mut step = |entry: Result<_, redb::StorageError>| -> StoreResult<bool> {
-                    let (_, value): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) = entry.map_err(backend)?;
+                    let (_, value): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) =
+                        entry.map_err(backend)?;
                     examined.keys += 1;
                     let pk = value.value();
                     if dedup && !seen.insert(pk.to_vec()) {
@@ -630,7 +686,10 @@ where
                     }
                     match data.get(pk).map_err(backend)? {
                         Some(doc) => check(doc.value(), examined),
-                        None => Err(backend(format!("index {} points at a missing document", meta.name))),
+                        None => Err(backend(format!(
+                            "index {} points at a missing document",
+                            meta.name
+                        ))),
                     }
                 };
                 if plan.reverse {

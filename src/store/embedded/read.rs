@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bson::{Bson, Document};
-use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetadata, TableError};
+use redb::{
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTableMetadata, TableError,
+};
 
 use super::catalog::{data_table, Catalog, CollectionMeta, META, VERSION_KEY};
 use super::plan::{self, execute, Examined, Plan};
@@ -55,7 +57,10 @@ impl<'s> Snapshot<'s> {
     /// A snapshot whose queries stop with `plan::over_budget()` after examining
     /// `budget` documents and index entries.
     pub fn budgeted(db: &Database, shared: &'s Shared, budget: u64) -> StoreResult<Snapshot<'s>> {
-        Ok(Snapshot { budget, ..Snapshot::open(db, shared)? })
+        Ok(Snapshot {
+            budget,
+            ..Snapshot::open(db, shared)?
+        })
     }
 
     pub fn open(db: &Database, shared: &'s Shared) -> StoreResult<Snapshot<'s>> {
@@ -64,8 +69,15 @@ impl<'s> Snapshot<'s> {
             Err(TableError::TableDoesNotExist(_)) => Arc::new(Catalog::default()),
             Err(err) => return Err(backend(err)),
             Ok(meta) => {
-                let version = meta.get(VERSION_KEY).map_err(backend)?.map(|v| super::catalog::read_u64(v.value()));
-                let cached = shared.catalog.read().map_err(|_| StoreError::Closed)?.clone();
+                let version = meta
+                    .get(VERSION_KEY)
+                    .map_err(backend)?
+                    .map(|v| super::catalog::read_u64(v.value()));
+                let cached = shared
+                    .catalog
+                    .read()
+                    .map_err(|_| StoreError::Closed)?
+                    .clone();
                 if Some(cached.version) == version || (version.is_none() && cached.version == 0) {
                     cached
                 } else {
@@ -78,7 +90,12 @@ impl<'s> Snapshot<'s> {
                 }
             }
         };
-        Ok(Snapshot { txn, catalog, shared, budget: u64::MAX })
+        Ok(Snapshot {
+            txn,
+            catalog,
+            shared,
+            budget: u64::MAX,
+        })
     }
 
     /// Runs `visit` over the documents of `collection` matching `filter`, by `plan`.
@@ -101,7 +118,15 @@ impl<'s> Snapshot<'s> {
             },
             None => None,
         };
-        execute(plan, &data, index.as_ref(), filter, self.budget, &mut examined, visit)?;
+        execute(
+            plan,
+            &data,
+            index.as_ref(),
+            filter,
+            self.budget,
+            &mut examined,
+            visit,
+        )?;
         self.shared.stats.examined(examined);
         Ok(examined)
     }
@@ -111,12 +136,37 @@ impl<'s> Snapshot<'s> {
     }
 
     /// `find` with its plan and counters.
-    pub fn find(&self, collection: &str, query: &Document, options: &FindOptions) -> StoreResult<(Vec<Document>, Explain)> {
+    pub fn find(
+        &self,
+        collection: &str,
+        query: &Document,
+        options: &FindOptions,
+    ) -> StoreResult<(Vec<Document>, Explain)> {
         let filter = Filter::parse(query)?;
-        let projection = options.projection.as_ref().filter(|p| !p.is_empty()).map(Projection::parse).transpose()?;
-        let sort = options.sort.as_ref().filter(|s| !s.is_empty()).map(SortSpec::parse).transpose()?;
-        let plan = plan::plan(&filter, query, sort.as_ref(), options.limit > 0, self.meta(collection));
-        let wanted = if options.limit == 0 { u64::MAX } else { options.skip.saturating_add(options.limit) };
+        let projection = options
+            .projection
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            .map(Projection::parse)
+            .transpose()?;
+        let sort = options
+            .sort
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(SortSpec::parse)
+            .transpose()?;
+        let plan = plan::plan(
+            &filter,
+            query,
+            sort.as_ref(),
+            options.limit > 0,
+            self.meta(collection),
+        );
+        let wanted = if options.limit == 0 {
+            u64::MAX
+        } else {
+            options.skip.saturating_add(options.limit)
+        };
         let mut results = Vec::new();
         let examined = if plan.sorted {
             self.run(collection, &plan, &filter, &mut |doc| {
@@ -140,7 +190,10 @@ impl<'s> Snapshot<'s> {
             results.truncate(options.limit.min(usize::MAX as u64) as usize);
         }
         if let Some(projection) = projection {
-            results = results.iter().map(|doc| projection.apply(doc, Some(&filter))).collect::<Result<_, _>>()?;
+            results = results
+                .iter()
+                .map(|doc| projection.apply(doc, Some(&filter)))
+                .collect::<Result<_, _>>()?;
         }
         let explain = Explain {
             plan: plan.describe(),
@@ -170,9 +223,18 @@ impl<'s> Snapshot<'s> {
         Ok(n)
     }
 
-    pub fn distinct(&self, collection: &str, field: &str, query: &Document) -> StoreResult<Vec<Bson>> {
+    pub fn distinct(
+        &self,
+        collection: &str,
+        field: &str,
+        query: &Document,
+    ) -> StoreResult<Vec<Bson>> {
         let (docs, _) = self.find(collection, query, &FindOptions::default())?;
-        Ok(crate::store::engine::distinct(docs.iter(), field, &Filter::match_all())?)
+        Ok(crate::store::engine::distinct(
+            docs.iter(),
+            field,
+            &Filter::match_all(),
+        )?)
     }
 
     pub fn aggregate(&self, collection: &str, pipeline: &[Document]) -> StoreResult<Vec<Document>> {
@@ -182,11 +244,19 @@ impl<'s> Snapshot<'s> {
         let mut options = FindOptions::default();
         let mut query = Document::new();
         let mut rest = 0;
-        if let Some(Ok(m)) = pipeline.first().and_then(|s| s.get("$match")).map(|m| m.as_document().ok_or(())) {
+        if let Some(Ok(m)) = pipeline
+            .first()
+            .and_then(|s| s.get("$match"))
+            .map(|m| m.as_document().ok_or(()))
+        {
             query = m.clone();
             rest = 1;
         }
-        if let Some(Ok(sort)) = pipeline.get(rest).and_then(|s| s.get("$sort")).map(|s| s.as_document().ok_or(())) {
+        if let Some(Ok(sort)) = pipeline
+            .get(rest)
+            .and_then(|s| s.get("$sort"))
+            .map(|s| s.as_document().ok_or(()))
+        {
             let limit = pipeline
                 .get(rest + 1)
                 .and_then(|s| s.get("$limit"))
@@ -204,7 +274,10 @@ impl<'s> Snapshot<'s> {
             return Ok(docs);
         }
         let remaining = Pipeline::parse(&pipeline[rest..]).map_err(pipeline_error)?;
-        let foreign = SnapshotSource { snapshot: self, loaded: RefCell::new(HashMap::new()) };
+        let foreign = SnapshotSource {
+            snapshot: self,
+            loaded: RefCell::new(HashMap::new()),
+        };
         remaining.run(docs, &foreign).map_err(pipeline_error)
     }
 
@@ -221,9 +294,16 @@ impl<'s> Snapshot<'s> {
     }
 
     pub fn list_indexes(&self, collection: &str) -> StoreResult<Vec<Document>> {
-        let meta = self.meta(collection).ok_or_else(|| StoreError::NoSuchCollection(collection.to_string()))?;
+        let meta = self
+            .meta(collection)
+            .ok_or_else(|| StoreError::NoSuchCollection(collection.to_string()))?;
         let mut out = vec![bson::doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"}];
-        out.extend(meta.indexes.iter().filter(|i| !i.hidden).map(|i| i.describe()));
+        out.extend(
+            meta.indexes
+                .iter()
+                .filter(|i| !i.hidden)
+                .map(|i| i.describe()),
+        );
         Ok(out)
     }
 }
@@ -246,7 +326,9 @@ impl ForeignSource for SnapshotSource<'_, '_> {
                 Ok(true)
             })
             .map_err(|e| EngineError::Foreign(e.to_string()))?;
-        self.loaded.borrow_mut().insert(name.to_string(), docs.clone());
+        self.loaded
+            .borrow_mut()
+            .insert(name.to_string(), docs.clone());
         Ok(docs)
     }
 }

@@ -10,19 +10,33 @@ fn open(dir: &tempfile::TempDir) -> EmbeddedStore {
 }
 
 fn ids(docs: &[Document]) -> Vec<Bson> {
-    docs.iter().map(|d| d.get("_id").cloned().unwrap()).collect()
+    docs.iter()
+        .map(|d| d.get("_id").cloned().unwrap())
+        .collect()
 }
 
 fn spec(keys: Document) -> IndexSpec {
-    IndexSpec { keys, ..Default::default() }
+    IndexSpec {
+        keys,
+        ..Default::default()
+    }
 }
 
 fn unique(keys: Document) -> IndexSpec {
-    IndexSpec { keys, unique: true, ..Default::default() }
+    IndexSpec {
+        keys,
+        unique: true,
+        ..Default::default()
+    }
 }
 
 fn find_opts(sort: Option<Document>, skip: u64, limit: u64) -> FindOptions {
-    FindOptions { projection: None, sort, skip, limit }
+    FindOptions {
+        projection: None,
+        sort,
+        skip,
+        limit,
+    }
 }
 
 #[tokio::test]
@@ -32,20 +46,43 @@ async fn writes_survive_reopen_and_publish_changes() {
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let mut changes = store.changes().subscribe("things");
         let before = store.changes().generation("things");
-        store.insert_many("things", vec![doc! {"_id": "a", "n": 1}, doc! {"_id": "b", "n": 2}]).await.unwrap();
+        store
+            .insert_many(
+                "things",
+                vec![doc! {"_id": "a", "n": 1}, doc! {"_id": "b", "n": 2}],
+            )
+            .await
+            .unwrap();
         assert_eq!(store.changes().generation("things"), before + 2);
         let event = changes.recv().await.unwrap();
         assert_eq!(event.operation.as_str(), "insert");
         assert_eq!(event.document_key, Bson::String("a".into()));
-        let outcome = store.replace_one("things", &doc! {"_id": "a"}, doc! {"n": 10}, false).await.unwrap();
+        let outcome = store
+            .replace_one("things", &doc! {"_id": "a"}, doc! {"n": 10}, false)
+            .await
+            .unwrap();
         assert_eq!((outcome.matched, outcome.modified), (1, 1));
-        assert_eq!(store.delete("things", &doc! {"_id": "b"}, true).await.unwrap(), 1);
+        assert_eq!(
+            store
+                .delete("things", &doc! {"_id": "b"}, true)
+                .await
+                .unwrap(),
+            1
+        );
         store.close().await.unwrap();
     }
     let store = EmbeddedStore::open(dir.path()).unwrap();
-    let a = store.find_by_id("things", &Bson::String("a".into())).await.unwrap().unwrap();
+    let a = store
+        .find_by_id("things", &Bson::String("a".into()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(a, doc! {"_id": "a", "n": 10});
-    assert!(store.find_by_id("things", &Bson::String("b".into())).await.unwrap().is_none());
+    assert!(store
+        .find_by_id("things", &Bson::String("b".into()))
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(store.count("things", &doc! {}).await.unwrap(), 1);
 }
 
@@ -55,11 +92,21 @@ async fn duplicate_ids_are_refused_whole() {
     let store = EmbeddedStore::open(dir.path()).unwrap();
     store.insert_many("c", vec![doc! {"_id": 1}]).await.unwrap();
     // 1.0 and 1 are the same _id for MongoDB.
-    let err = store.insert_many("c", vec![doc! {"_id": 2}, doc! {"_id": 1.0}]).await.unwrap_err();
+    let err = store
+        .insert_many("c", vec![doc! {"_id": 2}, doc! {"_id": 1.0}])
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::DuplicateKey { .. }));
-    assert_eq!(store.count("c", &doc! {}).await.unwrap(), 1, "nothing of the failed batch was written");
+    assert_eq!(
+        store.count("c", &doc! {}).await.unwrap(),
+        1,
+        "nothing of the failed batch was written"
+    );
     // The same _id twice in one call, too.
-    let err = store.insert_many("c", vec![doc! {"_id": 3}, doc! {"_id": 3i64}]).await.unwrap_err();
+    let err = store
+        .insert_many("c", vec![doc! {"_id": 3}, doc! {"_id": 3i64}])
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::DuplicateKey { .. }));
     assert_eq!(store.count("c", &doc! {}).await.unwrap(), 1);
 }
@@ -72,7 +119,9 @@ async fn concurrent_writers_share_commits() {
     let mut tasks = Vec::new();
     for n in 0..200 {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move { store.insert_many("c", vec![doc! {"_id": n}]).await }));
+        tasks.push(tokio::spawn(async move {
+            store.insert_many("c", vec![doc! {"_id": n}]).await
+        }));
     }
     for task in tasks {
         task.await.unwrap().unwrap();
@@ -80,21 +129,33 @@ async fn concurrent_writers_share_commits() {
     assert_eq!(store.count("c", &doc! {}).await.unwrap(), 200);
     let after = store.stats();
     assert_eq!(after.writes - before.writes, 200);
-    assert!(after.commits - before.commits < 200, "group commit batched writes: {after:?}");
+    assert!(
+        after.commits - before.commits < 200,
+        "group commit batched writes: {after:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_failed_write_does_not_disturb_its_batch() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(open(&dir));
-    store.create_index("c", &unique(doc! {"email": 1})).await.unwrap();
+    store
+        .create_index("c", &unique(doc! {"email": 1}))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for n in 0..100 {
         let store = store.clone();
         // Every fourth document reuses an email: those inserts must fail alone.
-        let email = if n % 4 == 3 { format!("u{}", n - 1) } else { format!("u{n}") };
+        let email = if n % 4 == 3 {
+            format!("u{}", n - 1)
+        } else {
+            format!("u{n}")
+        };
         tasks.push(tokio::spawn(async move {
-            store.insert_many("c", vec![doc! {"_id": n, "email": email}]).await
+            store
+                .insert_many("c", vec![doc! {"_id": n, "email": email}])
+                .await
         }));
     }
     let mut failed = 0;
@@ -107,7 +168,15 @@ async fn a_failed_write_does_not_disturb_its_batch() {
     assert_eq!(store.count("c", &doc! {}).await.unwrap(), 75);
     for n in 0..100 {
         let found = store.find_by_id("c", &Bson::Int32(n)).await.unwrap();
-        assert_eq!(found.is_some(), n % 4 != 3 || store.count("c", &doc! {"email": format!("u{}", n - 1)}).await.unwrap() == 0);
+        assert_eq!(
+            found.is_some(),
+            n % 4 != 3
+                || store
+                    .count("c", &doc! {"email": format!("u{}", n - 1)})
+                    .await
+                    .unwrap()
+                    == 0
+        );
     }
 }
 
@@ -124,19 +193,54 @@ async fn find_sort_skip_limit_projection_count() {
         skip: 1,
         limit: 3,
     };
-    let found = store.find("c", &doc! {"n": {"$gte": 2}}, &options).await.unwrap();
-    assert_eq!(found, vec![doc! {"name": "x09"}, doc! {"name": "x14"}, doc! {"name": "x19"}]);
-    assert_eq!(store.count("c", &doc! {"n": {"$gte": 2}}).await.unwrap(), 12);
+    let found = store
+        .find("c", &doc! {"n": {"$gte": 2}}, &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        vec![
+            doc! {"name": "x09"},
+            doc! {"name": "x14"},
+            doc! {"name": "x19"}
+        ]
+    );
+    assert_eq!(
+        store.count("c", &doc! {"n": {"$gte": 2}}).await.unwrap(),
+        12
+    );
     assert_eq!(store.count("c", &doc! {}).await.unwrap(), 20);
     assert_eq!(store.count("c", &doc! {"_id": 3}).await.unwrap(), 1);
     assert_eq!(store.count("missing", &doc! {"a": 1}).await.unwrap(), 0);
-    assert!(store.find("missing", &doc! {}, &FindOptions::default()).await.unwrap().is_empty());
-    let found = store.find("c", &doc! {"_id": {"$in": [3, 1, 2, 99]}}, &find_opts(Some(doc! {"_id": -1}), 0, 0)).await.unwrap();
-    assert_eq!(ids(&found), vec![Bson::Int32(3), Bson::Int32(2), Bson::Int32(1)]);
-    let found = store.find("c", &doc! {"_id": {"$gt": 15}}, &find_opts(None, 0, 0)).await.unwrap();
+    assert!(store
+        .find("missing", &doc! {}, &FindOptions::default())
+        .await
+        .unwrap()
+        .is_empty());
+    let found = store
+        .find(
+            "c",
+            &doc! {"_id": {"$in": [3, 1, 2, 99]}},
+            &find_opts(Some(doc! {"_id": -1}), 0, 0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&found),
+        vec![Bson::Int32(3), Bson::Int32(2), Bson::Int32(1)]
+    );
+    let found = store
+        .find("c", &doc! {"_id": {"$gt": 15}}, &find_opts(None, 0, 0))
+        .await
+        .unwrap();
     assert_eq!(found.len(), 4);
     // Bad filters are errors.
-    assert!(matches!(store.find("c", &doc! {"$foo": 1}, &FindOptions::default()).await, Err(StoreError::Query(_))));
+    assert!(matches!(
+        store
+            .find("c", &doc! {"$foo": 1}, &FindOptions::default())
+            .await,
+        Err(StoreError::Query(_))
+    ));
 }
 
 #[tokio::test]
@@ -156,8 +260,14 @@ async fn distinct_counts_array_elements_once() {
         .await
         .unwrap();
     let tags = store.distinct("c", "tags", &doc! {}).await.unwrap();
-    assert_eq!(tags, vec![Bson::from("a"), Bson::from("b"), Bson::from("c")]);
-    let ns = store.distinct("c", "n", &doc! {"_id": {"$lte": 3}}).await.unwrap();
+    assert_eq!(
+        tags,
+        vec![Bson::from("a"), Bson::from("b"), Bson::from("c")]
+    );
+    let ns = store
+        .distinct("c", "n", &doc! {"_id": {"$lte": 3}})
+        .await
+        .unwrap();
     assert_eq!(ns.len(), 2, "1 and 1.0 are one value: {ns:?}");
 }
 
@@ -176,8 +286,20 @@ async fn aggregate_runs_pipelines_with_lookup_and_refuses_out() {
         )
         .await
         .unwrap();
-    store.insert_many("users", vec![doc! {"_id": "u1", "name": "Ann"}, doc! {"_id": "u2", "name": "Bob"}]).await.unwrap();
-    store.create_index("orders", &spec(doc! {"user": 1, "total": -1})).await.unwrap();
+    store
+        .insert_many(
+            "users",
+            vec![
+                doc! {"_id": "u1", "name": "Ann"},
+                doc! {"_id": "u2", "name": "Bob"},
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .create_index("orders", &spec(doc! {"user": 1, "total": -1}))
+        .await
+        .unwrap();
     let pipeline = vec![
         doc! {"$match": {"user": "u1"}},
         doc! {"$sort": {"total": -1}},
@@ -188,15 +310,33 @@ async fn aggregate_runs_pipelines_with_lookup_and_refuses_out() {
     let out = store.aggregate("orders", &pipeline).await.unwrap();
     assert_eq!(out, vec![doc! {"_id": 3, "name": "Ann"}]);
     let grouped = store
-        .aggregate("orders", &[doc! {"$group": {"_id": "$user", "sum": {"$sum": "$total"}}}, doc! {"$sort": {"_id": 1}}])
+        .aggregate(
+            "orders",
+            &[
+                doc! {"$group": {"_id": "$user", "sum": {"$sum": "$total"}}},
+                doc! {"$sort": {"_id": 1}},
+            ],
+        )
         .await
         .unwrap();
-    assert_eq!(grouped, vec![doc! {"_id": "u1", "sum": 16}, doc! {"_id": "u2", "sum": 7}]);
+    assert_eq!(
+        grouped,
+        vec![doc! {"_id": "u1", "sum": 16}, doc! {"_id": "u2", "sum": 7}]
+    );
     for stage in ["$out", "$merge"] {
-        let err = store.aggregate("orders", &[doc! {stage: "other"}]).await.unwrap_err();
-        assert_eq!(err, StoreError::Query(format!("{stage} is not supported by the embedded store")));
+        let err = store
+            .aggregate("orders", &[doc! {stage: "other"}])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::Query(format!("{stage} is not supported by the embedded store"))
+        );
     }
-    assert!(store.aggregate("orders", &[doc! {"$bogus": 1}]).await.is_err());
+    assert!(store
+        .aggregate("orders", &[doc! {"$bogus": 1}])
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -204,38 +344,95 @@ async fn update_operators_events_and_immutable_id() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store
-        .insert_many("c", vec![doc! {"_id": 1, "n": 1, "s": "x"}, doc! {"_id": 2, "n": 2, "s": "x"}, doc! {"_id": 3, "n": 3}])
+        .insert_many(
+            "c",
+            vec![
+                doc! {"_id": 1, "n": 1, "s": "x"},
+                doc! {"_id": 2, "n": 2, "s": "x"},
+                doc! {"_id": 3, "n": 3},
+            ],
+        )
         .await
         .unwrap();
     let mut changes = store.changes().subscribe("c");
-    let first = UpdateOptions { upsert: false, multi: false };
-    let many = UpdateOptions { upsert: false, multi: true };
-    let outcome = store.update("c", &doc! {"s": "x"}, &doc! {"$inc": {"n": 10}}, first).await.unwrap();
+    let first = UpdateOptions {
+        upsert: false,
+        multi: false,
+    };
+    let many = UpdateOptions {
+        upsert: false,
+        multi: true,
+    };
+    let outcome = store
+        .update("c", &doc! {"s": "x"}, &doc! {"$inc": {"n": 10}}, first)
+        .await
+        .unwrap();
     assert_eq!((outcome.matched, outcome.modified), (1, 1));
     let event = changes.recv().await.unwrap();
     assert_eq!(event.operation, ChangeOperation::Update);
-    assert_eq!(event.full_document.as_ref().unwrap(), &doc! {"_id": 1, "n": 11, "s": "x"});
-    let outcome = store.update("c", &doc! {"s": "x"}, &doc! {"$set": {"s": "y"}}, many).await.unwrap();
+    assert_eq!(
+        event.full_document.as_ref().unwrap(),
+        &doc! {"_id": 1, "n": 11, "s": "x"}
+    );
+    let outcome = store
+        .update("c", &doc! {"s": "x"}, &doc! {"$set": {"s": "y"}}, many)
+        .await
+        .unwrap();
     assert_eq!((outcome.matched, outcome.modified), (2, 2));
     // Matched but unchanged.
-    let outcome = store.update("c", &doc! {"_id": 3}, &doc! {"$set": {"n": 3}}, first).await.unwrap();
+    let outcome = store
+        .update("c", &doc! {"_id": 3}, &doc! {"$set": {"n": 3}}, first)
+        .await
+        .unwrap();
     assert_eq!((outcome.matched, outcome.modified), (1, 0));
     // Replacement through update keeps _id first and publishes a replace.
     let mut changes = store.changes().subscribe("c");
-    store.update("c", &doc! {"_id": 3}, &doc! {"z": 1, "_id": 3}, first).await.unwrap();
+    store
+        .update("c", &doc! {"_id": 3}, &doc! {"z": 1, "_id": 3}, first)
+        .await
+        .unwrap();
     let event = changes.recv().await.unwrap();
     assert_eq!(event.operation, ChangeOperation::Replace);
-    assert_eq!(store.find_by_id("c", &Bson::Int32(3)).await.unwrap().unwrap(), doc! {"_id": 3, "z": 1});
-    let err = store.update("c", &doc! {"_id": 3}, &doc! {"$set": {"_id": 4}}, first).await.unwrap_err();
+    assert_eq!(
+        store
+            .find_by_id("c", &Bson::Int32(3))
+            .await
+            .unwrap()
+            .unwrap(),
+        doc! {"_id": 3, "z": 1}
+    );
+    let err = store
+        .update("c", &doc! {"_id": 3}, &doc! {"$set": {"_id": 4}}, first)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Query(m) if m.contains("immutable")));
-    let err = store.replace_one("c", &doc! {"_id": 3}, doc! {"_id": 4, "z": 2}, false).await.unwrap_err();
+    let err = store
+        .replace_one("c", &doc! {"_id": 3}, doc! {"_id": 4, "z": 2}, false)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Query(m) if m.contains("immutable")));
-    assert!(store.update("c", &doc! {"_id": 3}, &doc! {"$bogus": {"a": 1}}, first).await.is_err());
-    assert_eq!(store.find_by_id("c", &Bson::Int32(3)).await.unwrap().unwrap(), doc! {"_id": 3, "z": 1});
+    assert!(store
+        .update("c", &doc! {"_id": 3}, &doc! {"$bogus": {"a": 1}}, first)
+        .await
+        .is_err());
+    assert_eq!(
+        store
+            .find_by_id("c", &Bson::Int32(3))
+            .await
+            .unwrap()
+            .unwrap(),
+        doc! {"_id": 3, "z": 1}
+    );
     // No match, no upsert: nothing.
-    let outcome = store.update("c", &doc! {"_id": 99}, &doc! {"$set": {"a": 1}}, many).await.unwrap();
+    let outcome = store
+        .update("c", &doc! {"_id": 99}, &doc! {"$set": {"a": 1}}, many)
+        .await
+        .unwrap();
     assert_eq!(outcome, UpdateOutcome::default());
-    let outcome = store.update("nothing", &doc! {"_id": 99}, &doc! {"$set": {"a": 1}}, many).await.unwrap();
+    let outcome = store
+        .update("nothing", &doc! {"_id": 99}, &doc! {"$set": {"a": 1}}, many)
+        .await
+        .unwrap();
     assert_eq!(outcome, UpdateOutcome::default());
 }
 
@@ -243,9 +440,17 @@ async fn update_operators_events_and_immutable_id() {
 async fn upserts_seed_from_the_query() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let options = UpdateOptions { upsert: true, multi: false };
+    let options = UpdateOptions {
+        upsert: true,
+        multi: false,
+    };
     let outcome = store
-        .update("c", &doc! {"key": "k1", "n": {"$gt": 3}}, &doc! {"$set": {"v": 1}, "$setOnInsert": {"created": true}}, options)
+        .update(
+            "c",
+            &doc! {"key": "k1", "n": {"$gt": 3}},
+            &doc! {"$set": {"v": 1}, "$setOnInsert": {"created": true}},
+            options,
+        )
         .await
         .unwrap();
     assert_eq!((outcome.matched, outcome.modified), (0, 0));
@@ -255,17 +460,52 @@ async fn upserts_seed_from_the_query() {
     assert_eq!(stored.get_str("key").unwrap(), "k1");
     assert!(stored.get_bool("created").unwrap());
     // Second time it matches (n is absent, so use the key only).
-    let outcome = store.update("c", &doc! {"key": "k1"}, &doc! {"$set": {"v": 2}, "$setOnInsert": {"created": false}}, options).await.unwrap();
-    assert_eq!((outcome.matched, outcome.modified, outcome.upserted_id), (1, 1, None));
+    let outcome = store
+        .update(
+            "c",
+            &doc! {"key": "k1"},
+            &doc! {"$set": {"v": 2}, "$setOnInsert": {"created": false}},
+            options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.matched, outcome.modified, outcome.upserted_id),
+        (1, 1, None)
+    );
     let stored = store.find_by_id("c", &id).await.unwrap().unwrap();
-    assert_eq!((stored.get_i32("v").unwrap(), stored.get_bool("created").unwrap()), (2, true));
+    assert_eq!(
+        (
+            stored.get_i32("v").unwrap(),
+            stored.get_bool("created").unwrap()
+        ),
+        (2, true)
+    );
     // Upsert with an explicit _id in the query.
-    let outcome = store.update("c", &doc! {"_id": "fixed"}, &doc! {"$inc": {"hits": 1}}, options).await.unwrap();
+    let outcome = store
+        .update(
+            "c",
+            &doc! {"_id": "fixed"},
+            &doc! {"$inc": {"hits": 1}},
+            options,
+        )
+        .await
+        .unwrap();
     assert_eq!(outcome.upserted_id, Some(Bson::from("fixed")));
     // replace_one upsert.
-    let outcome = store.replace_one("c", &doc! {"_id": "r"}, doc! {"a": 1}, true).await.unwrap();
+    let outcome = store
+        .replace_one("c", &doc! {"_id": "r"}, doc! {"a": 1}, true)
+        .await
+        .unwrap();
     assert_eq!(outcome.upserted_id, Some(Bson::from("r")));
-    assert_eq!(store.find_by_id("c", &Bson::from("r")).await.unwrap().unwrap(), doc! {"_id": "r", "a": 1});
+    assert_eq!(
+        store
+            .find_by_id("c", &Bson::from("r"))
+            .await
+            .unwrap()
+            .unwrap(),
+        doc! {"_id": "r", "a": 1}
+    );
     assert_eq!(store.count("c", &doc! {}).await.unwrap(), 3);
 }
 
@@ -278,20 +518,66 @@ async fn positional_updates_use_the_matched_element() {
         .await
         .unwrap();
     let options = UpdateOptions::default();
-    store.update("c", &doc! {"items.sku": "b"}, &doc! {"$set": {"items.$.qty": 5}}, options).await.unwrap();
-    store.update("c", &doc! {"_id": 1, "grades": 85}, &doc! {"$set": {"grades.$": 86}}, options).await.unwrap();
-    let stored = store.find_by_id("c", &Bson::Int32(1)).await.unwrap().unwrap();
+    store
+        .update(
+            "c",
+            &doc! {"items.sku": "b"},
+            &doc! {"$set": {"items.$.qty": 5}},
+            options,
+        )
+        .await
+        .unwrap();
+    store
+        .update(
+            "c",
+            &doc! {"_id": 1, "grades": 85},
+            &doc! {"$set": {"grades.$": 86}},
+            options,
+        )
+        .await
+        .unwrap();
+    let stored = store
+        .find_by_id("c", &Bson::Int32(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         stored,
         doc! {"_id": 1, "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 5}], "grades": [80, 86, 90]}
     );
     // The same through an index on the array field.
-    store.create_index("c", &spec(doc! {"items.sku": 1})).await.unwrap();
-    store.update("c", &doc! {"items.sku": "a"}, &doc! {"$inc": {"items.$.qty": 10}}, options).await.unwrap();
-    let stored = store.find_by_id("c", &Bson::Int32(1)).await.unwrap().unwrap();
-    assert_eq!(stored.get_array("items").unwrap()[0], Bson::Document(doc! {"sku": "a", "qty": 11}));
+    store
+        .create_index("c", &spec(doc! {"items.sku": 1}))
+        .await
+        .unwrap();
+    store
+        .update(
+            "c",
+            &doc! {"items.sku": "a"},
+            &doc! {"$inc": {"items.$.qty": 10}},
+            options,
+        )
+        .await
+        .unwrap();
+    let stored = store
+        .find_by_id("c", &Bson::Int32(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.get_array("items").unwrap()[0],
+        Bson::Document(doc! {"sku": "a", "qty": 11})
+    );
     // No array match for `$`: an error, nothing written.
-    assert!(store.update("c", &doc! {"_id": 1}, &doc! {"$set": {"items.$.qty": 0}}, options).await.is_err());
+    assert!(store
+        .update(
+            "c",
+            &doc! {"_id": 1},
+            &doc! {"$set": {"items.$.qty": 0}},
+            options
+        )
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -310,8 +596,15 @@ async fn find_one_and_update_returns_old_or_new_with_projection() {
         .await
         .unwrap();
     let update = doc! {"$set": {"state": "taken"}};
-    let options = FindAndModifyOptions { sort: Some(doc! {"priority": 1}), ..Default::default() };
-    let old = store.find_one_and_update("q", &doc! {"state": "new"}, &update, &options).await.unwrap().unwrap();
+    let options = FindAndModifyOptions {
+        sort: Some(doc! {"priority": 1}),
+        ..Default::default()
+    };
+    let old = store
+        .find_one_and_update("q", &doc! {"state": "new"}, &update, &options)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(old, doc! {"_id": 2, "state": "new", "priority": 1});
     let options = FindAndModifyOptions {
         sort: Some(doc! {"priority": -1}),
@@ -319,16 +612,49 @@ async fn find_one_and_update_returns_old_or_new_with_projection() {
         projection: Some(doc! {"state": 1}),
         ..Default::default()
     };
-    let new = store.find_one_and_update("q", &doc! {"state": "new"}, &update, &options).await.unwrap().unwrap();
+    let new = store
+        .find_one_and_update("q", &doc! {"state": "new"}, &update, &options)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(new, doc! {"_id": 1, "state": "taken"});
-    let none = store.find_one_and_update("q", &doc! {"state": "gone"}, &update, &options).await.unwrap();
+    let none = store
+        .find_one_and_update("q", &doc! {"state": "gone"}, &update, &options)
+        .await
+        .unwrap();
     assert!(none.is_none());
-    let options = FindAndModifyOptions { upsert: true, return_new: true, ..Default::default() };
-    let upserted = store.find_one_and_update("q", &doc! {"_id": 9}, &doc! {"$set": {"state": "new"}}, &options).await.unwrap();
+    let options = FindAndModifyOptions {
+        upsert: true,
+        return_new: true,
+        ..Default::default()
+    };
+    let upserted = store
+        .find_one_and_update(
+            "q",
+            &doc! {"_id": 9},
+            &doc! {"$set": {"state": "new"}},
+            &options,
+        )
+        .await
+        .unwrap();
     assert_eq!(upserted, Some(doc! {"_id": 9, "state": "new"}));
-    let options = FindAndModifyOptions { upsert: true, ..Default::default() };
-    let upserted = store.find_one_and_update("q", &doc! {"_id": 10}, &doc! {"$set": {"state": "new"}}, &options).await.unwrap();
-    assert_eq!(upserted, None, "return_new false: the (absent) old document");
+    let options = FindAndModifyOptions {
+        upsert: true,
+        ..Default::default()
+    };
+    let upserted = store
+        .find_one_and_update(
+            "q",
+            &doc! {"_id": 10},
+            &doc! {"$set": {"state": "new"}},
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        upserted, None,
+        "return_new false: the (absent) old document"
+    );
     assert_eq!(store.count("q", &doc! {"state": "new"}).await.unwrap(), 3);
 }
 
@@ -336,7 +662,10 @@ async fn find_one_and_update_returns_old_or_new_with_projection() {
 async fn concurrent_pops_never_return_the_same_document() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(open(&dir));
-    store.create_index("wi", &spec(doc! {"state": 1, "wiq": 1, "priority": 1})).await.unwrap();
+    store
+        .create_index("wi", &spec(doc! {"state": 1, "wiq": 1, "priority": 1}))
+        .await
+        .unwrap();
     let docs: Vec<Document> =
         (0..300).map(|n| doc! {"_id": n, "state": "new", "wiq": if n % 2 == 0 { "q" } else { "other" }, "priority": n % 7}).collect();
     store.insert_many("wi", docs).await.unwrap();
@@ -345,13 +674,24 @@ async fn concurrent_pops_never_return_the_same_document() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            let options = FindAndModifyOptions { sort: Some(doc! {"priority": 1}), ..Default::default() };
+            let options = FindAndModifyOptions {
+                sort: Some(doc! {"priority": 1}),
+                ..Default::default()
+            };
             while let Some(doc) = store
-                .find_one_and_update("wi", &doc! {"state": "new", "wiq": "q"}, &doc! {"$set": {"state": "processing"}}, &options)
+                .find_one_and_update(
+                    "wi",
+                    &doc! {"state": "new", "wiq": "q"},
+                    &doc! {"$set": {"state": "processing"}},
+                    &options,
+                )
                 .await
                 .unwrap()
             {
-                got.push((doc.get_i32("_id").unwrap(), doc.get_i32("priority").unwrap()));
+                got.push((
+                    doc.get_i32("_id").unwrap(),
+                    doc.get_i32("priority").unwrap(),
+                ));
             }
             got
         }));
@@ -367,32 +707,57 @@ async fn concurrent_pops_never_return_the_same_document() {
     }
     assert_eq!(seen.len(), 150);
     assert!(seen.iter().all(|id| id % 2 == 0));
-    assert_eq!(store.count("wi", &doc! {"state": "processing"}).await.unwrap(), 150);
+    assert_eq!(
+        store
+            .count("wi", &doc! {"state": "processing"})
+            .await
+            .unwrap(),
+        150
+    );
 }
 
 #[tokio::test]
 async fn pops_on_a_compound_index_examine_one_document() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    store.create_index("wi", &spec(doc! {"state": 1, "wiq": 1, "priority": -1})).await.unwrap();
+    store
+        .create_index("wi", &spec(doc! {"state": 1, "wiq": 1, "priority": -1}))
+        .await
+        .unwrap();
     let docs: Vec<Document> = (0..2000)
         .map(|n| doc! {"_id": n, "state": if n < 1000 { "done" } else { "new" }, "wiq": format!("q{}", n % 4), "priority": n % 10})
         .collect();
     store.insert_many("wi", docs).await.unwrap();
     let before = store.stats();
-    let options = FindAndModifyOptions { sort: Some(doc! {"priority": -1}), ..Default::default() };
+    let options = FindAndModifyOptions {
+        sort: Some(doc! {"priority": -1}),
+        ..Default::default()
+    };
     let popped = store
-        .find_one_and_update("wi", &doc! {"state": "new", "wiq": "q1"}, &doc! {"$set": {"state": "processing"}}, &options)
+        .find_one_and_update(
+            "wi",
+            &doc! {"state": "new", "wiq": "q1"},
+            &doc! {"$set": {"state": "processing"}},
+            &options,
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(popped.get_i32("priority").unwrap(), 9);
     let after = store.stats();
-    assert_eq!(after.docs_examined - before.docs_examined, 1, "{before:?} -> {after:?}");
+    assert_eq!(
+        after.docs_examined - before.docs_examined,
+        1,
+        "{before:?} -> {after:?}"
+    );
     assert_eq!(after.keys_examined - before.keys_examined, 1);
     // The find equivalent reports the plan.
     let explain = store
-        .explain("wi", &doc! {"state": "new", "wiq": "q1"}, &find_opts(Some(doc! {"priority": 1}), 0, 2))
+        .explain(
+            "wi",
+            &doc! {"state": "new", "wiq": "q1"},
+            &find_opts(Some(doc! {"priority": 1}), 0, 2),
+        )
         .await
         .unwrap();
     assert_eq!(explain.plan, "IXSCAN state_1_wiq_1_priority_-1");
@@ -404,10 +769,28 @@ async fn pops_on_a_compound_index_examine_one_document() {
 async fn unique_indexes_refuse_violations_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    assert_eq!(store.create_index("u", &unique(doc! {"email": 1})).await.unwrap(), "email_1");
-    store.insert_many("u", vec![doc! {"_id": 1, "email": "a"}, doc! {"_id": 2, "email": "b"}]).await.unwrap();
+    assert_eq!(
+        store
+            .create_index("u", &unique(doc! {"email": 1}))
+            .await
+            .unwrap(),
+        "email_1"
+    );
+    store
+        .insert_many(
+            "u",
+            vec![doc! {"_id": 1, "email": "a"}, doc! {"_id": 2, "email": "b"}],
+        )
+        .await
+        .unwrap();
     // Insert.
-    let err = store.insert_many("u", vec![doc! {"_id": 3, "email": "c"}, doc! {"_id": 4, "email": "a"}]).await.unwrap_err();
+    let err = store
+        .insert_many(
+            "u",
+            vec![doc! {"_id": 3, "email": "c"}, doc! {"_id": 4, "email": "a"}],
+        )
+        .await
+        .unwrap_err();
     match &err {
         StoreError::DuplicateKey { collection, key } => {
             assert_eq!(collection, "u index: email_1");
@@ -416,32 +799,90 @@ async fn unique_indexes_refuse_violations_and_write_nothing() {
         other => panic!("{other:?}"),
     }
     assert_eq!(store.count("u", &doc! {}).await.unwrap(), 2);
-    assert_eq!(store.count("u", &doc! {"email": "c"}).await.unwrap(), 0, "no stale index entry either");
+    assert_eq!(
+        store.count("u", &doc! {"email": "c"}).await.unwrap(),
+        0,
+        "no stale index entry either"
+    );
     // Update (single and multi): nothing changes.
-    let err = store.update("u", &doc! {"_id": 2}, &doc! {"$set": {"email": "a"}}, UpdateOptions::default()).await.unwrap_err();
-    assert!(matches!(err, StoreError::DuplicateKey { .. }));
     let err = store
-        .update("u", &doc! {}, &doc! {"$set": {"email": "same"}}, UpdateOptions { upsert: false, multi: true })
+        .update(
+            "u",
+            &doc! {"_id": 2},
+            &doc! {"$set": {"email": "a"}},
+            UpdateOptions::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::DuplicateKey { .. }));
-    let err = store.replace_one("u", &doc! {"_id": 2}, doc! {"email": "a"}, false).await.unwrap_err();
+    let err = store
+        .update(
+            "u",
+            &doc! {},
+            &doc! {"$set": {"email": "same"}},
+            UpdateOptions {
+                upsert: false,
+                multi: true,
+            },
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::DuplicateKey { .. }));
-    let all = store.find("u", &doc! {}, &FindOptions::default()).await.unwrap();
-    assert_eq!(all, vec![doc! {"_id": 1, "email": "a"}, doc! {"_id": 2, "email": "b"}]);
-    assert_eq!(ids(&store.find("u", &doc! {"email": "b"}, &FindOptions::default()).await.unwrap()), vec![Bson::Int32(2)]);
+    let err = store
+        .replace_one("u", &doc! {"_id": 2}, doc! {"email": "a"}, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateKey { .. }));
+    let all = store
+        .find("u", &doc! {}, &FindOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        all,
+        vec![doc! {"_id": 1, "email": "a"}, doc! {"_id": 2, "email": "b"}]
+    );
+    assert_eq!(
+        ids(&store
+            .find("u", &doc! {"email": "b"}, &FindOptions::default())
+            .await
+            .unwrap()),
+        vec![Bson::Int32(2)]
+    );
     // Swapping a value away and back is fine; numbers compare across types.
-    store.update("u", &doc! {"_id": 2}, &doc! {"$set": {"email": 5}}, UpdateOptions::default()).await.unwrap();
-    let err = store.insert_many("u", vec![doc! {"_id": 7, "email": 5.0}]).await.unwrap_err();
+    store
+        .update(
+            "u",
+            &doc! {"_id": 2},
+            &doc! {"$set": {"email": 5}},
+            UpdateOptions::default(),
+        )
+        .await
+        .unwrap();
+    let err = store
+        .insert_many("u", vec![doc! {"_id": 7, "email": 5.0}])
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::DuplicateKey { .. }));
     // Missing fields index as null: only one document may lack the field.
     store.insert_many("u", vec![doc! {"_id": 8}]).await.unwrap();
     assert!(store.insert_many("u", vec![doc! {"_id": 9}]).await.is_err());
     // Multikey: elements are keys.
-    store.create_index("m", &unique(doc! {"tags": 1})).await.unwrap();
-    store.insert_many("m", vec![doc! {"_id": 1, "tags": ["x", "y", "x"]}]).await.unwrap();
-    assert!(store.insert_many("m", vec![doc! {"_id": 2, "tags": ["z", "y"]}]).await.is_err());
-    store.insert_many("m", vec![doc! {"_id": 3, "tags": ["z"]}]).await.unwrap();
+    store
+        .create_index("m", &unique(doc! {"tags": 1}))
+        .await
+        .unwrap();
+    store
+        .insert_many("m", vec![doc! {"_id": 1, "tags": ["x", "y", "x"]}])
+        .await
+        .unwrap();
+    assert!(store
+        .insert_many("m", vec![doc! {"_id": 2, "tags": ["z", "y"]}])
+        .await
+        .is_err());
+    store
+        .insert_many("m", vec![doc! {"_id": 3, "tags": ["z"]}])
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -449,14 +890,27 @@ async fn building_a_unique_index_over_duplicates_fails_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store
-        .insert_many("c", vec![doc! {"_id": 1, "k": "a"}, doc! {"_id": 2, "k": "b"}, doc! {"_id": 3, "k": "a"}])
+        .insert_many(
+            "c",
+            vec![
+                doc! {"_id": 1, "k": "a"},
+                doc! {"_id": 2, "k": "b"},
+                doc! {"_id": 3, "k": "a"},
+            ],
+        )
         .await
         .unwrap();
-    let err = store.create_index("c", &unique(doc! {"k": 1})).await.unwrap_err();
+    let err = store
+        .create_index("c", &unique(doc! {"k": 1}))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err:?}");
     assert_eq!(store.list_indexes("c").await.unwrap().len(), 1, "only _id_");
     // Writes still work and are not checked against the failed index.
-    store.insert_many("c", vec![doc! {"_id": 4, "k": "b"}]).await.unwrap();
+    store
+        .insert_many("c", vec![doc! {"_id": 4, "k": "b"}])
+        .await
+        .unwrap();
     // A non-unique index on the same data builds fine.
     store.create_index("c", &spec(doc! {"k": 1})).await.unwrap();
     assert_eq!(store.count("c", &doc! {"k": "b"}).await.unwrap(), 2);
@@ -466,9 +920,24 @@ async fn building_a_unique_index_over_duplicates_fails_cleanly() {
 async fn index_definitions_are_idempotent_listed_and_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    store.insert_many("c", vec![doc! {"_id": 1, "a": 1, "b": 2}]).await.unwrap();
-    assert_eq!(store.create_index("c", &spec(doc! {"a": 1, "b": -1})).await.unwrap(), "a_1_b_-1");
-    assert_eq!(store.create_index("c", &spec(doc! {"a": 1, "b": -1})).await.unwrap(), "a_1_b_-1");
+    store
+        .insert_many("c", vec![doc! {"_id": 1, "a": 1, "b": 2}])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .create_index("c", &spec(doc! {"a": 1, "b": -1}))
+            .await
+            .unwrap(),
+        "a_1_b_-1"
+    );
+    assert_eq!(
+        store
+            .create_index("c", &spec(doc! {"a": 1, "b": -1}))
+            .await
+            .unwrap(),
+        "a_1_b_-1"
+    );
     let named = IndexSpec {
         keys: doc! {"b": 1},
         name: Some("by_b".into()),
@@ -478,13 +947,44 @@ async fn index_definitions_are_idempotent_listed_and_dropped() {
     };
     assert_eq!(store.create_index("c", &named).await.unwrap(), "by_b");
     // Same name, different definition; same keys, different name.
-    let clash = IndexSpec { keys: doc! {"a": -1}, name: Some("by_b".into()), ..Default::default() };
-    assert!(matches!(store.create_index("c", &clash).await, Err(StoreError::InvalidOptions(_))));
-    let renamed = IndexSpec { name: Some("other".into()), ..spec(doc! {"a": 1, "b": -1}) };
-    assert!(matches!(store.create_index("c", &renamed).await, Err(StoreError::InvalidOptions(_))));
-    assert!(store.create_index("c", &spec(doc! {"a": "text"})).await.is_err());
-    assert!(store.create_index("c", &IndexSpec { expire_after_seconds: Some(5), ..spec(doc! {"a": 1, "b": 1}) }).await.is_err());
-    assert_eq!(store.create_index("c", &spec(doc! {"_id": 1})).await.unwrap(), "_id_");
+    let clash = IndexSpec {
+        keys: doc! {"a": -1},
+        name: Some("by_b".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.create_index("c", &clash).await,
+        Err(StoreError::InvalidOptions(_))
+    ));
+    let renamed = IndexSpec {
+        name: Some("other".into()),
+        ..spec(doc! {"a": 1, "b": -1})
+    };
+    assert!(matches!(
+        store.create_index("c", &renamed).await,
+        Err(StoreError::InvalidOptions(_))
+    ));
+    assert!(store
+        .create_index("c", &spec(doc! {"a": "text"}))
+        .await
+        .is_err());
+    assert!(store
+        .create_index(
+            "c",
+            &IndexSpec {
+                expire_after_seconds: Some(5),
+                ..spec(doc! {"a": 1, "b": 1})
+            }
+        )
+        .await
+        .is_err());
+    assert_eq!(
+        store
+            .create_index("c", &spec(doc! {"_id": 1}))
+            .await
+            .unwrap(),
+        "_id_"
+    );
     let listed = store.list_indexes("c").await.unwrap();
     assert_eq!(
         listed,
@@ -495,14 +995,36 @@ async fn index_definitions_are_idempotent_listed_and_dropped() {
         ]
     );
     assert_eq!(store.drop_index("c", "a_1_b_-1").await, Ok(()));
-    assert_eq!(store.drop_index("c", "a_1_b_-1").await, Err(StoreError::NoSuchIndex("a_1_b_-1".into())));
-    assert!(matches!(store.drop_index("c", "_id_").await, Err(StoreError::InvalidOptions(_))));
-    assert_eq!(store.drop_index("nope", "x").await, Err(StoreError::NoSuchCollection("nope".into())));
-    assert!(matches!(store.list_indexes("nope").await, Err(StoreError::NoSuchCollection(_))));
+    assert_eq!(
+        store.drop_index("c", "a_1_b_-1").await,
+        Err(StoreError::NoSuchIndex("a_1_b_-1".into()))
+    );
+    assert!(matches!(
+        store.drop_index("c", "_id_").await,
+        Err(StoreError::InvalidOptions(_))
+    ));
+    assert_eq!(
+        store.drop_index("nope", "x").await,
+        Err(StoreError::NoSuchCollection("nope".into()))
+    );
+    assert!(matches!(
+        store.list_indexes("nope").await,
+        Err(StoreError::NoSuchCollection(_))
+    ));
     assert_eq!(store.list_indexes("c").await.unwrap().len(), 2);
     // Re-created after a drop: a fresh, correct index.
-    store.create_index("c", &spec(doc! {"a": 1, "b": -1})).await.unwrap();
-    assert_eq!(store.explain("c", &doc! {"a": 1}, &FindOptions::default()).await.unwrap().returned, 1);
+    store
+        .create_index("c", &spec(doc! {"a": 1, "b": -1}))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .explain("c", &doc! {"a": 1}, &FindOptions::default())
+            .await
+            .unwrap()
+            .returned,
+        1
+    );
 }
 
 #[tokio::test]
@@ -510,24 +1032,63 @@ async fn indexes_persist_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(&dir);
-        store.create_index("c", &unique(doc! {"k": 1})).await.unwrap();
-        store.create_index("c", &spec(doc! {"tags": 1})).await.unwrap();
-        let docs: Vec<Document> = (0..50).map(|n| doc! {"_id": n, "k": n, "tags": [n % 3, 100]}).collect();
+        store
+            .create_index("c", &unique(doc! {"k": 1}))
+            .await
+            .unwrap();
+        store
+            .create_index("c", &spec(doc! {"tags": 1}))
+            .await
+            .unwrap();
+        let docs: Vec<Document> = (0..50)
+            .map(|n| doc! {"_id": n, "k": n, "tags": [n % 3, 100]})
+            .collect();
         store.insert_many("c", docs).await.unwrap();
         store.close().await.unwrap();
     }
     let store = open(&dir);
-    let listed: Vec<String> =
-        store.list_indexes("c").await.unwrap().iter().map(|d| d.get_str("name").unwrap().to_string()).collect();
+    let listed: Vec<String> = store
+        .list_indexes("c")
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.get_str("name").unwrap().to_string())
+        .collect();
     assert_eq!(listed, vec!["_id_", "k_1", "tags_1"]);
-    let explain = store.explain("c", &doc! {"k": 7}, &FindOptions::default()).await.unwrap();
-    assert_eq!((explain.plan.as_str(), explain.docs_examined, explain.returned), ("IXSCAN k_1", 1, 1));
-    let explain = store.explain("c", &doc! {"tags": 1}, &FindOptions::default()).await.unwrap();
-    assert_eq!((explain.plan.as_str(), explain.returned), ("IXSCAN tags_1", 17));
+    let explain = store
+        .explain("c", &doc! {"k": 7}, &FindOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            explain.plan.as_str(),
+            explain.docs_examined,
+            explain.returned
+        ),
+        ("IXSCAN k_1", 1, 1)
+    );
+    let explain = store
+        .explain("c", &doc! {"tags": 1}, &FindOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (explain.plan.as_str(), explain.returned),
+        ("IXSCAN tags_1", 17)
+    );
     // The multikey flag survived too: no index sort on it.
-    let explain = store.explain("c", &doc! {"tags": 100}, &find_opts(Some(doc! {"tags": 1}), 0, 1)).await.unwrap();
+    let explain = store
+        .explain(
+            "c",
+            &doc! {"tags": 100},
+            &find_opts(Some(doc! {"tags": 1}), 0, 1),
+        )
+        .await
+        .unwrap();
     assert!(!explain.sorted_by_index);
-    assert!(matches!(store.insert_many("c", vec![doc! {"_id": 99, "k": 7}]).await, Err(StoreError::DuplicateKey { .. })));
+    assert!(matches!(
+        store.insert_many("c", vec![doc! {"_id": 99, "k": 7}]).await,
+        Err(StoreError::DuplicateKey { .. })
+    ));
 }
 
 #[tokio::test]
@@ -538,33 +1099,81 @@ async fn planner_uses_indexes_for_equality_ranges_and_sorts() {
         .map(|n| doc! {"_id": n, "a": n % 10, "b": n, "c": format!("s{:04}", n), "d": DateTime::from_millis(n as i64 * 1000)})
         .collect();
     store.insert_many("c", docs).await.unwrap();
-    store.create_index("c", &spec(doc! {"a": 1, "b": -1})).await.unwrap();
+    store
+        .create_index("c", &spec(doc! {"a": 1, "b": -1}))
+        .await
+        .unwrap();
     store.create_index("c", &spec(doc! {"c": 1})).await.unwrap();
-    store.create_index("c", &spec(doc! {"d": -1})).await.unwrap();
+    store
+        .create_index("c", &spec(doc! {"d": -1}))
+        .await
+        .unwrap();
     let explain = |filter: Document, options: FindOptions| {
         let store = &store;
         async move { store.explain("c", &filter, &options).await.unwrap() }
     };
     // Equality on the prefix.
     let e = explain(doc! {"a": 3}, FindOptions::default()).await;
-    assert_eq!((e.plan.as_str(), e.docs_examined, e.returned), ("IXSCAN a_1_b_-1", 100, 100));
+    assert_eq!(
+        (e.plan.as_str(), e.docs_examined, e.returned),
+        ("IXSCAN a_1_b_-1", 100, 100)
+    );
     // Equality + range on the compound index.
-    let e = explain(doc! {"a": 3, "b": {"$gte": 500, "$lt": 600}}, FindOptions::default()).await;
+    let e = explain(
+        doc! {"a": 3, "b": {"$gte": 500, "$lt": 600}},
+        FindOptions::default(),
+    )
+    .await;
     assert_eq!((e.docs_examined, e.returned), (10, 10));
     // $in on the prefix.
-    let e = explain(doc! {"a": {"$in": [1, 2]}, "b": {"$lt": 100}}, FindOptions::default()).await;
-    assert_eq!((e.plan.as_str(), e.docs_examined, e.returned), ("IXSCAN a_1_b_-1", 20, 20));
+    let e = explain(
+        doc! {"a": {"$in": [1, 2]}, "b": {"$lt": 100}},
+        FindOptions::default(),
+    )
+    .await;
+    assert_eq!(
+        (e.plan.as_str(), e.docs_examined, e.returned),
+        ("IXSCAN a_1_b_-1", 20, 20)
+    );
     // Range + sort + limit on a string index.
-    let e = explain(doc! {"c": {"$gt": "s0100"}}, find_opts(Some(doc! {"c": -1}), 0, 5)).await;
-    assert_eq!((e.plan.as_str(), e.sorted_by_index, e.docs_examined), ("IXSCAN c_1", true, 5));
+    let e = explain(
+        doc! {"c": {"$gt": "s0100"}},
+        find_opts(Some(doc! {"c": -1}), 0, 5),
+    )
+    .await;
+    assert_eq!(
+        (e.plan.as_str(), e.sorted_by_index, e.docs_examined),
+        ("IXSCAN c_1", true, 5)
+    );
     // Descending date index, ascending sort: walked backwards.
-    let e = explain(doc! {"d": {"$gte": DateTime::from_millis(990_000)}}, find_opts(Some(doc! {"d": 1}), 0, 3)).await;
-    assert_eq!((e.plan.as_str(), e.sorted_by_index, e.docs_examined, e.returned), ("IXSCAN d_-1", true, 3, 3));
+    let e = explain(
+        doc! {"d": {"$gte": DateTime::from_millis(990_000)}},
+        find_opts(Some(doc! {"d": 1}), 0, 3),
+    )
+    .await;
+    assert_eq!(
+        (
+            e.plan.as_str(),
+            e.sorted_by_index,
+            e.docs_examined,
+            e.returned
+        ),
+        ("IXSCAN d_-1", true, 3, 3)
+    );
     // Sort on the index suffix after an equality; both directions.
     let e = explain(doc! {"a": 4}, find_opts(Some(doc! {"b": 1}), 2, 3)).await;
-    assert_eq!((e.sorted_by_index, e.docs_examined, e.returned), (true, 5, 3));
-    let got = store.find("c", &doc! {"a": 4}, &find_opts(Some(doc! {"b": 1}), 2, 3)).await.unwrap();
-    assert_eq!(ids(&got), vec![Bson::Int32(24), Bson::Int32(34), Bson::Int32(44)]);
+    assert_eq!(
+        (e.sorted_by_index, e.docs_examined, e.returned),
+        (true, 5, 3)
+    );
+    let got = store
+        .find("c", &doc! {"a": 4}, &find_opts(Some(doc! {"b": 1}), 2, 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&got),
+        vec![Bson::Int32(24), Bson::Int32(34), Bson::Int32(44)]
+    );
     // Sort-only with a limit walks an index.
     let e = explain(doc! {}, find_opts(Some(doc! {"c": 1}), 0, 2)).await;
     assert_eq!((e.plan.as_str(), e.docs_examined), ("IXSCAN c_1", 2));
@@ -574,19 +1183,42 @@ async fn planner_uses_indexes_for_equality_ranges_and_sorts() {
     let e = explain(doc! {"_id": {"$gte": 990}}, FindOptions::default()).await;
     assert_eq!((e.plan.as_str(), e.docs_examined), ("IDSCAN", 10));
     let e = explain(doc! {}, find_opts(Some(doc! {"_id": -1}), 0, 1)).await;
-    assert_eq!((e.plan.as_str(), e.docs_examined, e.sorted_by_index), ("COLLSCAN", 1, true));
+    assert_eq!(
+        (e.plan.as_str(), e.docs_examined, e.sorted_by_index),
+        ("COLLSCAN", 1, true)
+    );
     // Nothing usable: a scan.
     let e = explain(doc! {"b": 5}, FindOptions::default()).await;
-    assert_eq!((e.plan.as_str(), e.docs_examined, e.returned), ("COLLSCAN", 1000, 1));
+    assert_eq!(
+        (e.plan.as_str(), e.docs_examined, e.returned),
+        ("COLLSCAN", 1000, 1)
+    );
     let e = explain(doc! {"$or": [{"a": 1}, {"a": 2}]}, FindOptions::default()).await;
     assert_eq!(e.plan, "COLLSCAN");
     // A range outside the type bracket finds nothing, without scanning.
     let e = explain(doc! {"c": {"$gt": 5}}, FindOptions::default()).await;
-    assert_eq!((e.plan.as_str(), e.docs_examined, e.returned), ("IXSCAN c_1", 0, 0));
+    assert_eq!(
+        (e.plan.as_str(), e.docs_examined, e.returned),
+        ("IXSCAN c_1", 0, 0)
+    );
     // Update and delete use the planner too.
     let before = store.stats();
-    store.update("c", &doc! {"c": "s0500"}, &doc! {"$set": {"x": 1}}, UpdateOptions::default()).await.unwrap();
-    assert_eq!(store.delete("c", &doc! {"a": 9, "b": {"$gt": 900}}, false).await.unwrap(), 10);
+    store
+        .update(
+            "c",
+            &doc! {"c": "s0500"},
+            &doc! {"$set": {"x": 1}},
+            UpdateOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .delete("c", &doc! {"a": 9, "b": {"$gt": 900}}, false)
+            .await
+            .unwrap(),
+        10
+    );
     assert_eq!(store.stats().docs_examined - before.docs_examined, 11);
     assert_eq!(store.count("c", &doc! {"a": 9}).await.unwrap(), 90);
 }
@@ -605,11 +1237,28 @@ async fn partial_indexes_are_used_only_when_the_query_implies_them() {
         .map(|n| doc! {"_id": n, "_type": if n % 2 == 0 { "user" } else { "role" }, "name": format!("n{}", n / 2)})
         .collect();
     store.insert_many("c", docs).await.unwrap();
-    let e = store.explain("c", &doc! {"name": "n3", "_type": "user"}, &FindOptions::default()).await.unwrap();
+    let e = store
+        .explain(
+            "c",
+            &doc! {"name": "n3", "_type": "user"},
+            &FindOptions::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!((e.plan.as_str(), e.returned), ("IXSCAN name_1", 1));
-    let e = store.explain("c", &doc! {"name": "n3"}, &FindOptions::default()).await.unwrap();
+    let e = store
+        .explain("c", &doc! {"name": "n3"}, &FindOptions::default())
+        .await
+        .unwrap();
     assert_eq!((e.plan.as_str(), e.returned), ("COLLSCAN", 2));
-    let e = store.explain("c", &doc! {"name": "n3", "_type": {"$in": ["user"]}}, &FindOptions::default()).await.unwrap();
+    let e = store
+        .explain(
+            "c",
+            &doc! {"name": "n3", "_type": {"$in": ["user"]}},
+            &FindOptions::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!((e.plan.as_str(), e.returned), ("IXSCAN name_1", 1));
     // Unique partial: only documents inside the filter are constrained.
     let unique_partial = IndexSpec {
@@ -619,9 +1268,25 @@ async fn partial_indexes_are_used_only_when_the_query_implies_them() {
         ..Default::default()
     };
     store.create_index("p", &unique_partial).await.unwrap();
-    store.insert_many("p", vec![doc! {"_id": 1}, doc! {"_id": 2}, doc! {"_id": 3, "email": "x"}]).await.unwrap();
-    assert!(store.insert_many("p", vec![doc! {"_id": 4, "email": "x"}]).await.is_err());
-    let e = store.explain("p", &doc! {"email": "x"}, &FindOptions::default()).await.unwrap();
+    store
+        .insert_many(
+            "p",
+            vec![
+                doc! {"_id": 1},
+                doc! {"_id": 2},
+                doc! {"_id": 3, "email": "x"},
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .insert_many("p", vec![doc! {"_id": 4, "email": "x"}])
+        .await
+        .is_err());
+    let e = store
+        .explain("p", &doc! {"email": "x"}, &FindOptions::default())
+        .await
+        .unwrap();
     assert_eq!((e.plan.as_str(), e.returned), ("IXSCAN email_1", 1));
 }
 
@@ -630,7 +1295,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: u64) -> u64 {
@@ -649,7 +1317,11 @@ fn random_value(rng: &mut Lcg, depth: u32) -> Option<Bson> {
         6 => Bson::DateTime(DateTime::from_millis(rng.below(10) as i64 * 1000)),
         7 => Bson::Boolean(rng.below(2) == 0),
         8 => Bson::Document(doc! {"x": rng.below(3) as i32}),
-        _ => Bson::Array((0..rng.below(4)).filter_map(|_| random_value(rng, depth + 1)).collect()),
+        _ => Bson::Array(
+            (0..rng.below(4))
+                .filter_map(|_| random_value(rng, depth + 1))
+                .collect(),
+        ),
     })
 }
 
@@ -658,7 +1330,10 @@ fn random_value(rng: &mut Lcg, depth: u32) -> Option<Bson> {
 async fn indexed_results_equal_scan_results_on_mixed_types() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let seed = std::env::var("STORE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(42);
+    let seed = std::env::var("STORE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(42);
     let mut rng = Lcg(seed);
     let mut docs = Vec::new();
     for n in 0..600 {
@@ -694,8 +1369,14 @@ async fn indexed_results_equal_scan_results_on_mixed_types() {
     }
     store.insert_many("c", docs.clone()).await.unwrap();
     store.create_index("c", &spec(doc! {"a": 1})).await.unwrap();
-    store.create_index("c", &spec(doc! {"s": 1, "b": -1})).await.unwrap();
-    store.create_index("c", &spec(doc! {"n.x": -1})).await.unwrap();
+    store
+        .create_index("c", &spec(doc! {"s": 1, "b": -1}))
+        .await
+        .unwrap();
+    store
+        .create_index("c", &spec(doc! {"n.x": -1}))
+        .await
+        .unwrap();
     let probes: Vec<Bson> = vec![
         Bson::Int32(0),
         Bson::Int64(3),
@@ -733,10 +1414,15 @@ async fn indexed_results_equal_scan_results_on_mixed_types() {
             for limit in [0u64, 3] {
                 let options = find_opts(sort.clone(), 0, limit);
                 let got = store.find("c", filter, &options).await.unwrap();
-                let engine_options = engine::FindOptions::parse(filter, None, sort.as_ref(), 0, limit).unwrap();
+                let engine_options =
+                    engine::FindOptions::parse(filter, None, sort.as_ref(), 0, limit).unwrap();
                 let expected = engine::find(docs.iter(), &engine_options).unwrap();
                 if sort.is_some() {
-                    assert_eq!(ids(&got), ids(&expected), "filter {filter} sort {sort:?} limit {limit}");
+                    assert_eq!(
+                        ids(&got),
+                        ids(&expected),
+                        "filter {filter} sort {sort:?} limit {limit}"
+                    );
                     assert_eq!(got, expected, "filter {filter} sort {sort:?} limit {limit}");
                 } else if limit == 0 {
                     let mut g = ids(&got);
@@ -760,9 +1446,16 @@ async fn indexed_results_equal_scan_results_on_mixed_types() {
 #[tokio::test]
 async fn ttl_indexes_expire_documents_with_delete_events() {
     let dir = tempfile::tempdir().unwrap();
-    let options = EmbeddedOptions { ttl_interval: Duration::from_millis(100), ..Default::default() };
+    let options = EmbeddedOptions {
+        ttl_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
     let store = EmbeddedStore::open_with(dir.path(), options).unwrap();
-    let ttl = IndexSpec { keys: doc! {"at": 1}, expire_after_seconds: Some(60), ..Default::default() };
+    let ttl = IndexSpec {
+        keys: doc! {"at": 1},
+        expire_after_seconds: Some(60),
+        ..Default::default()
+    };
     store.create_index("s", &ttl).await.unwrap();
     let now = DateTime::now().timestamp_millis();
     store
@@ -781,7 +1474,10 @@ async fn ttl_indexes_expire_documents_with_delete_events() {
     let mut changes = store.changes().subscribe("s");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while store.count("s", &doc! {}).await.unwrap() > 3 {
-        assert!(std::time::Instant::now() < deadline, "the background TTL task never ran");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background TTL task never ran"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut deleted = Vec::new();
@@ -793,7 +1489,10 @@ async fn ttl_indexes_expire_documents_with_delete_events() {
     }
     deleted.sort_by(engine::compare_bson);
     assert_eq!(deleted, vec![Bson::Int32(1), Bson::Int32(5)]);
-    let left = ids(&store.find("s", &doc! {}, &FindOptions::default()).await.unwrap());
+    let left = ids(&store
+        .find("s", &doc! {}, &FindOptions::default())
+        .await
+        .unwrap());
     assert_eq!(left, vec![Bson::Int32(2), Bson::Int32(3), Bson::Int32(4)]);
     assert_eq!(store.expire_now().await.unwrap(), 0);
     store.close().await.unwrap();
@@ -804,18 +1503,33 @@ async fn timeseries_collections_need_their_time_field_and_expire() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let options = CollectionOptions {
-        timeseries: Some(TimeseriesOptions { time_field: "ts".into(), meta_field: Some("meta".into()), granularity: None }),
+        timeseries: Some(TimeseriesOptions {
+            time_field: "ts".into(),
+            meta_field: Some("meta".into()),
+            granularity: None,
+        }),
         expire_after_seconds: Some(3600),
     };
     store.create_collection("metrics", &options).await.unwrap();
     store.create_collection("metrics", &options).await.unwrap();
     assert!(matches!(
-        store.create_collection("metrics", &CollectionOptions::default()).await,
+        store
+            .create_collection("metrics", &CollectionOptions::default())
+            .await,
         Err(StoreError::InvalidOptions(_))
     ));
-    let bad = CollectionOptions { expire_after_seconds: Some(5), ..Default::default() };
-    assert!(matches!(store.create_collection("plain", &bad).await, Err(StoreError::InvalidOptions(_))));
-    store.insert_many("plain", vec![doc! {"_id": 1}]).await.unwrap();
+    let bad = CollectionOptions {
+        expire_after_seconds: Some(5),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.create_collection("plain", &bad).await,
+        Err(StoreError::InvalidOptions(_))
+    ));
+    store
+        .insert_many("plain", vec![doc! {"_id": 1}])
+        .await
+        .unwrap();
     let listed = store.list_collections().await.unwrap();
     assert_eq!(
         listed,
@@ -825,53 +1539,121 @@ async fn timeseries_collections_need_their_time_field_and_expire() {
                 kind: "timeseries".into(),
                 options: doc! {"timeseries": {"timeField": "ts", "metaField": "meta", "granularity": "seconds"}, "expireAfterSeconds": 3600i64},
             },
-            CollectionInfo { name: "plain".into(), kind: "collection".into(), options: doc! {} },
+            CollectionInfo {
+                name: "plain".into(),
+                kind: "collection".into(),
+                options: doc! {}
+            },
         ]
     );
-    assert_eq!(store.list_indexes("metrics").await.unwrap().len(), 1, "the time index is internal");
-    let err = store.insert_many("metrics", vec![doc! {"_id": 1, "meta": "m", "v": 1}]).await.unwrap_err();
-    assert_eq!(err, StoreError::Query("'ts' must be present and contain a valid BSON UTC datetime value".into()));
-    assert!(store.insert_many("metrics", vec![doc! {"_id": 1, "ts": "yesterday"}]).await.is_err());
+    assert_eq!(
+        store.list_indexes("metrics").await.unwrap().len(),
+        1,
+        "the time index is internal"
+    );
+    let err = store
+        .insert_many("metrics", vec![doc! {"_id": 1, "meta": "m", "v": 1}])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::Query(
+            "'ts' must be present and contain a valid BSON UTC datetime value".into()
+        )
+    );
+    assert!(store
+        .insert_many("metrics", vec![doc! {"_id": 1, "ts": "yesterday"}])
+        .await
+        .is_err());
     let now = DateTime::now().timestamp_millis();
     store
         .insert_many(
             "metrics",
-            vec![doc! {"_id": 1, "ts": DateTime::from_millis(now - 7_200_000)}, doc! {"_id": 2, "ts": DateTime::from_millis(now)}],
+            vec![
+                doc! {"_id": 1, "ts": DateTime::from_millis(now - 7_200_000)},
+                doc! {"_id": 2, "ts": DateTime::from_millis(now)},
+            ],
         )
         .await
         .unwrap();
-    assert!(store.update("metrics", &doc! {"_id": 2}, &doc! {"$unset": {"ts": 1}}, UpdateOptions::default()).await.is_err());
-    let e = store.explain("metrics", &doc! {"ts": {"$gt": DateTime::from_millis(now - 60_000)}}, &FindOptions::default()).await.unwrap();
+    assert!(store
+        .update(
+            "metrics",
+            &doc! {"_id": 2},
+            &doc! {"$unset": {"ts": 1}},
+            UpdateOptions::default()
+        )
+        .await
+        .is_err());
+    let e = store
+        .explain(
+            "metrics",
+            &doc! {"ts": {"$gt": DateTime::from_millis(now - 60_000)}},
+            &FindOptions::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!((e.plan.as_str(), e.returned), ("IXSCAN __time_ts", 1));
     assert_eq!(store.expire_now().await.unwrap(), 1);
-    assert_eq!(ids(&store.find("metrics", &doc! {}, &FindOptions::default()).await.unwrap()), vec![Bson::Int32(2)]);
+    assert_eq!(
+        ids(&store
+            .find("metrics", &doc! {}, &FindOptions::default())
+            .await
+            .unwrap()),
+        vec![Bson::Int32(2)]
+    );
     // Options survive a reopen.
     store.close().await.unwrap();
     drop(store);
     let store = open(&dir);
-    assert_eq!(store.list_collections().await.unwrap()[0].kind, "timeseries");
-    assert!(store.insert_many("metrics", vec![doc! {"_id": 3}]).await.is_err());
+    assert_eq!(
+        store.list_collections().await.unwrap()[0].kind,
+        "timeseries"
+    );
+    assert!(store
+        .insert_many("metrics", vec![doc! {"_id": 3}])
+        .await
+        .is_err());
 }
 
 #[tokio::test]
 async fn drop_collection_removes_data_indexes_and_metadata() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    store.insert_many("c", vec![doc! {"_id": 1, "k": "a"}]).await.unwrap();
-    store.create_index("c", &unique(doc! {"k": 1})).await.unwrap();
+    store
+        .insert_many("c", vec![doc! {"_id": 1, "k": "a"}])
+        .await
+        .unwrap();
+    store
+        .create_index("c", &unique(doc! {"k": 1}))
+        .await
+        .unwrap();
     let generation = store.changes().generation("c");
     assert!(store.drop_collection("c").await.unwrap());
     assert!(store.changes().generation("c") > generation);
     assert!(!store.drop_collection("c").await.unwrap());
     assert!(store.list_collections().await.unwrap().is_empty());
     assert_eq!(store.count("c", &doc! {}).await.unwrap(), 0);
-    assert!(store.find_by_id("c", &Bson::Int32(1)).await.unwrap().is_none());
+    assert!(store
+        .find_by_id("c", &Bson::Int32(1))
+        .await
+        .unwrap()
+        .is_none());
     // Recreated: no old index, no old data.
-    store.insert_many("c", vec![doc! {"_id": 1, "k": "a"}, doc! {"_id": 2, "k": "a"}]).await.unwrap();
+    store
+        .insert_many(
+            "c",
+            vec![doc! {"_id": 1, "k": "a"}, doc! {"_id": 2, "k": "a"}],
+        )
+        .await
+        .unwrap();
     assert_eq!(store.list_indexes("c").await.unwrap().len(), 1);
     store.create_index("c", &spec(doc! {"k": 1})).await.unwrap();
     assert_eq!(store.count("c", &doc! {"k": "a"}).await.unwrap(), 2);
-    store.create_collection("e", &CollectionOptions::default()).await.unwrap();
+    store
+        .create_collection("e", &CollectionOptions::default())
+        .await
+        .unwrap();
     assert_eq!(store.list_collections().await.unwrap().len(), 2);
     assert!(store.drop_collection("e").await.unwrap());
 }
@@ -881,10 +1663,27 @@ async fn writes_on_missing_collections_create_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     assert_eq!(store.delete("ghost", &doc! {}, false).await.unwrap(), 0);
-    assert!(store.find_one_and_update("ghost", &doc! {}, &doc! {"$set": {"a": 1}}, &Default::default()).await.unwrap().is_none());
+    assert!(store
+        .find_one_and_update(
+            "ghost",
+            &doc! {},
+            &doc! {"$set": {"a": 1}},
+            &Default::default()
+        )
+        .await
+        .unwrap()
+        .is_none());
     assert!(store.list_collections().await.unwrap().is_empty());
-    assert!(store.distinct("ghost", "a", &doc! {}).await.unwrap().is_empty());
-    assert!(store.aggregate("ghost", &[doc! {"$match": {}}]).await.unwrap().is_empty());
+    assert!(store
+        .distinct("ghost", "a", &doc! {})
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .aggregate("ghost", &[doc! {"$match": {}}])
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -892,10 +1691,16 @@ async fn delete_one_or_many() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store.create_index("c", &spec(doc! {"g": 1})).await.unwrap();
-    store.insert_many("c", (0..10).map(|n| doc! {"_id": n, "g": n % 2}).collect()).await.unwrap();
+    store
+        .insert_many("c", (0..10).map(|n| doc! {"_id": n, "g": n % 2}).collect())
+        .await
+        .unwrap();
     let mut changes = store.changes().subscribe("c");
     assert_eq!(store.delete("c", &doc! {"g": 1}, true).await.unwrap(), 1);
-    assert_eq!(changes.recv().await.unwrap().operation, ChangeOperation::Delete);
+    assert_eq!(
+        changes.recv().await.unwrap().operation,
+        ChangeOperation::Delete
+    );
     assert_eq!(store.delete("c", &doc! {"g": 1}, false).await.unwrap(), 4);
     assert_eq!(store.count("c", &doc! {"g": 1}).await.unwrap(), 0);
     assert_eq!(store.count("c", &doc! {}).await.unwrap(), 5);

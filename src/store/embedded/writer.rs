@@ -16,15 +16,17 @@ use bson::{Bson, Document};
 use redb::{Database, ReadableTable, Table, TableError, TableHandle, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::catalog::{data_table, is_id_index, validate_options, Catalog, CollectionMeta, IndexMeta, META};
+use super::catalog::{
+    data_table, is_id_index, validate_options, Catalog, CollectionMeta, IndexMeta, META,
+};
 use super::plan::{self, execute, Examined};
 use super::{backend, decode_doc, definition, Shared};
 use crate::store::engine::path::walk_keys;
 use crate::store::engine::{ApplyContext, Filter, Projection, SortSpec, Update};
 use crate::store::keys::encode_id;
 use crate::store::{
-    ChangeEvent, ChangeFeed, ChangeOperation, CollectionOptions, FindAndModifyOptions, IndexSpec, StoreError,
-    StoreResult, UpdateOptions, UpdateOutcome,
+    ChangeEvent, ChangeFeed, ChangeOperation, CollectionOptions, FindAndModifyOptions, IndexSpec,
+    StoreError, StoreResult, UpdateOptions, UpdateOutcome,
 };
 
 /// Most writes committed together; bounds latency of a commit under load.
@@ -33,17 +35,52 @@ const MAX_BATCH: usize = 512;
 const TTL_BATCH: usize = 10_000;
 
 pub enum WriteOp {
-    Insert { collection: String, documents: Vec<Document> },
-    Replace { collection: String, filter: Document, replacement: Document, upsert: bool },
-    Update { collection: String, filter: Document, update: Document, options: UpdateOptions },
-    FindAndModify { collection: String, filter: Document, update: Document, options: FindAndModifyOptions },
-    Delete { collection: String, filter: Document, just_one: bool },
-    CreateCollection { collection: String, options: CollectionOptions },
-    DropCollection { collection: String },
-    CreateIndex { collection: String, spec: IndexSpec },
-    DropIndex { collection: String, name: String },
+    Insert {
+        collection: String,
+        documents: Vec<Document>,
+    },
+    Replace {
+        collection: String,
+        filter: Document,
+        replacement: Document,
+        upsert: bool,
+    },
+    Update {
+        collection: String,
+        filter: Document,
+        update: Document,
+        options: UpdateOptions,
+    },
+    FindAndModify {
+        collection: String,
+        filter: Document,
+        update: Document,
+        options: FindAndModifyOptions,
+    },
+    Delete {
+        collection: String,
+        filter: Document,
+        just_one: bool,
+    },
+    CreateCollection {
+        collection: String,
+        options: CollectionOptions,
+    },
+    DropCollection {
+        collection: String,
+    },
+    CreateIndex {
+        collection: String,
+        spec: IndexSpec,
+    },
+    DropIndex {
+        collection: String,
+        name: String,
+    },
     /// Deletes documents whose TTL index date is older than its expiry, as of `now`.
-    Expire { now_millis: i64 },
+    Expire {
+        now_millis: i64,
+    },
 }
 
 #[derive(Debug)]
@@ -79,14 +116,20 @@ impl Submitter {
     /// Queues `op` and waits (blocking) for its outcome.
     pub fn submit_blocking(&self, op: WriteOp) -> StoreResult<WriteOutcome> {
         let (reply, answer) = oneshot::channel();
-        self.0.send(Job::Write { op, reply }).map_err(|_| StoreError::Closed)?;
+        self.0
+            .send(Job::Write { op, reply })
+            .map_err(|_| StoreError::Closed)?;
         answer.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 }
 
 impl Writer {
     /// Loads (and if needed initialises) the catalog, then starts the writer thread.
-    pub fn start(db: Arc<Database>, feed: Arc<ChangeFeed>, shared: Arc<Shared>) -> StoreResult<Self> {
+    pub fn start(
+        db: Arc<Database>,
+        feed: Arc<ChangeFeed>,
+        shared: Arc<Shared>,
+    ) -> StoreResult<Self> {
         let catalog = Arc::new(initial_catalog(&db)?);
         *shared.catalog.write().map_err(|_| StoreError::Closed)? = catalog.clone();
         let (sender, receiver) = mpsc::channel::<Job>();
@@ -94,7 +137,10 @@ impl Writer {
             .name("store-writer".into())
             .spawn(move || run(db, feed, shared, catalog, receiver))
             .map_err(backend)?;
-        Ok(Writer { queue: Mutex::new(Some(sender)), thread: Mutex::new(Some(thread)) })
+        Ok(Writer {
+            queue: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
     pub fn submitter(&self) -> StoreResult<Submitter> {
@@ -107,7 +153,9 @@ impl Writer {
         {
             let queue = self.queue.lock().map_err(|_| StoreError::Closed)?;
             let sender = queue.as_ref().ok_or(StoreError::Closed)?;
-            sender.send(Job::Write { op, reply }).map_err(|_| StoreError::Closed)?;
+            sender
+                .send(Job::Write { op, reply })
+                .map_err(|_| StoreError::Closed)?;
         }
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -147,9 +195,14 @@ fn initial_catalog(db: &Database) -> StoreResult<Catalog> {
         }
     }
     for name in missing {
-        let table = txn.open_table(definition(&data_table(&name))).map_err(backend)?;
+        let table = txn
+            .open_table(definition(&data_table(&name)))
+            .map_err(backend)?;
         if !redb::ReadableTableMetadata::is_empty(&table).map_err(backend)? {
-            catalog.collections.insert(name.clone(), Arc::new(CollectionMeta::new(&name, CollectionOptions::default())));
+            catalog.collections.insert(
+                name.clone(),
+                Arc::new(CollectionMeta::new(&name, CollectionOptions::default())),
+            );
         }
     }
     if catalog.version == 0 || catalog.collections.len() != before.collections.len() {
@@ -160,7 +213,13 @@ fn initial_catalog(db: &Database) -> StoreResult<Catalog> {
     Ok(catalog)
 }
 
-fn run(db: Arc<Database>, feed: Arc<ChangeFeed>, shared: Arc<Shared>, mut catalog: Arc<Catalog>, receiver: mpsc::Receiver<Job>) {
+fn run(
+    db: Arc<Database>,
+    feed: Arc<ChangeFeed>,
+    shared: Arc<Shared>,
+    mut catalog: Arc<Catalog>,
+    receiver: mpsc::Receiver<Job>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut batch = Vec::with_capacity(16);
         let mut stop = None;
@@ -220,11 +279,22 @@ fn commit_batch(
         let mut ctx = Ctx::new(&txn, catalog.clone());
         for (op, reply) in batch {
             if fatal.is_some() {
-                results.push((Done { outcome: Err(StoreError::Closed), events: Vec::new(), dropped: Vec::new() }, reply));
+                results.push((
+                    Done {
+                        outcome: Err(StoreError::Closed),
+                        events: Vec::new(),
+                        dropped: Vec::new(),
+                    },
+                    reply,
+                ));
                 continue;
             }
             let before = ctx.catalog.clone();
-            let mut done = Done { outcome: Ok(WriteOutcome::Done), events: Vec::new(), dropped: Vec::new() };
+            let mut done = Done {
+                outcome: Ok(WriteOutcome::Done),
+                events: Vec::new(),
+                dropped: Vec::new(),
+            };
             let outcome = apply(&mut ctx, op, &mut done);
             let undo = std::mem::take(&mut ctx.undo);
             if outcome.is_err() {
@@ -326,11 +396,17 @@ impl<'t> Ctx<'t> {
     }
 
     fn table(&mut self, slot: usize) -> StoreResult<&mut RawTable<'t>> {
-        self.slots.get_mut(slot).and_then(Option::as_mut).ok_or_else(|| backend("table closed"))
+        self.slots
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| backend("table closed"))
     }
 
     fn table_ref(&self, slot: usize) -> StoreResult<&RawTable<'t>> {
-        self.slots.get(slot).and_then(Option::as_ref).ok_or_else(|| backend("table closed"))
+        self.slots
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| backend("table closed"))
     }
 
     /// Closes and deletes a table.
@@ -346,13 +422,21 @@ impl<'t> Ctx<'t> {
     }
 
     fn put(&mut self, slot: usize, key: &[u8], value: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        let old = self.table(slot)?.insert(key, value).map_err(backend)?.map(|v| v.value().to_vec());
+        let old = self
+            .table(slot)?
+            .insert(key, value)
+            .map_err(backend)?
+            .map(|v| v.value().to_vec());
         self.undo.push((slot, key.to_vec(), old.clone()));
         Ok(old)
     }
 
     fn remove(&mut self, slot: usize, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        let old = self.table(slot)?.remove(key).map_err(backend)?.map(|v| v.value().to_vec());
+        let old = self
+            .table(slot)?
+            .remove(key)
+            .map_err(backend)?
+            .map(|v| v.value().to_vec());
         if old.is_some() {
             self.undo.push((slot, key.to_vec(), old.clone()));
         }
@@ -366,7 +450,9 @@ impl<'t> Ctx<'t> {
             };
             match old {
                 Some(value) => {
-                    table.insert(key.as_slice(), value.as_slice()).map_err(backend)?;
+                    table
+                        .insert(key.as_slice(), value.as_slice())
+                        .map_err(backend)?;
                 }
                 None => {
                     table.remove(key.as_slice()).map_err(backend)?;
@@ -386,15 +472,23 @@ impl<'t> Ctx<'t> {
             return Ok(meta);
         }
         if name.is_empty() || name.contains('\0') || name.starts_with("system.") {
-            return Err(StoreError::InvalidOptions(format!("Invalid collection name: '{name}'")));
+            return Err(StoreError::InvalidOptions(format!(
+                "Invalid collection name: '{name}'"
+            )));
         }
         let meta = Arc::new(CollectionMeta::new(name, CollectionOptions::default()));
-        Arc::make_mut(&mut self.catalog).collections.insert(name.to_string(), meta.clone());
+        Arc::make_mut(&mut self.catalog)
+            .collections
+            .insert(name.to_string(), meta.clone());
         Ok(meta)
     }
 
     fn set_multikey(&mut self, collection: &str, index: &str) {
-        let known = self.catalog.collection(collection).and_then(|m| m.index(index)).is_none_or(|i| i.multikey);
+        let known = self
+            .catalog
+            .collection(collection)
+            .and_then(|m| m.index(index))
+            .is_none_or(|i| i.multikey);
         if known {
             return;
         }
@@ -411,18 +505,37 @@ impl<'t> Ctx<'t> {
 fn apply(ctx: &mut Ctx<'_>, op: WriteOp, done: &mut Done) -> StoreResult<WriteOutcome> {
     let events = &mut done.events;
     match op {
-        WriteOp::Insert { collection, documents } => insert(ctx, &collection, documents, events),
-        WriteOp::Replace { collection, filter, replacement, upsert } => {
-            replace(ctx, &collection, &filter, replacement, upsert, events)
-        }
-        WriteOp::Update { collection, filter, update, options } => {
-            update_docs(ctx, &collection, &filter, &update, options, events)
-        }
-        WriteOp::FindAndModify { collection, filter, update, options } => {
-            find_and_modify(ctx, &collection, &filter, &update, &options, events)
-        }
-        WriteOp::Delete { collection, filter, just_one } => delete(ctx, &collection, &filter, just_one, events),
-        WriteOp::CreateCollection { collection, options } => create_collection(ctx, &collection, &options),
+        WriteOp::Insert {
+            collection,
+            documents,
+        } => insert(ctx, &collection, documents, events),
+        WriteOp::Replace {
+            collection,
+            filter,
+            replacement,
+            upsert,
+        } => replace(ctx, &collection, &filter, replacement, upsert, events),
+        WriteOp::Update {
+            collection,
+            filter,
+            update,
+            options,
+        } => update_docs(ctx, &collection, &filter, &update, options, events),
+        WriteOp::FindAndModify {
+            collection,
+            filter,
+            update,
+            options,
+        } => find_and_modify(ctx, &collection, &filter, &update, &options, events),
+        WriteOp::Delete {
+            collection,
+            filter,
+            just_one,
+        } => delete(ctx, &collection, &filter, just_one, events),
+        WriteOp::CreateCollection {
+            collection,
+            options,
+        } => create_collection(ctx, &collection, &options),
         WriteOp::DropCollection { collection } => {
             let outcome = drop_collection(ctx, &collection)?;
             done.dropped.push(collection);
@@ -437,7 +550,9 @@ fn apply(ctx: &mut Ctx<'_>, op: WriteOp, done: &mut Done) -> StoreResult<WriteOu
 // ------------------------------------------------------------------ documents
 
 fn id_of(doc: &Document) -> StoreResult<Bson> {
-    doc.get("_id").cloned().ok_or_else(|| StoreError::Query("document has no _id".into()))
+    doc.get("_id")
+        .cloned()
+        .ok_or_else(|| StoreError::Query("document has no _id".into()))
 }
 
 /// MongoDB keeps `_id` as the first field.
@@ -455,7 +570,10 @@ fn id_first(doc: Document) -> Document {
 }
 
 fn duplicate_id(collection: &str, id: &Bson) -> StoreError {
-    StoreError::DuplicateKey { collection: collection.to_string(), key: format!("{{ _id: {id} }}") }
+    StoreError::DuplicateKey {
+        collection: collection.to_string(),
+        key: format!("{{ _id: {id} }}"),
+    }
 }
 
 fn duplicate_index_key(collection: &str, index: &IndexMeta, doc: &Document) -> StoreError {
@@ -508,7 +626,10 @@ fn put_doc(
     ctx.buffer = bytes;
     let previous = previous?;
     if old.is_none() && previous.is_some() {
-        return Err(duplicate_id(&meta.name, new.get("_id").unwrap_or(&Bson::Null)));
+        return Err(duplicate_id(
+            &meta.name,
+            new.get("_id").unwrap_or(&Bson::Null),
+        ));
     }
     for (index, &slot) in meta.indexes.iter().zip(&slots.1) {
         let (new_keys, multikey) = index.entries(new, pk)?;
@@ -519,10 +640,16 @@ fn put_doc(
         if multikey && !index.multikey {
             ctx.set_multikey(&meta.name, &index.name);
         }
-        for key in old_keys.iter().filter(|k| new_keys.binary_search(k).is_err()) {
+        for key in old_keys
+            .iter()
+            .filter(|k| new_keys.binary_search(k).is_err())
+        {
             ctx.remove(slot, key)?;
         }
-        for key in new_keys.iter().filter(|k| old_keys.binary_search(k).is_err()) {
+        for key in new_keys
+            .iter()
+            .filter(|k| old_keys.binary_search(k).is_err())
+        {
             if index.unique {
                 let prefix = &key[..key.len() - pk.len()];
                 let table = ctx.table_ref(slot)?;
@@ -568,16 +695,31 @@ fn matching(
     limit: Option<usize>,
 ) -> StoreResult<Vec<Document>> {
     let plan = plan::plan(filter, query, sort, limit.is_some(), Some(meta));
-    let index_slot = plan.index().and_then(|ix| meta.indexes.iter().position(|i| Arc::ptr_eq(i, ix))).map(|i| slots.1[i]);
+    let index_slot = plan
+        .index()
+        .and_then(|ix| meta.indexes.iter().position(|i| Arc::ptr_eq(i, ix)))
+        .map(|i| slots.1[i]);
     let data = ctx.table_ref(slots.0)?;
     let index = index_slot.map(|s| ctx.table_ref(s)).transpose()?;
     let mut found = Vec::new();
-    let wanted = if plan.sorted { limit.unwrap_or(usize::MAX) } else { usize::MAX };
+    let wanted = if plan.sorted {
+        limit.unwrap_or(usize::MAX)
+    } else {
+        usize::MAX
+    };
     let mut examined = Examined::default();
-    execute(&plan, data, index, filter, u64::MAX, &mut examined, &mut |doc| {
-        found.push(doc);
-        Ok(found.len() < wanted)
-    })?;
+    execute(
+        &plan,
+        data,
+        index,
+        filter,
+        u64::MAX,
+        &mut examined,
+        &mut |doc| {
+            found.push(doc);
+            Ok(found.len() < wanted)
+        },
+    )?;
     ctx.examined.keys += examined.keys;
     ctx.examined.docs += examined.docs;
     if let (Some(limit), false) = (limit, plan.sorted) {
@@ -696,9 +838,21 @@ fn replace(
             stored.extend(replacement);
             let modified = stored != old;
             if modified {
-                store_update(ctx, &meta, &slots, &old, stored, ChangeOperation::Replace, events)?;
+                store_update(
+                    ctx,
+                    &meta,
+                    &slots,
+                    &old,
+                    stored,
+                    ChangeOperation::Replace,
+                    events,
+                )?;
             }
-            Ok(WriteOutcome::Updated(UpdateOutcome { matched: 1, modified: modified as u64, upserted_id: None }))
+            Ok(WriteOutcome::Updated(UpdateOutcome {
+                matched: 1,
+                modified: modified as u64,
+                upserted_id: None,
+            }))
         }
         None if upsert => {
             let id = match replacement.get("_id").or_else(|| filter.equality_on("_id")) {
@@ -710,7 +864,11 @@ fn replace(
             replacement.remove("_id");
             stored.extend(replacement);
             let (id, _) = upsert_insert(ctx, collection, stored, events)?;
-            Ok(WriteOutcome::Updated(UpdateOutcome { matched: 0, modified: 0, upserted_id: Some(id) }))
+            Ok(WriteOutcome::Updated(UpdateOutcome {
+                matched: 0,
+                modified: 0,
+                upserted_id: Some(id),
+            }))
         }
         None => Ok(WriteOutcome::Updated(UpdateOutcome::default())),
     }
@@ -735,7 +893,9 @@ fn update_docs(
     let filter = Filter::parse(query)?;
     let spec = Update::parse(update)?;
     if spec.is_replacement() && options.multi {
-        return Err(StoreError::Query("multi update is not supported for replacement-style update".into()));
+        return Err(StoreError::Query(
+            "multi update is not supported for replacement-style update".into(),
+        ));
     }
     let mut outcome = UpdateOutcome::default();
     if let Some(meta) = ctx.collection(collection) {
@@ -743,7 +903,11 @@ fn update_docs(
         let limit = if options.multi { None } else { Some(1) };
         let found = matching(ctx, &meta, &slots, &filter, query, None, limit)?;
         outcome.matched = found.len() as u64;
-        let apply_ctx = ApplyContext { is_upsert_insert: false, matched_array_index: None, filter: Some(&filter) };
+        let apply_ctx = ApplyContext {
+            is_upsert_insert: false,
+            matched_array_index: None,
+            filter: Some(&filter),
+        };
         for old in found {
             let mut doc = old.clone();
             if spec.apply(&mut doc, &apply_ctx)? {
@@ -772,8 +936,18 @@ fn find_and_modify(
 ) -> StoreResult<WriteOutcome> {
     let filter = Filter::parse(query)?;
     let spec = Update::parse(update)?;
-    let projection = options.projection.as_ref().filter(|p| !p.is_empty()).map(Projection::parse).transpose()?;
-    let sort = options.sort.as_ref().filter(|s| !s.is_empty()).map(SortSpec::parse).transpose()?;
+    let projection = options
+        .projection
+        .as_ref()
+        .filter(|p| !p.is_empty())
+        .map(Projection::parse)
+        .transpose()?;
+    let sort = options
+        .sort
+        .as_ref()
+        .filter(|s| !s.is_empty())
+        .map(SortSpec::parse)
+        .transpose()?;
     let found = match ctx.collection(collection) {
         Some(meta) => {
             let slots = open_collection(ctx, &meta)?;
@@ -785,7 +959,11 @@ fn find_and_modify(
     let (before, after) = match found {
         Some((meta, slots, old)) => {
             let mut doc = old.clone();
-            let apply_ctx = ApplyContext { is_upsert_insert: false, matched_array_index: None, filter: Some(&filter) };
+            let apply_ctx = ApplyContext {
+                is_upsert_insert: false,
+                matched_array_index: None,
+                filter: Some(&filter),
+            };
             let after = if spec.apply(&mut doc, &apply_ctx)? {
                 store_update(ctx, &meta, &slots, &old, doc, operation_of(&spec), events)?
             } else {
@@ -800,7 +978,11 @@ fn find_and_modify(
         }
         None => return Ok(WriteOutcome::Found(None)),
     };
-    let result = if options.return_new { Some(after) } else { before };
+    let result = if options.return_new {
+        Some(after)
+    } else {
+        before
+    };
     let result = match (result, projection) {
         (Some(doc), Some(p)) => Some(p.apply(&doc, Some(&filter))?),
         (other, _) => other,
@@ -820,7 +1002,15 @@ fn delete(
         return Ok(WriteOutcome::Deleted(0));
     };
     let slots = open_collection(ctx, &meta)?;
-    let found = matching(ctx, &meta, &slots, &filter, query, None, just_one.then_some(1))?;
+    let found = matching(
+        ctx,
+        &meta,
+        &slots,
+        &filter,
+        query,
+        None,
+        just_one.then_some(1),
+    )?;
     let count = found.len() as u64;
     for doc in found {
         let id = id_of(&doc)?;
@@ -837,13 +1027,19 @@ fn delete(
 
 // ------------------------------------------------------------------ collections and indexes
 
-fn create_collection(ctx: &mut Ctx<'_>, collection: &str, options: &CollectionOptions) -> StoreResult<WriteOutcome> {
+fn create_collection(
+    ctx: &mut Ctx<'_>,
+    collection: &str,
+    options: &CollectionOptions,
+) -> StoreResult<WriteOutcome> {
     validate_options(options)?;
     if let Some(existing) = ctx.collection(collection) {
         return if &existing.options == options {
             Ok(WriteOutcome::Done)
         } else {
-            Err(StoreError::InvalidOptions(format!("Collection {collection} already exists with different options")))
+            Err(StoreError::InvalidOptions(format!(
+                "Collection {collection} already exists with different options"
+            )))
         };
     }
     ctx.ensure_collection(collection)?;
@@ -875,17 +1071,25 @@ fn drop_collection(ctx: &mut Ctx<'_>, collection: &str) -> StoreResult<WriteOutc
         for index in &meta.indexes {
             ctx.delete_table(&index.table)?;
         }
-        Arc::make_mut(&mut ctx.catalog).collections.remove(collection);
+        Arc::make_mut(&mut ctx.catalog)
+            .collections
+            .remove(collection);
     }
     existed |= ctx.delete_table(&data_table(collection))?;
     Ok(WriteOutcome::Dropped(existed))
 }
 
-fn create_index(ctx: &mut Ctx<'_>, collection: &str, spec: &IndexSpec) -> StoreResult<WriteOutcome> {
+fn create_index(
+    ctx: &mut Ctx<'_>,
+    collection: &str,
+    spec: &IndexSpec,
+) -> StoreResult<WriteOutcome> {
     if is_id_index(&spec.keys) {
         IndexMeta::from_spec(spec, String::new(), false)?;
         if spec.unique || spec.expire_after_seconds.is_some() || spec.partial_filter.is_some() {
-            return Err(StoreError::InvalidOptions("The _id index cannot have options".into()));
+            return Err(StoreError::InvalidOptions(
+                "The _id index cannot have options".into(),
+            ));
         }
         ctx.ensure_collection(collection)?;
         return Ok(WriteOutcome::IndexName("_id_".into()));
@@ -894,10 +1098,17 @@ fn create_index(ctx: &mut Ctx<'_>, collection: &str, spec: &IndexSpec) -> StoreR
 }
 
 /// Creates an index and fills it from the existing documents.
-fn build_index(ctx: &mut Ctx<'_>, collection: &str, spec: &IndexSpec, hidden: bool) -> StoreResult<String> {
+fn build_index(
+    ctx: &mut Ctx<'_>,
+    collection: &str,
+    spec: &IndexSpec,
+    hidden: bool,
+) -> StoreResult<String> {
     let mut index = IndexMeta::from_spec(spec, String::new(), hidden)?;
     if index.name == "_id_" {
-        return Err(StoreError::InvalidOptions("The index name '_id_' is reserved for the _id index".into()));
+        return Err(StoreError::InvalidOptions(
+            "The index name '_id_' is reserved for the _id index".into(),
+        ));
     }
     let meta = ctx.ensure_collection(collection)?;
     for existing in meta.indexes.iter().filter(|i| !i.hidden) {
@@ -952,8 +1163,17 @@ fn build_index(ctx: &mut Ctx<'_>, collection: &str, spec: &IndexSpec, hidden: bo
             let (pa, pb) = (&a.0[..a.0.len() - a.1], &b.0[..b.0.len() - b.1]);
             if pa == pb {
                 let pk = &b.0[b.0.len() - b.1..];
-                let doc = ctx.table_ref(data)?.get(pk).map_err(backend)?.map(|v| decode_doc(v.value())).transpose()?;
-                return Err(duplicate_index_key(collection, &index, &doc.unwrap_or_default()));
+                let doc = ctx
+                    .table_ref(data)?
+                    .get(pk)
+                    .map_err(backend)?
+                    .map(|v| decode_doc(v.value()))
+                    .transpose()?;
+                return Err(duplicate_index_key(
+                    collection,
+                    &index,
+                    &doc.unwrap_or_default(),
+                ));
             }
         }
     }
@@ -962,7 +1182,9 @@ fn build_index(ctx: &mut Ctx<'_>, collection: &str, spec: &IndexSpec, hidden: bo
     {
         let table = ctx.table(slot)?;
         for (key, pk_len) in &entries {
-            table.insert(key.as_slice(), &key[key.len() - pk_len..]).map_err(backend)?;
+            table
+                .insert(key.as_slice(), &key[key.len() - pk_len..])
+                .map_err(backend)?;
         }
     }
     let name = index.name.clone();
@@ -977,7 +1199,9 @@ fn drop_index(ctx: &mut Ctx<'_>, collection: &str, name: &str) -> StoreResult<Wr
     if name == "_id_" {
         return Err(StoreError::InvalidOptions("cannot drop _id index".into()));
     }
-    let meta = ctx.collection(collection).ok_or_else(|| StoreError::NoSuchCollection(collection.to_string()))?;
+    let meta = ctx
+        .collection(collection)
+        .ok_or_else(|| StoreError::NoSuchCollection(collection.to_string()))?;
     let index = meta
         .indexes
         .iter()
@@ -994,21 +1218,40 @@ fn drop_index(ctx: &mut Ctx<'_>, collection: &str, name: &str) -> StoreResult<Wr
 
 /// One TTL pass: for every TTL index, delete the documents whose indexed date is
 /// older than the expiry (publishing delete events like any delete).
-fn expire(ctx: &mut Ctx<'_>, now_millis: i64, events: &mut Vec<ChangeEvent>) -> StoreResult<WriteOutcome> {
+fn expire(
+    ctx: &mut Ctx<'_>,
+    now_millis: i64,
+    events: &mut Vec<ChangeEvent>,
+) -> StoreResult<WriteOutcome> {
     let mut deleted = 0u64;
     let collections: Vec<Arc<CollectionMeta>> = ctx.catalog.collections.values().cloned().collect();
     for meta in collections {
-        for index in meta.indexes.iter().filter(|i| i.expire_after_seconds.is_some()) {
-            let Some(seconds) = index.expire_after_seconds else { continue };
-            let cutoff = bson::DateTime::from_millis(now_millis.saturating_sub(seconds.saturating_mul(1000)));
+        for index in meta
+            .indexes
+            .iter()
+            .filter(|i| i.expire_after_seconds.is_some())
+        {
+            let Some(seconds) = index.expire_after_seconds else {
+                continue;
+            };
+            let cutoff = bson::DateTime::from_millis(
+                now_millis.saturating_sub(seconds.saturating_mul(1000)),
+            );
             let slots = open_collection(ctx, &meta)?;
-            let position = meta.indexes.iter().position(|i| Arc::ptr_eq(i, index)).unwrap_or(0);
+            let position = meta
+                .indexes
+                .iter()
+                .position(|i| Arc::ptr_eq(i, index))
+                .unwrap_or(0);
             let range = plan::before(index, &Bson::DateTime(cutoff));
             let mut pks: Vec<Vec<u8>> = Vec::new();
             {
                 let table = ctx.table_ref(slots.1[position])?;
                 let iter = table
-                    .range::<&[u8]>((range.0.as_ref().map(Vec::as_slice), range.1.as_ref().map(Vec::as_slice)))
+                    .range::<&[u8]>((
+                        range.0.as_ref().map(Vec::as_slice),
+                        range.1.as_ref().map(Vec::as_slice),
+                    ))
                     .map_err(backend)?;
                 for entry in iter {
                     let (_, pk) = entry.map_err(backend)?;
@@ -1021,7 +1264,11 @@ fn expire(ctx: &mut Ctx<'_>, now_millis: i64, events: &mut Vec<ChangeEvent>) -> 
             pks.sort_unstable();
             pks.dedup();
             for pk in pks {
-                let doc = match ctx.table_ref(slots.0)?.get(pk.as_slice()).map_err(backend)? {
+                let doc = match ctx
+                    .table_ref(slots.0)?
+                    .get(pk.as_slice())
+                    .map_err(backend)?
+                {
                     Some(value) => decode_doc(value.value())?,
                     None => continue,
                 };

@@ -724,10 +724,12 @@ fn expand_path(doc: &Document, path: &[String], pos: Option<usize>) -> Result<Ve
                             fmt_bson(other)
                         )))
                     }
-                    None => return Err(EngineError::bad(format!(
+                    None => {
+                        return Err(EngineError::bad(format!(
                         "The path '{}' must exist in the document in order to apply array updates.",
                         path_str(&p)
-                    ))),
+                    )))
+                    }
                 }
             }
             acc = next;

@@ -53,7 +53,12 @@ enum Origin {
 }
 
 impl Pumps {
-    pub fn new(db: Database, feed: Weak<ChangeFeed>, runtime: tokio::runtime::Handle, restart_delay: Duration) -> Arc<Self> {
+    pub fn new(
+        db: Database,
+        feed: Weak<ChangeFeed>,
+        runtime: tokio::runtime::Handle,
+        restart_delay: Duration,
+    ) -> Arc<Self> {
         Arc::new(Pumps {
             db,
             feed,
@@ -68,7 +73,10 @@ impl Pumps {
     /// Starts the stream of `collection` unless it runs already. The receiver turns
     /// true while the stream is open (changes from then on are delivered).
     pub fn ensure(&self, collection: &str) -> watch::Receiver<bool> {
-        let mut streams = self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(open) = streams.get(collection) {
             return open.clone();
         }
@@ -87,13 +95,19 @@ impl Pumps {
         };
         tracing::debug!(collection, "watching collection through a change stream");
         let task = self.runtime.spawn(pump.run());
-        self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(task);
+        self.tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(task);
         open_rx
     }
 
     /// Collections with a stream (open or reopening).
     pub fn collections(&self) -> Vec<String> {
-        let streams = self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut names: Vec<String> = streams.keys().cloned().collect();
         names.sort();
         names
@@ -107,11 +121,18 @@ impl Pumps {
     /// Stops every pump and waits (bounded) for them to finish.
     pub async fn stop(&self) {
         self.signal_stop();
-        let tasks: Vec<JoinHandle<()>> =
-            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
         for task in tasks {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -131,7 +152,11 @@ enum Ended {
     Stopped,
     /// Reopen from `from`: at once (`now`) or after the back-off delay. `was_open`
     /// resets the back-off (the stream had worked).
-    Reopen { from: Origin, now: bool, was_open: bool },
+    Reopen {
+        from: Origin,
+        now: bool,
+        was_open: bool,
+    },
 }
 
 impl Pump {
@@ -144,7 +169,11 @@ impl Pump {
             }
             match self.open_and_follow(start).await {
                 Ended::Stopped => return,
-                Ended::Reopen { from, now, was_open } => {
+                Ended::Reopen {
+                    from,
+                    now,
+                    was_open,
+                } => {
                     self.open.send_replace(false);
                     start = from;
                     if was_open {
@@ -165,7 +194,10 @@ impl Pump {
 
     /// Opens the stream from `start` and publishes until it fails, ends or is stopped.
     async fn open_and_follow(&mut self, start: Origin) -> Ended {
-        let watch = self.collection.watch().full_document(FullDocumentType::UpdateLookup);
+        let watch = self
+            .collection
+            .watch()
+            .full_document(FullDocumentType::UpdateLookup);
         let watch = match &start {
             Origin::Now => watch,
             Origin::ResumeAfter(token) => watch.resume_after(token.clone()),
@@ -181,7 +213,11 @@ impl Pump {
                 let code = server_code(&err);
                 let history_lost = matches!(
                     code,
-                    Some(codes::INVALID_RESUME_TOKEN | codes::CHANGE_STREAM_HISTORY_LOST | codes::CHANGE_STREAM_FATAL_ERROR)
+                    Some(
+                        codes::INVALID_RESUME_TOKEN
+                            | codes::CHANGE_STREAM_HISTORY_LOST
+                            | codes::CHANGE_STREAM_FATAL_ERROR
+                    )
                 );
                 if history_lost && !matches!(start, Origin::Now) {
                     tracing::warn!(
@@ -189,10 +225,18 @@ impl Pump {
                         "change stream cannot resume from its token; starting from now (changes in between produce no events)"
                     );
                     self.bump();
-                    return Ended::Reopen { from: Origin::Now, now: true, was_open: false };
+                    return Ended::Reopen {
+                        from: Origin::Now,
+                        now: true,
+                        was_open: false,
+                    };
                 }
                 tracing::warn!(collection = %self.name, %err, "change stream could not be opened");
-                return Ended::Reopen { from: start, now: false, was_open: false };
+                return Ended::Reopen {
+                    from: start,
+                    now: false,
+                    was_open: false,
+                };
             }
         };
         if !matches!(start, Origin::Now) {
@@ -212,7 +256,11 @@ impl Pump {
                         // The collection was dropped or renamed; the server closes
                         // this stream. Follow the collection's next life at once.
                         self.bump();
-                        return Ended::Reopen { from: Origin::StartAfter(token), now: true, was_open: true };
+                        return Ended::Reopen {
+                            from: Origin::StartAfter(token),
+                            now: true,
+                            was_open: true,
+                        };
                     }
                     self.deliver(event);
                     last = Origin::ResumeAfter(stream.resume_token().unwrap_or(token));
@@ -220,13 +268,27 @@ impl Pump {
                 Some(Err(err)) => {
                     // The driver already retried once for resumable errors.
                     tracing::warn!(collection = %self.name, %err, "change stream failed");
-                    let from = stream.resume_token().map(Origin::ResumeAfter).unwrap_or(last);
-                    return Ended::Reopen { from, now: false, was_open: true };
+                    let from = stream
+                        .resume_token()
+                        .map(Origin::ResumeAfter)
+                        .unwrap_or(last);
+                    return Ended::Reopen {
+                        from,
+                        now: false,
+                        was_open: true,
+                    };
                 }
                 None => {
                     tracing::warn!(collection = %self.name, "change stream ended");
-                    let from = stream.resume_token().map(Origin::ResumeAfter).unwrap_or(last);
-                    return Ended::Reopen { from, now: false, was_open: true };
+                    let from = stream
+                        .resume_token()
+                        .map(Origin::ResumeAfter)
+                        .unwrap_or(last);
+                    return Ended::Reopen {
+                        from,
+                        now: false,
+                        was_open: true,
+                    };
                 }
             }
         }
@@ -239,7 +301,9 @@ impl Pump {
     }
 
     fn deliver(&self, event: ChangeStreamEvent<Document>) {
-        let Some(feed) = self.feed.upgrade() else { return };
+        let Some(feed) = self.feed.upgrade() else {
+            return;
+        };
         let operation = match event.operation_type {
             OperationType::Insert => ChangeOperation::Insert,
             OperationType::Update => ChangeOperation::Update,

@@ -36,20 +36,35 @@ fn is_duplicate_code(code: i32) -> bool {
 pub fn server_error(err: &MongoError) -> Option<(i32, String)> {
     match err.kind.as_ref() {
         ErrorKind::Command(command) => Some((command.code, command.message.clone())),
-        ErrorKind::Write(WriteFailure::WriteError(write)) => Some((write.code, write.message.clone())),
-        ErrorKind::Write(WriteFailure::WriteConcernError(concern)) => Some((concern.code, concern.message.clone())),
+        ErrorKind::Write(WriteFailure::WriteError(write)) => {
+            Some((write.code, write.message.clone()))
+        }
+        ErrorKind::Write(WriteFailure::WriteConcernError(concern)) => {
+            Some((concern.code, concern.message.clone()))
+        }
         ErrorKind::InsertMany(insert) => {
-            if let Some(first) = insert.write_errors.as_ref().and_then(|errors| errors.first()) {
+            if let Some(first) = insert
+                .write_errors
+                .as_ref()
+                .and_then(|errors| errors.first())
+            {
                 return Some((first.code, first.message.clone()));
             }
-            insert.write_concern_error.as_ref().map(|concern| (concern.code, concern.message.clone()))
+            insert
+                .write_concern_error
+                .as_ref()
+                .map(|concern| (concern.code, concern.message.clone()))
         }
         ErrorKind::BulkWrite(bulk) => bulk
             .write_errors
             .values()
             .next()
             .map(|write| (write.code, write.message.clone()))
-            .or_else(|| bulk.write_concern_errors.first().map(|concern| (concern.code, concern.message.clone()))),
+            .or_else(|| {
+                bulk.write_concern_errors
+                    .first()
+                    .map(|concern| (concern.code, concern.message.clone()))
+            }),
         _ => None,
     }
 }
@@ -70,9 +85,10 @@ fn duplicate_key_text(message: &str) -> String {
 pub fn store_error(collection: &str, err: MongoError) -> StoreError {
     if let Some((code, message)) = server_error(&err) {
         return match code {
-            code if is_duplicate_code(code) => {
-                StoreError::DuplicateKey { collection: collection.to_string(), key: duplicate_key_text(&message) }
-            }
+            code if is_duplicate_code(code) => StoreError::DuplicateKey {
+                collection: collection.to_string(),
+                key: duplicate_key_text(&message),
+            },
             codes::NAMESPACE_NOT_FOUND => StoreError::NoSuchCollection(collection.to_string()),
             codes::INDEX_NOT_FOUND => StoreError::Query(message),
             codes::NAMESPACE_EXISTS
@@ -110,12 +126,16 @@ pub fn create_command(name: &str, options: &CollectionOptions) -> Result<Documen
     let mut command = doc! {"create": name};
     if let Some(timeseries) = &options.timeseries {
         if timeseries.time_field.is_empty() {
-            return Err(StoreError::InvalidOptions("timeseries.timeField is required".into()));
+            return Err(StoreError::InvalidOptions(
+                "timeseries.timeField is required".into(),
+            ));
         }
         let mut spec = doc! {"timeField": &timeseries.time_field};
         if let Some(meta) = &timeseries.meta_field {
             if meta == &timeseries.time_field {
-                return Err(StoreError::InvalidOptions("timeseries.metaField must differ from timeField".into()));
+                return Err(StoreError::InvalidOptions(
+                    "timeseries.metaField must differ from timeField".into(),
+                ));
             }
             spec.insert("metaField", meta);
         }
@@ -131,10 +151,14 @@ pub fn create_command(name: &str, options: &CollectionOptions) -> Result<Documen
     }
     if let Some(seconds) = options.expire_after_seconds {
         if options.timeseries.is_none() {
-            return Err(StoreError::InvalidOptions("expireAfterSeconds is only supported on timeseries collections".into()));
+            return Err(StoreError::InvalidOptions(
+                "expireAfterSeconds is only supported on timeseries collections".into(),
+            ));
         }
         if seconds < 0 {
-            return Err(StoreError::InvalidOptions("expireAfterSeconds must be non-negative".into()));
+            return Err(StoreError::InvalidOptions(
+                "expireAfterSeconds must be non-negative".into(),
+            ));
         }
         command.insert("expireAfterSeconds", seconds);
     }
@@ -144,7 +168,9 @@ pub fn create_command(name: &str, options: &CollectionOptions) -> Result<Documen
 /// The driver's index model for a spec.
 pub fn index_model(spec: &IndexSpec) -> Result<IndexModel, StoreError> {
     if spec.keys.is_empty() {
-        return Err(StoreError::InvalidOptions("index keys must not be empty".into()));
+        return Err(StoreError::InvalidOptions(
+            "index keys must not be empty".into(),
+        ));
     }
     let mut options = IndexOptions::default();
     options.name = spec.name.clone();
@@ -153,19 +179,27 @@ pub fn index_model(spec: &IndexSpec) -> Result<IndexModel, StoreError> {
     }
     if let Some(seconds) = spec.expire_after_seconds {
         if seconds < 0 {
-            return Err(StoreError::InvalidOptions("expireAfterSeconds must be non-negative".into()));
+            return Err(StoreError::InvalidOptions(
+                "expireAfterSeconds must be non-negative".into(),
+            ));
         }
         options.expire_after = Some(Duration::from_secs(seconds as u64));
     }
     options.partial_filter_expression = spec.partial_filter.clone();
-    Ok(IndexModel::builder().keys(spec.keys.clone()).options(options).build())
+    Ok(IndexModel::builder()
+        .keys(spec.keys.clone())
+        .options(options)
+        .build())
 }
 
 /// listCollections reports a timeseries collection as `timeseries`; some
 /// MongoDB-protocol servers say `collection` but keep the `timeseries` option.
 pub fn collection_kind(info: &Document) -> String {
     let reported = info.get_str("type").unwrap_or("collection");
-    let timeseries = info.get_document("options").map(|options| options.contains_key("timeseries")).unwrap_or(false);
+    let timeseries = info
+        .get_document("options")
+        .map(|options| options.contains_key("timeseries"))
+        .unwrap_or(false);
     if timeseries {
         "timeseries".to_string()
     } else {
@@ -183,7 +217,9 @@ pub fn key_id(document_key: Option<Document>) -> Bson {
 
 /// The connection string without its password, for logs.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
     let rest = &url[scheme_end + 3..];
     let host_end = rest.find('/').unwrap_or(rest.len());
     match rest[..host_end].rfind('@') {
@@ -202,9 +238,18 @@ mod unit {
 
     #[test]
     fn mongo_redacts_passwords() {
-        assert_eq!(redact_url("mongodb://u:secret@h:1/db?x=1"), "mongodb://u:***@h:1/db?x=1");
-        assert_eq!(redact_url("mongodb://h:1/?directConnection=true"), "mongodb://h:1/?directConnection=true");
-        assert_eq!(redact_url("mongodb+srv://u:p@a@cluster/db"), "mongodb+srv://u:***@cluster/db");
+        assert_eq!(
+            redact_url("mongodb://u:secret@h:1/db?x=1"),
+            "mongodb://u:***@h:1/db?x=1"
+        );
+        assert_eq!(
+            redact_url("mongodb://h:1/?directConnection=true"),
+            "mongodb://h:1/?directConnection=true"
+        );
+        assert_eq!(
+            redact_url("mongodb+srv://u:p@a@cluster/db"),
+            "mongodb+srv://u:***@cluster/db"
+        );
     }
 
     #[test]
@@ -222,18 +267,33 @@ mod unit {
             doc! {"create": "t", "timeseries": {"timeField": "ts", "metaField": "m", "granularity": "minutes"}, "expireAfterSeconds": 60_i64}
         );
         let bad = CollectionOptions {
-            timeseries: Some(TimeseriesOptions { time_field: "ts".into(), meta_field: None, granularity: Some("weeks".into()) }),
+            timeseries: Some(TimeseriesOptions {
+                time_field: "ts".into(),
+                meta_field: None,
+                granularity: Some("weeks".into()),
+            }),
             expire_after_seconds: None,
         };
-        assert!(matches!(create_command("t", &bad), Err(StoreError::InvalidOptions(_))));
-        let ttl_only = CollectionOptions { timeseries: None, expire_after_seconds: Some(5) };
-        assert!(matches!(create_command("t", &ttl_only), Err(StoreError::InvalidOptions(_))));
+        assert!(matches!(
+            create_command("t", &bad),
+            Err(StoreError::InvalidOptions(_))
+        ));
+        let ttl_only = CollectionOptions {
+            timeseries: None,
+            expire_after_seconds: Some(5),
+        };
+        assert!(matches!(
+            create_command("t", &ttl_only),
+            Err(StoreError::InvalidOptions(_))
+        ));
     }
 
     #[test]
     fn mongo_duplicate_key_text() {
         assert_eq!(
-            duplicate_key_text("E11000 duplicate key error collection: d.c index: _id_ dup key: { _id: 1 }"),
+            duplicate_key_text(
+                "E11000 duplicate key error collection: d.c index: _id_ dup key: { _id: 1 }"
+            ),
             "{ _id: 1 }"
         );
     }

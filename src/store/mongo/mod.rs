@@ -26,14 +26,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bson::{doc, Bson, Document};
 use futures_util::TryStreamExt;
-use mongodb::error::{Error as MongoError, ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+use mongodb::error::{
+    Error as MongoError, ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT,
+};
 use mongodb::options::{ClientOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database};
 
 use crate::auth::builtin::USERS_COLLECTION;
 use crate::store::{
-    ChangeFeed, CollectionInfo, CollectionOptions, FindAndModifyOptions, FindOptions, IndexSpec, Store, StoreError,
-    StoreResult, UpdateOptions, UpdateOutcome,
+    ChangeFeed, CollectionInfo, CollectionOptions, FindAndModifyOptions, FindOptions, IndexSpec,
+    Store, StoreError, StoreResult, UpdateOptions, UpdateOutcome,
 };
 use changes::Pumps;
 use convert::{codes, server_code, store_error};
@@ -72,10 +74,14 @@ impl MongoStore {
     }
 
     /// As `connect`, with the first delay before a failed change stream is reopened.
-    pub async fn connect_with(url: &str, database: &str, restart_delay: Duration) -> StoreResult<Self> {
-        let mut options = ClientOptions::parse(url)
-            .await
-            .map_err(|err| StoreError::InvalidOptions(format!("invalid MongoDB URL {}: {err}", redact_url(url))))?;
+    pub async fn connect_with(
+        url: &str,
+        database: &str,
+        restart_delay: Duration,
+    ) -> StoreResult<Self> {
+        let mut options = ClientOptions::parse(url).await.map_err(|err| {
+            StoreError::InvalidOptions(format!("invalid MongoDB URL {}: {err}", redact_url(url)))
+        })?;
         if options.app_name.is_none() {
             options.app_name = Some("opencore".into());
         }
@@ -91,13 +97,21 @@ impl MongoStore {
         let client = Client::with_options(options).map_err(invalid)?;
         let stream_client = Client::with_options(stream_options).map_err(invalid)?;
         let db = client.database(database);
-        db.run_command(doc! {"ping": 1})
-            .await
-            .map_err(|err| StoreError::Backend(format!("MongoDB at {} does not answer: {err}", redact_url(url))))?;
+        db.run_command(doc! {"ping": 1}).await.map_err(|err| {
+            StoreError::Backend(format!(
+                "MongoDB at {} does not answer: {err}",
+                redact_url(url)
+            ))
+        })?;
 
         let runtime = tokio::runtime::Handle::current();
         let feed = Arc::new(ChangeFeed::default());
-        let pumps = Pumps::new(stream_client.database(database), Arc::downgrade(&feed), runtime.clone(), restart_delay);
+        let pumps = Pumps::new(
+            stream_client.database(database),
+            Arc::downgrade(&feed),
+            runtime.clone(),
+            restart_delay,
+        );
         let hook_pumps = pumps.clone();
         feed.set_watch_hook(Box::new(move |collection: &str| {
             hook_pumps.ensure(collection);
@@ -116,7 +130,10 @@ impl MongoStore {
             transactions: Arc::new(AtomicBool::new(true)),
         };
         // Role and user caches on every node depend on seeing `users` change.
-        if !store.wait_watching(USERS_COLLECTION, USERS_STREAM_WAIT).await {
+        if !store
+            .wait_watching(USERS_COLLECTION, USERS_STREAM_WAIT)
+            .await
+        {
             tracing::warn!("the users change stream is not open yet; changes by other nodes reach caches once it is");
         }
         Ok(store)
@@ -130,7 +147,10 @@ impl MongoStore {
     /// until it is open: changes committed after this returns true produce events.
     pub async fn wait_watching(&self, collection: &str, timeout: Duration) -> bool {
         let mut open = self.pumps.ensure(collection);
-        tokio::time::timeout(timeout, open.wait_for(|open| *open)).await.map(|result| result.is_ok()).unwrap_or(false)
+        tokio::time::timeout(timeout, open.wait_for(|open| *open))
+            .await
+            .map(|result| result.is_ok())
+            .unwrap_or(false)
     }
 
     /// Collections this node follows with a change stream.
@@ -164,7 +184,11 @@ impl MongoStore {
     }
 
     async fn collection_exists(db: &Database, name: &str) -> Result<bool, MongoError> {
-        Ok(!db.list_collection_names().filter(doc! {"name": name}).await?.is_empty())
+        Ok(!db
+            .list_collection_names()
+            .filter(doc! {"name": name})
+            .await?
+            .is_empty())
     }
 }
 
@@ -175,10 +199,18 @@ impl Drop for MongoStore {
 }
 
 /// Inserts several documents all or none (see the module docs).
-async fn insert_all(client: Client, coll: Collection<Document>, documents: Vec<Document>, transactions: Arc<AtomicBool>) -> Result<(), MongoError> {
+async fn insert_all(
+    client: Client,
+    coll: Collection<Document>,
+    documents: Vec<Document>,
+    transactions: Arc<AtomicBool>,
+) -> Result<(), MongoError> {
     if documents.len() > 1 && transactions.load(Ordering::Acquire) {
         match insert_in_transaction(&client, &coll, &documents).await {
-            Err(err) if matches!(err.kind.as_ref(), ErrorKind::Transaction { .. }) || is_transactions_unsupported(&err) => {
+            Err(err)
+                if matches!(err.kind.as_ref(), ErrorKind::Transaction { .. })
+                    || is_transactions_unsupported(&err) =>
+            {
                 tracing::warn!(%err, "the MongoDB deployment has no transactions; multi-document inserts are undone by hand when they fail");
                 transactions.store(false, Ordering::Release);
             }
@@ -198,16 +230,27 @@ async fn insert_all(client: Client, coll: Collection<Document>, documents: Vec<D
 
 fn is_transactions_unsupported(err: &MongoError) -> bool {
     // "Transaction numbers are only allowed on a replica set member or mongos".
-    convert::server_error(err).map(|(code, message)| code == 20 && message.contains("Transaction numbers")).unwrap_or(false)
+    convert::server_error(err)
+        .map(|(code, message)| code == 20 && message.contains("Transaction numbers"))
+        .unwrap_or(false)
 }
 
-async fn insert_in_transaction(client: &Client, coll: &Collection<Document>, documents: &[Document]) -> Result<(), MongoError> {
+async fn insert_in_transaction(
+    client: &Client,
+    coll: &Collection<Document>,
+    documents: &[Document],
+) -> Result<(), MongoError> {
     let mut session = client.start_session().await?;
     let mut attempt = 0;
     loop {
         attempt += 1;
         session.start_transaction().await?;
-        if let Err(err) = coll.insert_many(documents).ordered(true).session(&mut session).await {
+        if let Err(err) = coll
+            .insert_many(documents)
+            .ordered(true)
+            .session(&mut session)
+            .await
+        {
             let _ = session.abort_transaction().await;
             if err.contains_label(TRANSIENT_TRANSACTION_ERROR) && attempt < TRANSACTION_ATTEMPTS {
                 continue;
@@ -219,8 +262,18 @@ async fn insert_in_transaction(client: &Client, coll: &Collection<Document>, doc
             commits += 1;
             match session.commit_transaction().await {
                 Ok(()) => return Ok(()),
-                Err(err) if err.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT) && commits < TRANSACTION_ATTEMPTS => continue,
-                Err(err) if err.contains_label(TRANSIENT_TRANSACTION_ERROR) && attempt < TRANSACTION_ATTEMPTS => break,
+                Err(err)
+                    if err.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+                        && commits < TRANSACTION_ATTEMPTS =>
+                {
+                    continue
+                }
+                Err(err)
+                    if err.contains_label(TRANSIENT_TRANSACTION_ERROR)
+                        && attempt < TRANSACTION_ATTEMPTS =>
+                {
+                    break
+                }
                 Err(err) => return Err(err),
             }
         }
@@ -228,13 +281,24 @@ async fn insert_in_transaction(client: &Client, coll: &Collection<Document>, doc
 }
 
 /// After an ordered insert failed at some index, deletes the documents before it.
-async fn undo_partial_insert(coll: &Collection<Document>, documents: &[Document], err: &MongoError) {
+async fn undo_partial_insert(
+    coll: &Collection<Document>,
+    documents: &[Document],
+    err: &MongoError,
+) {
     let failed_at = match err.kind.as_ref() {
-        ErrorKind::InsertMany(insert) => insert.write_errors.as_ref().and_then(|errors| errors.first()).map(|e| e.index),
+        ErrorKind::InsertMany(insert) => insert
+            .write_errors
+            .as_ref()
+            .and_then(|errors| errors.first())
+            .map(|e| e.index),
         _ => None,
     };
     let Some(failed_at) = failed_at else { return };
-    let ids: Vec<Bson> = documents[..failed_at.min(documents.len())].iter().filter_map(|d| d.get("_id").cloned()).collect();
+    let ids: Vec<Bson> = documents[..failed_at.min(documents.len())]
+        .iter()
+        .filter_map(|d| d.get("_id").cloned())
+        .collect();
     if ids.is_empty() {
         return;
     }
@@ -245,7 +309,12 @@ async fn undo_partial_insert(coll: &Collection<Document>, documents: &[Document]
 
 #[async_trait]
 impl Store for MongoStore {
-    async fn find(&self, collection: &str, filter: &Document, options: &FindOptions) -> StoreResult<Vec<Document>> {
+    async fn find(
+        &self,
+        collection: &str,
+        filter: &Document,
+        options: &FindOptions,
+    ) -> StoreResult<Vec<Document>> {
         let coll = self.collection(collection);
         let (name, filter, options) = (collection.to_string(), filter.clone(), options.clone());
         self.run(async move {
@@ -263,7 +332,10 @@ impl Store for MongoStore {
                 find = find.limit(i64::try_from(options.limit).unwrap_or(i64::MAX));
             }
             let cursor = find.await.map_err(|err| store_error(&name, err))?;
-            cursor.try_collect().await.map_err(|err| store_error(&name, err))
+            cursor
+                .try_collect()
+                .await
+                .map_err(|err| store_error(&name, err))
         })
         .await
     }
@@ -271,27 +343,57 @@ impl Store for MongoStore {
     async fn find_by_id(&self, collection: &str, id: &Bson) -> StoreResult<Option<Document>> {
         let coll = self.collection(collection);
         let (name, id) = (collection.to_string(), id.clone());
-        self.run(async move { coll.find_one(doc! {"_id": id}).await.map_err(|err| store_error(&name, err)) }).await
+        self.run(async move {
+            coll.find_one(doc! {"_id": id})
+                .await
+                .map_err(|err| store_error(&name, err))
+        })
+        .await
     }
 
     async fn count(&self, collection: &str, filter: &Document) -> StoreResult<u64> {
         let coll = self.collection(collection);
         let (name, filter) = (collection.to_string(), filter.clone());
-        self.run(async move { coll.count_documents(filter).await.map_err(|err| store_error(&name, err)) }).await
+        self.run(async move {
+            coll.count_documents(filter)
+                .await
+                .map_err(|err| store_error(&name, err))
+        })
+        .await
     }
 
-    async fn distinct(&self, collection: &str, field: &str, filter: &Document) -> StoreResult<Vec<Bson>> {
+    async fn distinct(
+        &self,
+        collection: &str,
+        field: &str,
+        filter: &Document,
+    ) -> StoreResult<Vec<Bson>> {
         let coll = self.collection(collection);
         let (name, field, filter) = (collection.to_string(), field.to_string(), filter.clone());
-        self.run(async move { coll.distinct(field, filter).await.map_err(|err| store_error(&name, err)) }).await
+        self.run(async move {
+            coll.distinct(field, filter)
+                .await
+                .map_err(|err| store_error(&name, err))
+        })
+        .await
     }
 
-    async fn aggregate(&self, collection: &str, pipeline: &[Document]) -> StoreResult<Vec<Document>> {
+    async fn aggregate(
+        &self,
+        collection: &str,
+        pipeline: &[Document],
+    ) -> StoreResult<Vec<Document>> {
         let coll = self.collection(collection);
         let (name, pipeline) = (collection.to_string(), pipeline.to_vec());
         self.run(async move {
-            let cursor = coll.aggregate(pipeline).await.map_err(|err| store_error(&name, err))?;
-            cursor.try_collect().await.map_err(|err| store_error(&name, err))
+            let cursor = coll
+                .aggregate(pipeline)
+                .await
+                .map_err(|err| store_error(&name, err))?;
+            cursor
+                .try_collect()
+                .await
+                .map_err(|err| store_error(&name, err))
         })
         .await
     }
@@ -301,42 +403,80 @@ impl Store for MongoStore {
             return Ok(());
         }
         let coll = self.collection(collection);
-        let (name, client, transactions) = (collection.to_string(), self.client.clone(), self.transactions.clone());
+        let (name, client, transactions) = (
+            collection.to_string(),
+            self.client.clone(),
+            self.transactions.clone(),
+        );
         let result = self
-            .run(async move { insert_all(client, coll, documents, transactions).await.map_err(|err| store_error(&name, err)) })
+            .run(async move {
+                insert_all(client, coll, documents, transactions)
+                    .await
+                    .map_err(|err| store_error(&name, err))
+            })
             .await;
         self.bump_after(collection, &result, |_| true);
         result
     }
 
-    async fn replace_one(&self, collection: &str, filter: &Document, replacement: Document, upsert: bool) -> StoreResult<UpdateOutcome> {
+    async fn replace_one(
+        &self,
+        collection: &str,
+        filter: &Document,
+        replacement: Document,
+        upsert: bool,
+    ) -> StoreResult<UpdateOutcome> {
         let coll = self.collection(collection);
         let (name, filter) = (collection.to_string(), filter.clone());
         let result = self
             .run(async move {
-                let result = coll.replace_one(filter, replacement).upsert(upsert).await.map_err(|err| store_error(&name, err))?;
-                Ok(UpdateOutcome { matched: result.matched_count, modified: result.modified_count, upserted_id: result.upserted_id })
+                let result = coll
+                    .replace_one(filter, replacement)
+                    .upsert(upsert)
+                    .await
+                    .map_err(|err| store_error(&name, err))?;
+                Ok(UpdateOutcome {
+                    matched: result.matched_count,
+                    modified: result.modified_count,
+                    upserted_id: result.upserted_id,
+                })
             })
             .await;
-        self.bump_after(collection, &result, |outcome| outcome.modified > 0 || outcome.upserted_id.is_some());
+        self.bump_after(collection, &result, |outcome| {
+            outcome.modified > 0 || outcome.upserted_id.is_some()
+        });
         result
     }
 
-    async fn update(&self, collection: &str, filter: &Document, update: &Document, options: UpdateOptions) -> StoreResult<UpdateOutcome> {
+    async fn update(
+        &self,
+        collection: &str,
+        filter: &Document,
+        update: &Document,
+        options: UpdateOptions,
+    ) -> StoreResult<UpdateOutcome> {
         let coll = self.collection(collection);
         let (name, filter, update) = (collection.to_string(), filter.clone(), update.clone());
         let result = self
             .run(async move {
                 let result = if options.multi {
-                    coll.update_many(filter, update).upsert(options.upsert).await
+                    coll.update_many(filter, update)
+                        .upsert(options.upsert)
+                        .await
                 } else {
                     coll.update_one(filter, update).upsert(options.upsert).await
                 }
                 .map_err(|err| store_error(&name, err))?;
-                Ok(UpdateOutcome { matched: result.matched_count, modified: result.modified_count, upserted_id: result.upserted_id })
+                Ok(UpdateOutcome {
+                    matched: result.matched_count,
+                    modified: result.modified_count,
+                    upserted_id: result.upserted_id,
+                })
             })
             .await;
-        self.bump_after(collection, &result, |outcome| outcome.modified > 0 || outcome.upserted_id.is_some());
+        self.bump_after(collection, &result, |outcome| {
+            outcome.modified > 0 || outcome.upserted_id.is_some()
+        });
         result
     }
 
@@ -348,14 +488,23 @@ impl Store for MongoStore {
         options: &FindAndModifyOptions,
     ) -> StoreResult<Option<Document>> {
         let coll = self.collection(collection);
-        let (name, filter, update, options) = (collection.to_string(), filter.clone(), update.clone(), options.clone());
+        let (name, filter, update, options) = (
+            collection.to_string(),
+            filter.clone(),
+            update.clone(),
+            options.clone(),
+        );
         let upsert = options.upsert;
         let result = self
             .run(async move {
                 let mut action = coll
                     .find_one_and_update(filter, update)
                     .upsert(options.upsert)
-                    .return_document(if options.return_new { ReturnDocument::After } else { ReturnDocument::Before });
+                    .return_document(if options.return_new {
+                        ReturnDocument::After
+                    } else {
+                        ReturnDocument::Before
+                    });
                 if let Some(sort) = options.sort {
                     action = action.sort(sort);
                 }
@@ -369,13 +518,24 @@ impl Store for MongoStore {
         result
     }
 
-    async fn delete(&self, collection: &str, filter: &Document, just_one: bool) -> StoreResult<u64> {
+    async fn delete(
+        &self,
+        collection: &str,
+        filter: &Document,
+        just_one: bool,
+    ) -> StoreResult<u64> {
         let coll = self.collection(collection);
         let (name, filter) = (collection.to_string(), filter.clone());
         let result = self
             .run(async move {
-                let result = if just_one { coll.delete_one(filter).await } else { coll.delete_many(filter).await };
-                result.map(|deleted| deleted.deleted_count).map_err(|err| store_error(&name, err))
+                let result = if just_one {
+                    coll.delete_one(filter).await
+                } else {
+                    coll.delete_many(filter).await
+                };
+                result
+                    .map(|deleted| deleted.deleted_count)
+                    .map_err(|err| store_error(&name, err))
             })
             .await;
         self.bump_after(collection, &result, |deleted| *deleted > 0);
@@ -385,9 +545,15 @@ impl Store for MongoStore {
     async fn list_collections(&self) -> StoreResult<Vec<CollectionInfo>> {
         let db = self.db.clone();
         self.run(async move {
-            let cursor = db.list_collections().await.map_err(|err| store_error("", err))?;
-            let specs: Vec<Document> =
-                cursor.with_type::<Document>().try_collect().await.map_err(|err| store_error("", err))?;
+            let cursor = db
+                .list_collections()
+                .await
+                .map_err(|err| store_error("", err))?;
+            let specs: Vec<Document> = cursor
+                .with_type::<Document>()
+                .try_collect()
+                .await
+                .map_err(|err| store_error("", err))?;
             let mut infos: Vec<CollectionInfo> = specs
                 .into_iter()
                 .filter_map(|spec| {
@@ -412,10 +578,14 @@ impl Store for MongoStore {
         let command = convert::create_command(name, options)?;
         let (db, name) = (self.db.clone(), name.to_string());
         self.run(async move {
-            let exists = || StoreError::InvalidOptions(format!("Collection {name} already exists."));
+            let exists =
+                || StoreError::InvalidOptions(format!("Collection {name} already exists."));
             // Newer servers accept re-creating with identical options: refuse it the
             // same way everywhere.
-            if Self::collection_exists(&db, &name).await.map_err(|err| store_error(&name, err))? {
+            if Self::collection_exists(&db, &name)
+                .await
+                .map_err(|err| store_error(&name, err))?
+            {
                 return Err(exists());
             }
             match db.run_command(command).await {
@@ -432,7 +602,10 @@ impl Store for MongoStore {
         let result = self
             .run(async move {
                 // Newer servers answer "ok" for a missing collection: ask first.
-                if !Self::collection_exists(&db, &owned).await.map_err(|err| store_error(&owned, err))? {
+                if !Self::collection_exists(&db, &owned)
+                    .await
+                    .map_err(|err| store_error(&owned, err))?
+                {
                     return Ok(false);
                 }
                 match db.collection::<Document>(&owned).drop().await {
@@ -451,20 +624,35 @@ impl Store for MongoStore {
         let coll = self.collection(collection);
         let name = collection.to_string();
         self.run(async move {
-            coll.create_index(model).await.map(|created| created.index_name).map_err(|err| store_error(&name, err))
+            coll.create_index(model)
+                .await
+                .map(|created| created.index_name)
+                .map_err(|err| store_error(&name, err))
         })
         .await
     }
 
     async fn list_indexes(&self, collection: &str) -> StoreResult<Vec<Document>> {
-        let (db, coll, name) = (self.db.clone(), self.collection(collection), collection.to_string());
+        let (db, coll, name) = (
+            self.db.clone(),
+            self.collection(collection),
+            collection.to_string(),
+        );
         self.run(async move {
             let indexes: Vec<Document> = match coll.list_indexes().await {
-                Ok(cursor) => cursor.with_type::<Document>().try_collect().await.map_err(|err| store_error(&name, err))?,
+                Ok(cursor) => cursor
+                    .with_type::<Document>()
+                    .try_collect()
+                    .await
+                    .map_err(|err| store_error(&name, err))?,
                 Err(err) => return Err(store_error(&name, err)),
             };
             // Some servers list nothing for a missing collection instead of failing.
-            if indexes.is_empty() && !Self::collection_exists(&db, &name).await.map_err(|err| store_error(&name, err))? {
+            if indexes.is_empty()
+                && !Self::collection_exists(&db, &name)
+                    .await
+                    .map_err(|err| store_error(&name, err))?
+            {
                 return Err(StoreError::NoSuchCollection(name));
             }
             Ok(indexes
@@ -484,7 +672,9 @@ impl Store for MongoStore {
         self.run(async move {
             match coll.drop_index(&name).await {
                 Ok(()) => Ok(()),
-                Err(err) if server_code(&err) == Some(codes::INDEX_NOT_FOUND) => Err(StoreError::NoSuchIndex(name)),
+                Err(err) if server_code(&err) == Some(codes::INDEX_NOT_FOUND) => {
+                    Err(StoreError::NoSuchIndex(name))
+                }
                 Err(err) => Err(store_error(&collection, err)),
             }
         })
@@ -511,7 +701,12 @@ impl Store for MongoStore {
 }
 
 impl MongoStore {
-    fn bump_after<T>(&self, collection: &str, result: &StoreResult<T>, changed: impl FnOnce(&T) -> bool) {
+    fn bump_after<T>(
+        &self,
+        collection: &str,
+        result: &StoreResult<T>,
+        changed: impl FnOnce(&T) -> bool,
+    ) {
         match result {
             Ok(value) if changed(value) => self.bump(collection),
             Ok(_) | Err(StoreError::Closed) => {}

@@ -17,12 +17,17 @@ use crate::store::{ChangeEvent, ChangeOperation, TimeseriesOptions};
 const EVENT_WAIT: Duration = Duration::from_secs(10);
 
 fn mongo_url() -> Option<String> {
-    std::env::var("MONGODB_URL").ok().filter(|url| !url.is_empty())
+    std::env::var("MONGODB_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
 }
 
 /// Written straight to stderr so the test harness does not swallow it.
 fn skipped(test: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED: MONGODB_URL not set (store::mongo::tests::{test})");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: MONGODB_URL not set (store::mongo::tests::{test})"
+    );
 }
 
 fn unique_db() -> String {
@@ -41,10 +46,17 @@ where
         return;
     };
     let database = unique_db();
-    let store = Arc::new(MongoStore::connect_with(&url, &database, Duration::from_millis(100)).await.expect("connect"));
+    let store = Arc::new(
+        MongoStore::connect_with(&url, &database, Duration::from_millis(100))
+            .await
+            .expect("connect"),
+    );
     let outcome = tokio::spawn(body(store.clone(), url)).await;
     if let Err(err) = store.db.drop().await {
-        let _ = writeln!(std::io::stderr(), "could not drop test database {database}: {err}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "could not drop test database {database}: {err}"
+        );
     }
     store.close().await.expect("close");
     if let Err(err) = outcome {
@@ -56,11 +68,17 @@ where
 }
 
 async fn next_event(events: &mut broadcast::Receiver<Arc<ChangeEvent>>) -> Arc<ChangeEvent> {
-    tokio::time::timeout(EVENT_WAIT, events.recv()).await.expect("a change event in time").expect("feed open")
+    tokio::time::timeout(EVENT_WAIT, events.recv())
+        .await
+        .expect("a change event in time")
+        .expect("feed open")
 }
 
 fn ids(documents: &[Document]) -> Vec<Bson> {
-    documents.iter().map(|d| d.get("_id").cloned().unwrap_or(Bson::Null)).collect()
+    documents
+        .iter()
+        .map(|d| d.get("_id").cloned().unwrap_or(Bson::Null))
+        .collect()
 }
 
 fn int_ids(values: &[i32]) -> Vec<Bson> {
@@ -74,8 +92,14 @@ fn mongo_watch_hook_fires_once_per_collection() {
     let _early = feed.subscribe("early");
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = seen.clone();
-    assert!(feed.set_watch_hook(Box::new(move |name: &str| sink.lock().unwrap().push(name.to_string()))));
-    assert!(!feed.set_watch_hook(Box::new(|_: &str| {})), "only one hook");
+    assert!(feed.set_watch_hook(Box::new(move |name: &str| sink
+        .lock()
+        .unwrap()
+        .push(name.to_string()))));
+    assert!(
+        !feed.set_watch_hook(Box::new(|_: &str| {})),
+        "only one hook"
+    );
     assert_eq!(feed.watched_collections(), vec!["early".to_string()]);
     // Bumping or publishing alone does not watch a collection.
     feed.bump("quiet");
@@ -92,7 +116,10 @@ fn mongo_watch_hook_fires_once_per_collection() {
     feed.generation("a");
     feed.generation("users");
     feed.generation("users");
-    assert_eq!(*seen.lock().unwrap(), vec!["quiet".to_string(), "a".to_string(), "users".to_string()]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["quiet".to_string(), "a".to_string(), "users".to_string()]
+    );
     let mut watched = feed.watched_collections();
     watched.sort();
     assert_eq!(watched, vec!["a", "early", "quiet", "users"]);
@@ -102,9 +129,16 @@ fn mongo_watch_hook_fires_once_per_collection() {
 async fn mongo_connect_to_nowhere_fails_fast() {
     // No server needed: a closed port with a short server-selection timeout.
     let started = Instant::now();
-    let result =
-        MongoStore::connect("mongodb://127.0.0.1:1/?directConnection=true&serverSelectionTimeoutMS=300", "x").await;
-    assert!(matches!(result, Err(StoreError::Backend(_))), "{:?}", result.as_ref().err());
+    let result = MongoStore::connect(
+        "mongodb://127.0.0.1:1/?directConnection=true&serverSelectionTimeoutMS=300",
+        "x",
+    )
+    .await;
+    assert!(
+        matches!(result, Err(StoreError::Backend(_))),
+        "{:?}",
+        result.as_ref().err()
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     let invalid = MongoStore::connect("not-a-url", "x").await;
     assert!(matches!(invalid, Err(StoreError::InvalidOptions(_))));
@@ -194,154 +228,296 @@ async fn mongo_find_count_distinct_aggregate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_duplicate_keys_and_all_or_none_inserts() {
-    with_store("mongo_duplicate_keys_and_all_or_none_inserts", |store, _| async move {
-        store.insert_many("c", vec![doc! {"_id": 1, "v": "first"}]).await.unwrap();
-        let err = store.insert_many("c", vec![doc! {"_id": 1}]).await.unwrap_err();
-        match &err {
-            StoreError::DuplicateKey { collection, key } => {
-                assert_eq!(collection, "c");
-                assert!(key.contains('1'), "{key}");
+    with_store(
+        "mongo_duplicate_keys_and_all_or_none_inserts",
+        |store, _| async move {
+            store
+                .insert_many("c", vec![doc! {"_id": 1, "v": "first"}])
+                .await
+                .unwrap();
+            let err = store
+                .insert_many("c", vec![doc! {"_id": 1}])
+                .await
+                .unwrap_err();
+            match &err {
+                StoreError::DuplicateKey { collection, key } => {
+                    assert_eq!(collection, "c");
+                    assert!(key.contains('1'), "{key}");
+                }
+                other => panic!("expected DuplicateKey, got {other:?}"),
             }
-            other => panic!("expected DuplicateKey, got {other:?}"),
-        }
-        assert!(err.to_string().starts_with("E11000 duplicate key error"), "{err}");
+            assert!(
+                err.to_string().starts_with("E11000 duplicate key error"),
+                "{err}"
+            );
 
-        // A batch with a clash in the middle writes nothing.
-        let err = store.insert_many("c", vec![doc! {"_id": 2}, doc! {"_id": 1}, doc! {"_id": 3}]).await.unwrap_err();
-        assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err:?}");
-        assert_eq!(store.count("c", &doc! {}).await.unwrap(), 1, "nothing of the failed batch was written");
-        // A clash inside the batch itself.
-        let err = store.insert_many("c", vec![doc! {"_id": 7}, doc! {"_id": 7}]).await.unwrap_err();
-        assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err:?}");
-        assert_eq!(store.count("c", &doc! {}).await.unwrap(), 1);
+            // A batch with a clash in the middle writes nothing.
+            let err = store
+                .insert_many("c", vec![doc! {"_id": 2}, doc! {"_id": 1}, doc! {"_id": 3}])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err:?}");
+            assert_eq!(
+                store.count("c", &doc! {}).await.unwrap(),
+                1,
+                "nothing of the failed batch was written"
+            );
+            // A clash inside the batch itself.
+            let err = store
+                .insert_many("c", vec![doc! {"_id": 7}, doc! {"_id": 7}])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err:?}");
+            assert_eq!(store.count("c", &doc! {}).await.unwrap(), 1);
 
-        // A unique secondary index clashes the same way, also on update.
-        store
-            .create_index("c", &IndexSpec { keys: doc! {"email": 1}, unique: true, ..Default::default() })
-            .await
-            .unwrap();
-        store.insert_many("c", vec![doc! {"_id": 10, "email": "a@x"}, doc! {"_id": 11, "email": "b@x"}]).await.unwrap();
-        let err = store.insert_many("c", vec![doc! {"_id": 12, "email": "a@x"}]).await.unwrap_err();
-        assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err:?}");
-        let err = store
-            .update("c", &doc! {"_id": 11}, &doc! {"$set": {"email": "a@x"}}, UpdateOptions::default())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err:?}");
-        let err = store
-            .find_one_and_update("c", &doc! {"_id": 11}, &doc! {"$set": {"email": "a@x"}}, &FindAndModifyOptions::default())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err:?}");
-        assert_eq!(store.count("c", &doc! {}).await.unwrap(), 3);
-        assert!(store.transactions.load(Ordering::Acquire), "the server supports transactions");
-        // Empty batches are a no-op.
-        store.insert_many("c", vec![]).await.unwrap();
-    })
+            // A unique secondary index clashes the same way, also on update.
+            store
+                .create_index(
+                    "c",
+                    &IndexSpec {
+                        keys: doc! {"email": 1},
+                        unique: true,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            store
+                .insert_many(
+                    "c",
+                    vec![
+                        doc! {"_id": 10, "email": "a@x"},
+                        doc! {"_id": 11, "email": "b@x"},
+                    ],
+                )
+                .await
+                .unwrap();
+            let err = store
+                .insert_many("c", vec![doc! {"_id": 12, "email": "a@x"}])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err:?}");
+            let err = store
+                .update(
+                    "c",
+                    &doc! {"_id": 11},
+                    &doc! {"$set": {"email": "a@x"}},
+                    UpdateOptions::default(),
+                )
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err:?}");
+            let err = store
+                .find_one_and_update(
+                    "c",
+                    &doc! {"_id": 11},
+                    &doc! {"$set": {"email": "a@x"}},
+                    &FindAndModifyOptions::default(),
+                )
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::DuplicateKey { .. }), "{err:?}");
+            assert_eq!(store.count("c", &doc! {}).await.unwrap(), 3);
+            assert!(
+                store.transactions.load(Ordering::Acquire),
+                "the server supports transactions"
+            );
+            // Empty batches are a no-op.
+            store.insert_many("c", vec![]).await.unwrap();
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_replace_update_find_one_and_update_delete() {
-    with_store("mongo_replace_update_find_one_and_update_delete", |store, _| async move {
-        store
-            .insert_many(
-                "w",
-                vec![
-                    doc! {"_id": 1, "state": "new", "p": 1, "n": 0},
-                    doc! {"_id": 2, "state": "new", "p": 3, "n": 0},
-                    doc! {"_id": 3, "state": "done", "p": 2, "n": 0},
-                ],
-            )
-            .await
-            .unwrap();
+    with_store(
+        "mongo_replace_update_find_one_and_update_delete",
+        |store, _| async move {
+            store
+                .insert_many(
+                    "w",
+                    vec![
+                        doc! {"_id": 1, "state": "new", "p": 1, "n": 0},
+                        doc! {"_id": 2, "state": "new", "p": 3, "n": 0},
+                        doc! {"_id": 3, "state": "done", "p": 2, "n": 0},
+                    ],
+                )
+                .await
+                .unwrap();
 
-        // replace_one keeps the _id; no match without upsert changes nothing.
-        let outcome = store.replace_one("w", &doc! {"_id": 3}, doc! {"state": "archived"}, false).await.unwrap();
-        assert_eq!(outcome, UpdateOutcome { matched: 1, modified: 1, upserted_id: None });
-        assert_eq!(store.find_by_id("w", &Bson::Int32(3)).await.unwrap().unwrap(), doc! {"_id": 3, "state": "archived"});
-        let outcome = store.replace_one("w", &doc! {"_id": 99}, doc! {"state": "x"}, false).await.unwrap();
-        assert_eq!(outcome, UpdateOutcome::default());
-        let outcome = store.replace_one("w", &doc! {"_id": 4}, doc! {"state": "upserted"}, true).await.unwrap();
-        assert_eq!((outcome.matched, outcome.upserted_id), (0, Some(Bson::Int32(4))));
+            // replace_one keeps the _id; no match without upsert changes nothing.
+            let outcome = store
+                .replace_one("w", &doc! {"_id": 3}, doc! {"state": "archived"}, false)
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome,
+                UpdateOutcome {
+                    matched: 1,
+                    modified: 1,
+                    upserted_id: None
+                }
+            );
+            assert_eq!(
+                store
+                    .find_by_id("w", &Bson::Int32(3))
+                    .await
+                    .unwrap()
+                    .unwrap(),
+                doc! {"_id": 3, "state": "archived"}
+            );
+            let outcome = store
+                .replace_one("w", &doc! {"_id": 99}, doc! {"state": "x"}, false)
+                .await
+                .unwrap();
+            assert_eq!(outcome, UpdateOutcome::default());
+            let outcome = store
+                .replace_one("w", &doc! {"_id": 4}, doc! {"state": "upserted"}, true)
+                .await
+                .unwrap();
+            assert_eq!(
+                (outcome.matched, outcome.upserted_id),
+                (0, Some(Bson::Int32(4)))
+            );
 
-        // update: one, many, upsert.
-        let one = store.update("w", &doc! {"state": "new"}, &doc! {"$inc": {"n": 1}}, UpdateOptions::default()).await.unwrap();
-        assert_eq!((one.matched, one.modified), (1, 1));
-        let many = store
-            .update("w", &doc! {"state": "new"}, &doc! {"$inc": {"n": 1}}, UpdateOptions { multi: true, upsert: false })
-            .await
-            .unwrap();
-        assert_eq!((many.matched, many.modified), (2, 2));
-        let total: i32 = store
-            .find("w", &doc! {"state": "new"}, &FindOptions::default())
-            .await
-            .unwrap()
-            .iter()
-            .map(|d| d.get_i32("n").unwrap())
-            .sum();
-        assert_eq!(total, 3);
-        let upserted = store
-            .update("w", &doc! {"_id": 5}, &doc! {"$set": {"state": "new", "p": 0}}, UpdateOptions { upsert: true, multi: false })
-            .await
-            .unwrap();
-        assert_eq!(upserted.upserted_id, Some(Bson::Int32(5)));
-        let none = store.update("w", &doc! {"_id": 77}, &doc! {"$set": {"a": 1}}, UpdateOptions::default()).await.unwrap();
-        assert_eq!(none, UpdateOutcome::default());
-        let bad = store.update("w", &doc! {}, &doc! {"$nosuchop": {"a": 1}}, UpdateOptions::default()).await.unwrap_err();
-        assert!(matches!(bad, StoreError::Query(_)), "{bad:?}");
+            // update: one, many, upsert.
+            let one = store
+                .update(
+                    "w",
+                    &doc! {"state": "new"},
+                    &doc! {"$inc": {"n": 1}},
+                    UpdateOptions::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!((one.matched, one.modified), (1, 1));
+            let many = store
+                .update(
+                    "w",
+                    &doc! {"state": "new"},
+                    &doc! {"$inc": {"n": 1}},
+                    UpdateOptions {
+                        multi: true,
+                        upsert: false,
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!((many.matched, many.modified), (2, 2));
+            let total: i32 = store
+                .find("w", &doc! {"state": "new"}, &FindOptions::default())
+                .await
+                .unwrap()
+                .iter()
+                .map(|d| d.get_i32("n").unwrap())
+                .sum();
+            assert_eq!(total, 3);
+            let upserted = store
+                .update(
+                    "w",
+                    &doc! {"_id": 5},
+                    &doc! {"$set": {"state": "new", "p": 0}},
+                    UpdateOptions {
+                        upsert: true,
+                        multi: false,
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(upserted.upserted_id, Some(Bson::Int32(5)));
+            let none = store
+                .update(
+                    "w",
+                    &doc! {"_id": 77},
+                    &doc! {"$set": {"a": 1}},
+                    UpdateOptions::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(none, UpdateOutcome::default());
+            let bad = store
+                .update(
+                    "w",
+                    &doc! {},
+                    &doc! {"$nosuchop": {"a": 1}},
+                    UpdateOptions::default(),
+                )
+                .await
+                .unwrap_err();
+            assert!(matches!(bad, StoreError::Query(_)), "{bad:?}");
 
-        // find_one_and_update: sort picks the match; old or new; projection; upsert.
-        let popped = store
-            .find_one_and_update(
-                "w",
-                &doc! {"state": "new"},
-                &doc! {"$set": {"state": "processing"}},
-                &FindAndModifyOptions { sort: Some(doc! {"p": -1}), return_new: true, ..Default::default() },
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(popped.get("_id"), Some(&Bson::Int32(2)));
-        assert_eq!(popped.get_str("state").unwrap(), "processing");
-        let before = store
-            .find_one_and_update(
-                "w",
-                &doc! {"state": "new"},
-                &doc! {"$set": {"state": "processing"}},
-                &FindAndModifyOptions {
-                    sort: Some(doc! {"p": 1}),
-                    return_new: false,
-                    projection: Some(doc! {"state": 1}),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(before, doc! {"_id": 5, "state": "new"});
-        let missing = store
-            .find_one_and_update("w", &doc! {"_id": 100}, &doc! {"$set": {"a": 1}}, &FindAndModifyOptions::default())
-            .await
-            .unwrap();
-        assert!(missing.is_none());
-        let created = store
-            .find_one_and_update(
-                "w",
-                &doc! {"_id": 100},
-                &doc! {"$set": {"a": 1}},
-                &FindAndModifyOptions { upsert: true, return_new: true, ..Default::default() },
-            )
-            .await
-            .unwrap();
-        assert_eq!(created, Some(doc! {"_id": 100, "a": 1}));
+            // find_one_and_update: sort picks the match; old or new; projection; upsert.
+            let popped = store
+                .find_one_and_update(
+                    "w",
+                    &doc! {"state": "new"},
+                    &doc! {"$set": {"state": "processing"}},
+                    &FindAndModifyOptions {
+                        sort: Some(doc! {"p": -1}),
+                        return_new: true,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(popped.get("_id"), Some(&Bson::Int32(2)));
+            assert_eq!(popped.get_str("state").unwrap(), "processing");
+            let before = store
+                .find_one_and_update(
+                    "w",
+                    &doc! {"state": "new"},
+                    &doc! {"$set": {"state": "processing"}},
+                    &FindAndModifyOptions {
+                        sort: Some(doc! {"p": 1}),
+                        return_new: false,
+                        projection: Some(doc! {"state": 1}),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(before, doc! {"_id": 5, "state": "new"});
+            let missing = store
+                .find_one_and_update(
+                    "w",
+                    &doc! {"_id": 100},
+                    &doc! {"$set": {"a": 1}},
+                    &FindAndModifyOptions::default(),
+                )
+                .await
+                .unwrap();
+            assert!(missing.is_none());
+            let created = store
+                .find_one_and_update(
+                    "w",
+                    &doc! {"_id": 100},
+                    &doc! {"$set": {"a": 1}},
+                    &FindAndModifyOptions {
+                        upsert: true,
+                        return_new: true,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(created, Some(doc! {"_id": 100, "a": 1}));
 
-        // delete: one, many.
-        assert_eq!(store.delete("w", &doc! {"state": "processing"}, true).await.unwrap(), 1);
-        assert_eq!(store.delete("w", &doc! {}, false).await.unwrap(), 5);
-        assert_eq!(store.delete("w", &doc! {}, false).await.unwrap(), 0);
-        assert_eq!(store.count("w", &doc! {}).await.unwrap(), 0);
-    })
+            // delete: one, many.
+            assert_eq!(
+                store
+                    .delete("w", &doc! {"state": "processing"}, true)
+                    .await
+                    .unwrap(),
+                1
+            );
+            assert_eq!(store.delete("w", &doc! {}, false).await.unwrap(), 5);
+            assert_eq!(store.delete("w", &doc! {}, false).await.unwrap(), 0);
+            assert_eq!(store.count("w", &doc! {}).await.unwrap(), 0);
+        },
+    )
     .await;
 }
 
@@ -408,22 +584,48 @@ async fn mongo_indexes_unique_ttl_partial() {
             expire_after_seconds: Some(86400),
             ..Default::default()
         };
-        assert_eq!(store.create_index("docs", &ttl).await.unwrap(), "created_ttl");
-        assert_eq!(store.create_index("docs", &ttl).await.unwrap(), "created_ttl", "identical spec is idempotent");
-        let unique = IndexSpec { keys: doc! {"a": 1, "b": -1}, unique: true, ..Default::default() };
-        assert_eq!(store.create_index("docs", &unique).await.unwrap(), "a_1_b_-1", "generated name");
+        assert_eq!(
+            store.create_index("docs", &ttl).await.unwrap(),
+            "created_ttl"
+        );
+        assert_eq!(
+            store.create_index("docs", &ttl).await.unwrap(),
+            "created_ttl",
+            "identical spec is idempotent"
+        );
+        let unique = IndexSpec {
+            keys: doc! {"a": 1, "b": -1},
+            unique: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            store.create_index("docs", &unique).await.unwrap(),
+            "a_1_b_-1",
+            "generated name"
+        );
         let partial = IndexSpec {
             keys: doc! {"email": 1},
             unique: true,
             partial_filter: Some(doc! {"email": {"$exists": true}}),
             ..Default::default()
         };
-        assert_eq!(store.create_index("docs", &partial).await.unwrap(), "email_1");
+        assert_eq!(
+            store.create_index("docs", &partial).await.unwrap(),
+            "email_1"
+        );
 
         let indexes = store.list_indexes("docs").await.unwrap();
-        let by_name = |name: &str| indexes.iter().find(|i| i.get_str("name").ok() == Some(name)).cloned();
+        let by_name = |name: &str| {
+            indexes
+                .iter()
+                .find(|i| i.get_str("name").ok() == Some(name))
+                .cloned()
+        };
         assert_eq!(indexes.len(), 4, "{indexes:?}");
-        assert_eq!(by_name("_id_").unwrap().get_document("key").unwrap(), &doc! {"_id": 1});
+        assert_eq!(
+            by_name("_id_").unwrap().get_document("key").unwrap(),
+            &doc! {"_id": 1}
+        );
         let ttl_index = by_name("created_ttl").unwrap();
         let expire = ttl_index.get("expireAfterSeconds").map(|v| match v {
             Bson::Int32(v) => *v as i64,
@@ -432,26 +634,53 @@ async fn mongo_indexes_unique_ttl_partial() {
             other => panic!("odd expireAfterSeconds {other:?}"),
         });
         assert_eq!(expire, Some(86400));
-        assert_eq!(ttl_index.get_document("key").unwrap(), &doc! {"_created": 1});
+        assert_eq!(
+            ttl_index.get_document("key").unwrap(),
+            &doc! {"_created": 1}
+        );
         let unique_index = by_name("a_1_b_-1").unwrap();
         assert!(unique_index.get_bool("unique").unwrap());
         let partial_index = by_name("email_1").unwrap();
-        assert_eq!(partial_index.get_document("partialFilterExpression").unwrap(), &doc! {"email": {"$exists": true}});
+        assert_eq!(
+            partial_index
+                .get_document("partialFilterExpression")
+                .unwrap(),
+            &doc! {"email": {"$exists": true}}
+        );
         assert!(indexes.iter().all(|i| !i.contains_key("ns")));
 
         store.drop_index("docs", "a_1_b_-1").await.unwrap();
-        assert_eq!(store.drop_index("docs", "a_1_b_-1").await.unwrap_err(), StoreError::NoSuchIndex("a_1_b_-1".into()));
+        assert_eq!(
+            store.drop_index("docs", "a_1_b_-1").await.unwrap_err(),
+            StoreError::NoSuchIndex("a_1_b_-1".into())
+        );
         assert_eq!(store.list_indexes("docs").await.unwrap().len(), 3);
 
         // The partial unique index ignores documents without the field.
-        store.insert_many("docs", vec![doc! {"_id": 1}, doc! {"_id": 2}]).await.unwrap();
-        store.insert_many("docs", vec![doc! {"_id": 3, "email": "x"}]).await.unwrap();
+        store
+            .insert_many("docs", vec![doc! {"_id": 1}, doc! {"_id": 2}])
+            .await
+            .unwrap();
+        store
+            .insert_many("docs", vec![doc! {"_id": 3, "email": "x"}])
+            .await
+            .unwrap();
         assert!(matches!(
-            store.insert_many("docs", vec![doc! {"_id": 4, "email": "x"}]).await,
+            store
+                .insert_many("docs", vec![doc! {"_id": 4, "email": "x"}])
+                .await,
             Err(StoreError::DuplicateKey { .. })
         ));
         assert!(matches!(
-            store.create_index("docs", &IndexSpec { keys: doc! {}, ..Default::default() }).await,
+            store
+                .create_index(
+                    "docs",
+                    &IndexSpec {
+                        keys: doc! {},
+                        ..Default::default()
+                    }
+                )
+                .await,
             Err(StoreError::InvalidOptions(_))
         ));
     })
@@ -460,111 +689,203 @@ async fn mongo_indexes_unique_ttl_partial() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_change_events_insert_update_replace_delete() {
-    with_store("mongo_change_events_insert_update_replace_delete", |store, _| async move {
-        let mut events = store.changes().subscribe("things");
-        let mut second = store.changes().subscribe("things");
-        assert!(store.wait_watching("things", EVENT_WAIT).await, "stream opens");
+    with_store(
+        "mongo_change_events_insert_update_replace_delete",
+        |store, _| async move {
+            let mut events = store.changes().subscribe("things");
+            let mut second = store.changes().subscribe("things");
+            assert!(
+                store.wait_watching("things", EVENT_WAIT).await,
+                "stream opens"
+            );
 
-        store.insert_many("things", vec![doc! {"_id": "a", "n": 1}]).await.unwrap();
-        let event = next_event(&mut events).await;
-        assert_eq!(event.collection, "things");
-        assert_eq!(event.operation, ChangeOperation::Insert);
-        assert_eq!(event.document_key, Bson::from("a"));
-        assert_eq!(event.full_document, Some(doc! {"_id": "a", "n": 1}));
+            store
+                .insert_many("things", vec![doc! {"_id": "a", "n": 1}])
+                .await
+                .unwrap();
+            let event = next_event(&mut events).await;
+            assert_eq!(event.collection, "things");
+            assert_eq!(event.operation, ChangeOperation::Insert);
+            assert_eq!(event.document_key, Bson::from("a"));
+            assert_eq!(event.full_document, Some(doc! {"_id": "a", "n": 1}));
 
-        store.update("things", &doc! {"_id": "a"}, &doc! {"$set": {"n": 2}}, UpdateOptions::default()).await.unwrap();
-        let event = next_event(&mut events).await;
-        assert_eq!(event.operation, ChangeOperation::Update);
-        assert_eq!(event.document_key, Bson::from("a"));
-        assert_eq!(event.full_document, Some(doc! {"_id": "a", "n": 2}), "updateLookup gives the document");
+            store
+                .update(
+                    "things",
+                    &doc! {"_id": "a"},
+                    &doc! {"$set": {"n": 2}},
+                    UpdateOptions::default(),
+                )
+                .await
+                .unwrap();
+            let event = next_event(&mut events).await;
+            assert_eq!(event.operation, ChangeOperation::Update);
+            assert_eq!(event.document_key, Bson::from("a"));
+            assert_eq!(
+                event.full_document,
+                Some(doc! {"_id": "a", "n": 2}),
+                "updateLookup gives the document"
+            );
 
-        store.replace_one("things", &doc! {"_id": "a"}, doc! {"n": 3}, false).await.unwrap();
-        let event = next_event(&mut events).await;
-        assert_eq!(event.operation, ChangeOperation::Replace);
-        assert_eq!(event.full_document, Some(doc! {"_id": "a", "n": 3}));
+            store
+                .replace_one("things", &doc! {"_id": "a"}, doc! {"n": 3}, false)
+                .await
+                .unwrap();
+            let event = next_event(&mut events).await;
+            assert_eq!(event.operation, ChangeOperation::Replace);
+            assert_eq!(event.full_document, Some(doc! {"_id": "a", "n": 3}));
 
-        store.delete("things", &doc! {"_id": "a"}, true).await.unwrap();
-        let event = next_event(&mut events).await;
-        assert_eq!(event.operation, ChangeOperation::Delete);
-        assert_eq!(event.document_key, Bson::from("a"));
-        assert_eq!(event.full_document, None, "no pre-images");
+            store
+                .delete("things", &doc! {"_id": "a"}, true)
+                .await
+                .unwrap();
+            let event = next_event(&mut events).await;
+            assert_eq!(event.operation, ChangeOperation::Delete);
+            assert_eq!(event.document_key, Bson::from("a"));
+            assert_eq!(event.full_document, None, "no pre-images");
 
-        // Exactly one event per change, for every subscriber.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(matches!(events.try_recv(), Err(broadcast::error::TryRecvError::Empty)));
-        let mut operations = Vec::new();
-        while let Ok(event) = second.try_recv() {
-            operations.push(event.operation);
-        }
-        assert_eq!(
-            operations,
-            vec![ChangeOperation::Insert, ChangeOperation::Update, ChangeOperation::Replace, ChangeOperation::Delete]
-        );
-        // One stream per collection, however many subscribers.
-        let _third = store.changes().subscribe("things");
-        assert_eq!(store.watched_collections(), vec!["things".to_string(), "users".to_string()]);
+            // Exactly one event per change, for every subscriber.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(matches!(
+                events.try_recv(),
+                Err(broadcast::error::TryRecvError::Empty)
+            ));
+            let mut operations = Vec::new();
+            while let Ok(event) = second.try_recv() {
+                operations.push(event.operation);
+            }
+            assert_eq!(
+                operations,
+                vec![
+                    ChangeOperation::Insert,
+                    ChangeOperation::Update,
+                    ChangeOperation::Replace,
+                    ChangeOperation::Delete
+                ]
+            );
+            // One stream per collection, however many subscribers.
+            let _third = store.changes().subscribe("things");
+            assert_eq!(
+                store.watched_collections(),
+                vec!["things".to_string(), "users".to_string()]
+            );
 
-        // A multi-document (transactional) insert gives one event per document.
-        store.insert_many("things", vec![doc! {"_id": "b"}, doc! {"_id": "c"}]).await.unwrap();
-        let first = next_event(&mut events).await;
-        let next = next_event(&mut events).await;
-        assert_eq!((first.document_key.clone(), next.document_key.clone()), (Bson::from("b"), Bson::from("c")));
-    })
+            // A multi-document (transactional) insert gives one event per document.
+            store
+                .insert_many("things", vec![doc! {"_id": "b"}, doc! {"_id": "c"}])
+                .await
+                .unwrap();
+            let first = next_event(&mut events).await;
+            let next = next_event(&mut events).await;
+            assert_eq!(
+                (first.document_key.clone(), next.document_key.clone()),
+                (Bson::from("b"), Bson::from("c"))
+            );
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_users_generation_bumps_on_local_and_remote_writes() {
-    with_store("mongo_users_generation_bumps_on_local_and_remote_writes", |store, url| async move {
-        assert!(store.watched_collections().contains(&"users".to_string()), "users is always watched");
-        let feed = store.changes();
+    with_store(
+        "mongo_users_generation_bumps_on_local_and_remote_writes",
+        |store, url| async move {
+            assert!(
+                store.watched_collections().contains(&"users".to_string()),
+                "users is always watched"
+            );
+            let feed = store.changes();
 
-        // A local write bumps at once (the stream's event bumps again later).
-        let before = feed.generation("users");
-        store.insert_many("users", vec![doc! {"_id": "u1", "_type": "user", "username": "one"}]).await.unwrap();
-        assert!(feed.generation("users") > before, "bumped when the write returns");
+            // A local write bumps at once (the stream's event bumps again later).
+            let before = feed.generation("users");
+            store
+                .insert_many(
+                    "users",
+                    vec![doc! {"_id": "u1", "_type": "user", "username": "one"}],
+                )
+                .await
+                .unwrap();
+            assert!(
+                feed.generation("users") > before,
+                "bumped when the write returns"
+            );
 
-        // A write by another node (another store on the same database) reaches this
-        // node through the change stream: generation and event.
-        let mut events = feed.subscribe("users");
-        let other = MongoStore::connect(&url, store.database_name()).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        while events.try_recv().is_ok() {}
-        let before = feed.generation("users");
-        other.update("users", &doc! {"_id": "u1"}, &doc! {"$set": {"disabled": true}}, UpdateOptions::default()).await.unwrap();
-        let event = next_event(&mut events).await;
-        assert_eq!(event.operation, ChangeOperation::Update);
-        assert_eq!(event.document_key, Bson::from("u1"));
-        assert!(feed.generation("users") > before, "remote write bumped the generation");
-        // Reading another collection's generation starts following it too.
-        feed.generation("roles_cache_probe");
-        assert!(store.wait_watching("roles_cache_probe", EVENT_WAIT).await);
-        assert!(store.watched_collections().contains(&"roles_cache_probe".to_string()));
-        other.close().await.unwrap();
-    })
+            // A write by another node (another store on the same database) reaches this
+            // node through the change stream: generation and event.
+            let mut events = feed.subscribe("users");
+            let other = MongoStore::connect(&url, store.database_name())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while events.try_recv().is_ok() {}
+            let before = feed.generation("users");
+            other
+                .update(
+                    "users",
+                    &doc! {"_id": "u1"},
+                    &doc! {"$set": {"disabled": true}},
+                    UpdateOptions::default(),
+                )
+                .await
+                .unwrap();
+            let event = next_event(&mut events).await;
+            assert_eq!(event.operation, ChangeOperation::Update);
+            assert_eq!(event.document_key, Bson::from("u1"));
+            assert!(
+                feed.generation("users") > before,
+                "remote write bumped the generation"
+            );
+            // Reading another collection's generation starts following it too.
+            feed.generation("roles_cache_probe");
+            assert!(store.wait_watching("roles_cache_probe", EVENT_WAIT).await);
+            assert!(store
+                .watched_collections()
+                .contains(&"roles_cache_probe".to_string()));
+            other.close().await.unwrap();
+        },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_change_stream_follows_a_dropped_and_recreated_collection() {
-    with_store("mongo_change_stream_follows_a_dropped_and_recreated_collection", |store, _| async move {
-        let mut events = store.changes().subscribe("cycle");
-        assert!(store.wait_watching("cycle", EVENT_WAIT).await);
-        store.insert_many("cycle", vec![doc! {"_id": 1}]).await.unwrap();
-        assert_eq!(next_event(&mut events).await.operation, ChangeOperation::Insert);
-        let before = store.changes().generation("cycle");
-        assert!(store.drop_collection("cycle").await.unwrap());
-        // The stream is invalidated and restarted after the invalidate event.
-        let deadline = Instant::now() + EVENT_WAIT;
-        while store.changes().generation("cycle") < before + 2 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(store.changes().generation("cycle") >= before + 2, "drop bumped locally and from the stream");
-        assert!(store.wait_watching("cycle", EVENT_WAIT).await, "reopened");
-        store.insert_many("cycle", vec![doc! {"_id": 2}]).await.unwrap();
-        let event = next_event(&mut events).await;
-        assert_eq!((event.operation, event.document_key.clone()), (ChangeOperation::Insert, Bson::Int32(2)));
-    })
+    with_store(
+        "mongo_change_stream_follows_a_dropped_and_recreated_collection",
+        |store, _| async move {
+            let mut events = store.changes().subscribe("cycle");
+            assert!(store.wait_watching("cycle", EVENT_WAIT).await);
+            store
+                .insert_many("cycle", vec![doc! {"_id": 1}])
+                .await
+                .unwrap();
+            assert_eq!(
+                next_event(&mut events).await.operation,
+                ChangeOperation::Insert
+            );
+            let before = store.changes().generation("cycle");
+            assert!(store.drop_collection("cycle").await.unwrap());
+            // The stream is invalidated and restarted after the invalidate event.
+            let deadline = Instant::now() + EVENT_WAIT;
+            while store.changes().generation("cycle") < before + 2 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(
+                store.changes().generation("cycle") >= before + 2,
+                "drop bumped locally and from the stream"
+            );
+            assert!(store.wait_watching("cycle", EVENT_WAIT).await, "reopened");
+            store
+                .insert_many("cycle", vec![doc! {"_id": 2}])
+                .await
+                .unwrap();
+            let event = next_event(&mut events).await;
+            assert_eq!(
+                (event.operation, event.document_key.clone()),
+                (ChangeOperation::Insert, Bson::Int32(2))
+            );
+        },
+    )
     .await;
 }
 
@@ -577,8 +898,17 @@ async fn mongo_closed_store_refuses_work() {
     let store = MongoStore::connect(&url, &unique_db()).await.unwrap();
     store.close().await.unwrap();
     store.close().await.unwrap();
-    assert_eq!(store.count("x", &doc! {}).await.unwrap_err(), StoreError::Closed);
-    assert_eq!(store.insert_many("x", vec![doc! {"_id": 1}]).await.unwrap_err(), StoreError::Closed);
+    assert_eq!(
+        store.count("x", &doc! {}).await.unwrap_err(),
+        StoreError::Closed
+    );
+    assert_eq!(
+        store
+            .insert_many("x", vec![doc! {"_id": 1}])
+            .await
+            .unwrap_err(),
+        StoreError::Closed
+    );
     // Nothing was written, so there is no database to drop.
 }
 
@@ -606,7 +936,9 @@ impl Proxy {
                 let mut cut = accept_cut.subscribe();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut.recv() => {}
@@ -614,7 +946,12 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, up, cut, task }
+        Proxy {
+            addr,
+            up,
+            cut,
+            task,
+        }
     }
 
     fn down(&self) {
@@ -679,20 +1016,33 @@ async fn mongo_change_stream_resumes_after_connection_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_many_watched_collections_do_not_starve_requests() {
-    with_store("mongo_many_watched_collections_do_not_starve_requests", |store, _| async move {
-        // More streams than the driver's default pool (10) has connections.
-        let names: Vec<String> = (0..12).map(|n| format!("watched{n}")).collect();
-        let _receivers: Vec<_> = names.iter().map(|name| store.changes().subscribe(name)).collect();
-        for name in &names {
-            assert!(store.wait_watching(name, EVENT_WAIT).await, "{name} opens");
-        }
-        let started = Instant::now();
-        for n in 0..5 {
-            store.insert_many("busy", vec![doc! {"_id": n}]).await.unwrap();
-            assert_eq!(store.count("busy", &doc! {}).await.unwrap(), n as u64 + 1);
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "requests waited {:?}", started.elapsed());
-        assert_eq!(store.watched_collections().len(), 13);
-    })
+    with_store(
+        "mongo_many_watched_collections_do_not_starve_requests",
+        |store, _| async move {
+            // More streams than the driver's default pool (10) has connections.
+            let names: Vec<String> = (0..12).map(|n| format!("watched{n}")).collect();
+            let _receivers: Vec<_> = names
+                .iter()
+                .map(|name| store.changes().subscribe(name))
+                .collect();
+            for name in &names {
+                assert!(store.wait_watching(name, EVENT_WAIT).await, "{name} opens");
+            }
+            let started = Instant::now();
+            for n in 0..5 {
+                store
+                    .insert_many("busy", vec![doc! {"_id": n}])
+                    .await
+                    .unwrap();
+                assert_eq!(store.count("busy", &doc! {}).await.unwrap(), n as u64 + 1);
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "requests waited {:?}",
+                started.elapsed()
+            );
+            assert_eq!(store.watched_collections().len(), 13);
+        },
+    )
     .await;
 }

@@ -296,10 +296,12 @@ fn parse_stage(name: &str, arg: &Bson, depth: usize) -> Result<Stage> {
             let n = Num::from_bson(arg).and_then(|n| n.as_exact_i64());
             match n {
                 Some(n) if n >= 0 => Stage::Skip(n as u64),
-                _ => return Err(EngineError::bad(format!(
+                _ => {
+                    return Err(EngineError::bad(format!(
                     "invalid argument to $skip stage: Expected a non-negative number in: $skip: {}",
                     fmt_bson(arg)
-                ))),
+                )))
+                }
             }
         }
         "$limit" => {
