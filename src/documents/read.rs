@@ -51,13 +51,7 @@ pub async fn find(
     };
     let engine = |err| OpenCoreError::from(StoreError::from(err));
     let parsed = Filter::parse(filter).map_err(engine)?;
-    let projection = options
-        .projection
-        .as_ref()
-        .filter(|p| !p.is_empty())
-        .map(Projection::parse)
-        .transpose()
-        .map_err(engine)?;
+    let projection = Projection::parse_optional(options.projection.as_ref()).map_err(engine)?;
     let mut found: Vec<Document> = Vec::with_capacity(ids.len());
     for id in ids {
         if options.limit > 0 && found.len() as u64 >= options.limit {

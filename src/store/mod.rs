@@ -77,6 +77,13 @@ pub struct UpdateOutcome {
     pub upserted_id: Option<Bson>,
 }
 
+impl UpdateOutcome {
+    /// Whether the write changed anything (a modification or an insert).
+    pub fn changed(&self) -> bool {
+        self.modified > 0 || self.upserted_id.is_some()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeseriesOptions {
     pub time_field: String,

@@ -76,31 +76,24 @@ pub async fn serve(
         });
         lanes.push(sender);
     }
-    let mut stop = stop;
     let mut next = 0usize;
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => return,
-        };
-        let socket = match accepted {
-            Ok((socket, _)) => socket,
-            Err(err) => {
-                tracing::warn!(%err, "grpc accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+    crate::transports::stream::accept_until_stopped(
+        "grpc",
+        || listener.accept(),
+        stop,
+        |(socket, _)| {
+            // Small replies must not wait for Nagle's algorithm.
+            let _ = socket.set_nodelay(true);
+            let Ok(socket) = socket.into_std() else {
+                return;
+            };
+            if !lanes.is_empty() && lanes[next % lanes.len()].send(socket).is_err() {
+                tracing::warn!("a worker's grpc server has stopped; dropped a connection");
             }
-        };
-        // Small replies must not wait for Nagle's algorithm.
-        let _ = socket.set_nodelay(true);
-        let Ok(socket) = socket.into_std() else {
-            continue;
-        };
-        if lanes.is_empty() || lanes[next % lanes.len()].send(socket).is_err() {
-            return;
-        }
-        next = next.wrapping_add(1);
-    }
+            next = next.wrapping_add(1);
+        },
+    )
+    .await;
 }
 
 pub struct FlowServiceImpl {

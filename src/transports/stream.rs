@@ -41,39 +41,59 @@ fn start_connection<R, W>(
     );
 }
 
+/// Accepts until `stop` fires, handing each connection to `handle`. A failed accept
+/// (e.g. out of file descriptors) is logged and retried after a short pause.
+pub async fn accept_until_stopped<T, F, Fut>(
+    what: &str,
+    mut accept: F,
+    mut stop: watch::Receiver<bool>,
+    mut handle: impl FnMut(T),
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<T>>,
+{
+    loop {
+        let accepted = tokio::select! {
+            accepted = accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok(connection) => handle(connection),
+            Err(err) => {
+                tracing::warn!(%err, "{what} accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 pub async fn serve_tcp(
     listener: TcpListener,
     services: Arc<Services>,
     workers: Arc<Workers>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => return,
-        };
-        let (socket, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                tracing::warn!(%err, "tcp accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
-        // Re-register the socket on the worker's own reactor.
-        let Ok(socket) = socket.into_std() else {
-            continue;
-        };
-        let services = services.clone();
-        workers.run_on_next(move || match tokio::net::TcpStream::from_std(socket) {
-            Ok(socket) => {
-                let (read, write) = socket.into_split();
-                start_connection(services, TransportKind::Tcp, peer.to_string(), read, write);
-            }
-            Err(err) => tracing::warn!(%err, "could not adopt tcp socket"),
-        });
-    }
+    accept_until_stopped(
+        "tcp",
+        || listener.accept(),
+        stop,
+        |(socket, peer): (tokio::net::TcpStream, std::net::SocketAddr)| {
+            let _ = socket.set_nodelay(true);
+            // Re-register the socket on the worker's own reactor.
+            let Ok(socket) = socket.into_std() else {
+                return;
+            };
+            let services = services.clone();
+            workers.run_on_next(move || match tokio::net::TcpStream::from_std(socket) {
+                Ok(socket) => {
+                    let (read, write) = socket.into_split();
+                    start_connection(services, TransportKind::Tcp, peer.to_string(), read, write);
+                }
+                Err(err) => tracing::warn!(%err, "could not adopt tcp socket"),
+            });
+        },
+    )
+    .await;
 }
 
 /// Binds the unix socket, replacing a stale socket file from an earlier run.
@@ -91,37 +111,31 @@ pub async fn serve_pipe(
     listener: UnixListener,
     services: Arc<Services>,
     workers: Arc<Workers>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.changed() => return,
-        };
-        let socket = match accepted {
-            Ok((socket, _)) => socket,
-            Err(err) => {
-                tracing::warn!(%err, "unix socket accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(socket) = socket.into_std() else {
-            continue;
-        };
-        let services = services.clone();
-        workers.run_on_next(move || match tokio::net::UnixStream::from_std(socket) {
-            Ok(socket) => {
-                let (read, write) = socket.into_split();
-                start_connection(
-                    services,
-                    TransportKind::Pipe,
-                    "pipe".to_string(),
-                    read,
-                    write,
-                );
-            }
-            Err(err) => tracing::warn!(%err, "could not adopt unix socket"),
-        });
-    }
+    accept_until_stopped(
+        "unix socket",
+        || listener.accept(),
+        stop,
+        |(socket, _): (tokio::net::UnixStream, _)| {
+            let Ok(socket) = socket.into_std() else {
+                return;
+            };
+            let services = services.clone();
+            workers.run_on_next(move || match tokio::net::UnixStream::from_std(socket) {
+                Ok(socket) => {
+                    let (read, write) = socket.into_split();
+                    start_connection(
+                        services,
+                        TransportKind::Pipe,
+                        "pipe".to_string(),
+                        read,
+                        write,
+                    );
+                }
+                Err(err) => tracing::warn!(%err, "could not adopt unix socket"),
+            });
+        },
+    )
+    .await;
 }

@@ -119,7 +119,7 @@ impl ConnectionActor {
     fn send(&mut self, mut envelope: Envelope) {
         // Never send more than the client can receive: an oversized reply becomes an
         // error for its request; an oversized push is dropped.
-        let size = envelope.encoded_len();
+        let mut size = envelope.encoded_len();
         let limit = self
             .transport
             .max_outbound_envelope(self.services.config.limits.max_message_size);
@@ -130,8 +130,9 @@ impl ConnectionActor {
             }
             let err = OpenCoreError::ReplyTooLarge { size, limit };
             envelope = error_reply(&envelope.rid, &err);
+            size = envelope.encoded_len();
         }
-        let queued = self.outbound.enqueue(envelope);
+        let queued = self.outbound.enqueue(envelope, size);
         if queued > self.services.config.limits.max_outbound_bytes
             && self.over_limit_since.is_none()
         {

@@ -43,7 +43,9 @@ pub struct Outbound {
 impl Outbound {
     /// Numbers the envelope (the server's own 0,1,2,… per connection) and queues it.
     /// Returns the bytes now queued.
-    pub fn enqueue(&self, mut envelope: Envelope) -> usize {
+    /// `size` is the envelope's encoded length as measured by the caller (numbering adds
+    /// at most a few bytes, which the queue accounts for).
+    pub fn enqueue(&self, mut envelope: Envelope, size: usize) -> usize {
         let mut state = self.state.borrow_mut();
         if state.closed {
             return state.bytes;
@@ -53,7 +55,8 @@ impl Outbound {
         if envelope.id.is_empty() {
             envelope.id = envelope.seq.to_string();
         }
-        state.bytes += envelope.encoded_len() + 4;
+        // 4-byte prefix, plus up to 16 bytes of seq and id added here.
+        state.bytes += size + 20;
         state.queue.push_back(envelope);
         drop(state);
         self.notify.notify_one();

@@ -143,18 +143,8 @@ impl<'s> Snapshot<'s> {
         options: &FindOptions,
     ) -> StoreResult<(Vec<Document>, Explain)> {
         let filter = Filter::parse(query)?;
-        let projection = options
-            .projection
-            .as_ref()
-            .filter(|p| !p.is_empty())
-            .map(Projection::parse)
-            .transpose()?;
-        let sort = options
-            .sort
-            .as_ref()
-            .filter(|s| !s.is_empty())
-            .map(SortSpec::parse)
-            .transpose()?;
+        let projection = Projection::parse_optional(options.projection.as_ref())?;
+        let sort = SortSpec::parse_optional(options.sort.as_ref())?;
         let plan = plan::plan(
             &filter,
             query,

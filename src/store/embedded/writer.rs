@@ -936,18 +936,8 @@ fn find_and_modify(
 ) -> StoreResult<WriteOutcome> {
     let filter = Filter::parse(query)?;
     let spec = Update::parse(update)?;
-    let projection = options
-        .projection
-        .as_ref()
-        .filter(|p| !p.is_empty())
-        .map(Projection::parse)
-        .transpose()?;
-    let sort = options
-        .sort
-        .as_ref()
-        .filter(|s| !s.is_empty())
-        .map(SortSpec::parse)
-        .transpose()?;
+    let projection = Projection::parse_optional(options.projection.as_ref())?;
+    let sort = SortSpec::parse_optional(options.sort.as_ref())?;
     let found = match ctx.collection(collection) {
         Some(meta) => {
             let slots = open_collection(ctx, &meta)?;

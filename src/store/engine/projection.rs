@@ -66,6 +66,13 @@ pub struct Projection {
 }
 
 impl Projection {
+    /// Parses an optional spec; absent or empty means none.
+    pub fn parse_optional(spec: Option<&Document>) -> Result<Option<Projection>> {
+        spec.filter(|s| !s.is_empty())
+            .map(Projection::parse)
+            .transpose()
+    }
+
     /// Parses a `find` projection document.
     pub fn parse(spec: &Document) -> Result<Projection> {
         Projection::parse_mode(spec, ProjMode::Find)

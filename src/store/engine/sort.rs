@@ -22,6 +22,13 @@ static NULL: Bson = Bson::Null;
 static EMPTY_ARRAY_KEY: Bson = Bson::Undefined;
 
 impl SortSpec {
+    /// Parses an optional spec; absent or empty means none.
+    pub fn parse_optional(spec: Option<&Document>) -> Result<Option<SortSpec>> {
+        spec.filter(|s| !s.is_empty())
+            .map(SortSpec::parse)
+            .transpose()
+    }
+
     /// Parses a sort document; values must be 1 or -1.
     pub fn parse(spec: &Document) -> Result<SortSpec> {
         if spec.is_empty() {

@@ -435,16 +435,10 @@ impl Store for MongoStore {
                     .upsert(upsert)
                     .await
                     .map_err(|err| store_error(&name, err))?;
-                Ok(UpdateOutcome {
-                    matched: result.matched_count,
-                    modified: result.modified_count,
-                    upserted_id: result.upserted_id,
-                })
+                Ok(outcome_of(result))
             })
             .await;
-        self.bump_after(collection, &result, |outcome| {
-            outcome.modified > 0 || outcome.upserted_id.is_some()
-        });
+        self.bump_after(collection, &result, UpdateOutcome::changed);
         result
     }
 
@@ -467,16 +461,10 @@ impl Store for MongoStore {
                     coll.update_one(filter, update).upsert(options.upsert).await
                 }
                 .map_err(|err| store_error(&name, err))?;
-                Ok(UpdateOutcome {
-                    matched: result.matched_count,
-                    modified: result.modified_count,
-                    upserted_id: result.upserted_id,
-                })
+                Ok(outcome_of(result))
             })
             .await;
-        self.bump_after(collection, &result, |outcome| {
-            outcome.modified > 0 || outcome.upserted_id.is_some()
-        });
+        self.bump_after(collection, &result, UpdateOutcome::changed);
         result
     }
 
@@ -713,5 +701,13 @@ impl MongoStore {
             // A failed write may still have changed something (update_many halfway).
             Err(_) => self.bump(collection),
         }
+    }
+}
+
+fn outcome_of(result: mongodb::results::UpdateResult) -> UpdateOutcome {
+    UpdateOutcome {
+        matched: result.matched_count,
+        modified: result.modified_count,
+        upserted_id: result.upserted_id,
     }
 }
