@@ -14,6 +14,10 @@ use bson::{doc, Bson, DateTime, Document};
 use opencore::store::embedded::EmbeddedStore;
 use opencore::store::{FindAndModifyOptions, FindOptions, IndexSpec, Store};
 
+/// The same allocator as the server binary, so the numbers match what it does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const STATUSES: [&str; 4] = ["open", "closed", "pending", "archived"];
 const COLORS: [&str; 5] = ["red", "green", "blue", "black", "white"];
 

@@ -1,6 +1,12 @@
 use clap::Parser;
 use opencore::config::{Cli, Command};
 
+/// mimalloc instead of glibc malloc: the hot paths allocate many small, short-lived
+/// values (BSON documents, envelopes), and profiling showed a quarter of scan time in
+/// glibc's malloc/free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

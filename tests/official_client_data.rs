@@ -8,8 +8,9 @@ mod data_support;
 use common::*;
 use openiap_client::{
     AggregateRequest, Client, ColTimeseries, CountRequest, CreateCollectionRequest,
-    CreateIndexRequest, DeleteOneRequest, DistinctRequest, DropCollectionRequest, DropIndexRequest,
-    EnvConfig, GetDocumentVersionRequest, GetIndexesRequest, InsertManyRequest, InsertOneRequest,
+    CreateIndexRequest, DeleteManyRequest, DeleteOneRequest, DistinctRequest,
+    DropCollectionRequest, DropIndexRequest, EnvConfig, GetDocumentVersionRequest,
+    GetIndexesRequest, InsertManyRequest, InsertOneRequest, InsertOrUpdateManyRequest,
     InsertOrUpdateOneRequest, QueryRequest, UpdateDocumentRequest, UpdateOneRequest,
 };
 use serde_json::{json, Value};
@@ -191,6 +192,61 @@ async fn exercise(url: &str) {
         .await
         .expect("delete_one");
     assert_eq!(deleted, 1);
+
+    // insert_or_update_many: one existing key is updated, one new key inserted;
+    // then delete_many by query removes exactly the matching documents.
+    let many = client
+        .insert_or_update_many(
+            InsertOrUpdateManyRequest {
+                collectionname: collection.into(),
+                uniqeness: "name".into(),
+                items: json!([{"name": "m", "n": 7}, {"name": "fresh", "n": 8}]).to_string(),
+                ..Default::default()
+            },
+            env(),
+        )
+        .await;
+    // Two documents are named "m", so that key is not unique: the server refuses it.
+    let err = many.expect_err("m is not unique");
+    assert!(format!("{err:?}").contains("is not uniqe"), "{err:?}");
+    let many = client
+        .insert_or_update_many(
+            InsertOrUpdateManyRequest {
+                collectionname: collection.into(),
+                uniqeness: "name".into(),
+                items: json!([{"name": "fresh", "n": 8}, {"name": "other", "n": 9}]).to_string(),
+                ..Default::default()
+            },
+            env(),
+        )
+        .await
+        .expect("insert_or_update_many");
+    let results = parse(&many.results);
+    assert_eq!(results.as_array().map(Vec::len), Some(2), "{results}");
+    assert!(results[0]["_id"].is_string() && results[1]["_id"].is_string());
+    let removed = client
+        .delete_many(
+            DeleteManyRequest {
+                collectionname: collection.into(),
+                query: json!({"name": {"$in": ["m", "fresh"]}}).to_string(),
+                ..Default::default()
+            },
+            env(),
+        )
+        .await
+        .expect("delete_many");
+    assert_eq!(removed, 3);
+    let left = client
+        .count(
+            CountRequest {
+                collectionname: collection.into(),
+                ..Default::default()
+            },
+            env(),
+        )
+        .await
+        .expect("count");
+    assert_eq!(left.result, 1);
 
     // Collections and indexes.
     let created_name = format!("{collection}_ts");

@@ -507,6 +507,13 @@ async fn upserts_seed_from_the_query() {
         doc! {"_id": "r", "a": 1}
     );
     assert_eq!(store.count("c", &doc! {}).await.unwrap(), 3);
+    // Without an `_id` in filter or replacement, MongoDB generates an ObjectId, as
+    // it does for operator upserts.
+    let outcome = store
+        .replace_one("c", &doc! {"name": "fresh"}, doc! {"name": "fresh"}, true)
+        .await
+        .unwrap();
+    assert!(matches!(outcome.upserted_id, Some(Bson::ObjectId(_))));
 }
 
 #[tokio::test]

@@ -857,7 +857,8 @@ fn replace(
         None if upsert => {
             let id = match replacement.get("_id").or_else(|| filter.equality_on("_id")) {
                 Some(id) => id.clone(),
-                None => Bson::String(bson::oid::ObjectId::new().to_hex()),
+                // MongoDB generates an ObjectId for upserts of either kind.
+                None => Bson::ObjectId(bson::oid::ObjectId::new()),
             };
             let mut stored = Document::new();
             stored.insert("_id", id);
