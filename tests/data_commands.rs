@@ -578,17 +578,7 @@ async fn users_collection_rules() {
     let updated = update_one(&mut c, "users", doc).await.unwrap();
     assert!(updated.get("passwordhash").is_none() && updated.get("newpassword").is_none());
     signed_in(&server, "alice", "pw-alice-2").await;
-    let mut wrong = RawClient::connect(server.tcp()).await;
-    let failed = wrong
-        .request(
-            "signin",
-            &SigninRequest {
-                username: "alice".into(),
-                password: "pw-alice".into(),
-                ..Default::default()
-            },
-        )
-        .await;
+    let failed = signin_reply(&server, "alice", "pw-alice").await;
     assert_eq!(
         error_message(&failed).unwrap(),
         "alice failed logging in using local"
@@ -676,17 +666,7 @@ async fn users_collection_rules() {
     assert!(err.starts_with("Access denied"), "{err}");
     // Deleting a user ends its sign-ins.
     assert_eq!(delete_one(&mut c, "users", &alice_id).await.unwrap(), 1);
-    let mut gone = RawClient::connect(server.tcp()).await;
-    let failed = gone
-        .request(
-            "signin",
-            &SigninRequest {
-                username: "alice".into(),
-                password: "pw-alice-3".into(),
-                ..Default::default()
-            },
-        )
-        .await;
+    let failed = signin_reply(&server, "alice", "pw-alice-3").await;
     assert_eq!(failed.command, "error");
 }
 

@@ -2,14 +2,13 @@
 //! available; one write sends every frame queued since the last flush.
 
 use bytes::BytesMut;
-use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::connection::Transport;
 use super::pipeline::Outbox;
 use super::target::Target;
-use super::wire::{encode_frame, Head};
+use super::wire::{encode_frame, next_head, Head};
 use crate::proto::Envelope;
 use crate::protocol::frame::FrameDecoder;
 
@@ -56,13 +55,7 @@ impl Transport for TcpTransport {
     }
 
     fn next_envelope(&mut self) -> Result<Option<Head>, String> {
-        match self.decoder.next_frame() {
-            Ok(Some(frame)) => Head::decode(frame)
-                .map(Some)
-                .map_err(|err| format!("undecodable envelope: {err}")),
-            Ok(None) => Ok(None),
-            Err(err) => Err(format!("bad frame from the server: {err}")),
-        }
+        next_head(&mut self.decoder)
     }
 
     async fn flush(&mut self) -> Result<(), String> {

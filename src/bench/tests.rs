@@ -321,6 +321,16 @@ fn reply(command: &str, rid: &str) -> Head {
     }
 }
 
+/// No warm-up, 10 s measured, 10 s request timeout.
+fn ten_seconds_from(t0: Instant) -> Schedule {
+    Schedule::new(
+        t0,
+        Duration::ZERO,
+        Duration::from_secs(10),
+        Duration::from_secs(10),
+    )
+}
+
 fn pipeline(k: usize, first: u64, schedule: Schedule, budget: Option<u64>) -> Pipeline {
     let cmd = BenchCommand::GetElement;
     Pipeline::new(
@@ -336,12 +346,7 @@ fn pipeline(k: usize, first: u64, schedule: Schedule, budget: Option<u64>) -> Pi
 #[test]
 fn keeps_k_outstanding_with_consecutive_seq() {
     let t0 = Instant::now();
-    let schedule = Schedule::new(
-        t0,
-        Duration::ZERO,
-        Duration::from_secs(10),
-        Duration::from_secs(10),
-    );
+    let schedule = ten_seconds_from(t0);
     let mut p = pipeline(3, 1, schedule, None);
     let mut out = Sent::default();
     p.fill(t0, &mut out);
@@ -377,12 +382,7 @@ fn keeps_k_outstanding_with_consecutive_seq() {
 #[test]
 fn errors_unknown_rids_and_unexpected_replies() {
     let t0 = Instant::now();
-    let schedule = Schedule::new(
-        t0,
-        Duration::ZERO,
-        Duration::from_secs(10),
-        Duration::from_secs(10),
-    );
+    let schedule = ten_seconds_from(t0);
     let mut p = pipeline(3, 0, schedule, None);
     let mut out = Sent::default();
     p.fill(t0, &mut out);
@@ -420,12 +420,7 @@ fn errors_unknown_rids_and_unexpected_replies() {
 #[test]
 fn pings_get_a_pong_with_the_next_seq() {
     let t0 = Instant::now();
-    let schedule = Schedule::new(
-        t0,
-        Duration::ZERO,
-        Duration::from_secs(10),
-        Duration::from_secs(10),
-    );
+    let schedule = ten_seconds_from(t0);
     let mut p = pipeline(1, 0, schedule, None);
     let mut out = Sent::default();
     p.fill(t0, &mut out);
@@ -515,12 +510,7 @@ fn warmup_is_not_measured_and_nothing_is_sent_after_the_end() {
 #[test]
 fn max_requests_share_ends_the_connection_early() {
     let t0 = Instant::now();
-    let schedule = Schedule::new(
-        t0,
-        Duration::ZERO,
-        Duration::from_secs(10),
-        Duration::from_secs(10),
-    );
+    let schedule = ten_seconds_from(t0);
     let mut p = pipeline(4, 0, schedule, Some(2));
     let mut out = Sent::default();
     p.fill(t0, &mut out);

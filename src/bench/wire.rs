@@ -5,7 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 
 use crate::proto::{Envelope, ErrorResponse};
-use crate::protocol::frame::LENGTH_PREFIX;
+use crate::protocol::frame::{FrameDecoder, LENGTH_PREFIX};
 
 /// The head of an `openiap.Envelope`: same field numbers, every field kept as raw
 /// bytes (strings are not validated, `data` stays the encoded `Any`). Decoding from a
@@ -54,6 +54,17 @@ impl Head {
             Ok(error) => error.message,
             Err(err) => format!("undecodable ErrorResponse: {err}"),
         }
+    }
+}
+
+/// The next complete envelope head buffered in `decoder` (stream transports).
+pub fn next_head(decoder: &mut FrameDecoder) -> Result<Option<Head>, String> {
+    match decoder.next_frame() {
+        Ok(Some(frame)) => Head::decode(frame)
+            .map(Some)
+            .map_err(|err| format!("undecodable envelope: {err}")),
+        Ok(None) => Ok(None),
+        Err(err) => Err(format!("bad frame from the server: {err}")),
     }
 }
 

@@ -4,7 +4,6 @@
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use prost::Message as _;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -14,7 +13,7 @@ use super::connection::Transport;
 use super::pipeline::Outbox;
 use super::target::Target;
 use super::tcp::MAX_FRAME;
-use super::wire::{encode_frame, Head};
+use super::wire::{encode_frame, next_head, Head};
 use crate::proto::Envelope;
 use crate::protocol::frame::FrameDecoder;
 
@@ -97,13 +96,7 @@ impl Transport for WsTransport {
     }
 
     fn next_envelope(&mut self) -> Result<Option<Head>, String> {
-        match self.decoder.next_frame() {
-            Ok(Some(frame)) => Head::decode(frame)
-                .map(Some)
-                .map_err(|err| format!("undecodable envelope: {err}")),
-            Ok(None) => Ok(None),
-            Err(err) => Err(format!("bad frame from the server: {err}")),
-        }
+        next_head(&mut self.decoder)
     }
 
     async fn flush(&mut self) -> Result<(), String> {

@@ -14,16 +14,10 @@ use crate::store::{CollectionOptions, IndexSpec, TimeseriesOptions};
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: CreateCollectionRequest = ctx.request(true)?;
-    let name = collections::resolve(request.collectionname.trim()).to_string();
-    collections::validate(&name)?;
-    if !ctx.user()?.is_admin() {
-        return Err(OpenCoreError::AccessDenied);
-    }
-    if collections::is_reserved(&name) {
-        return Err(OpenCoreError::AccessDeniedBecause(format!(
-            "creating reserved collection {name}"
-        )));
-    }
+    let name =
+        collections::for_admin_command(&request.collectionname, ctx.user()?.is_admin(), |name| {
+            format!("creating reserved collection {name}")
+        })?;
     let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
     let timeseries = request.timeseries.as_ref().and_then(|ts| {
         non_empty(&ts.time_field).map(|time_field| TimeseriesOptions {

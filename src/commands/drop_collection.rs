@@ -8,16 +8,10 @@ use crate::proto::{DropCollectionRequest, DropCollectionResponse};
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: DropCollectionRequest = ctx.request(true)?;
-    let name = collections::resolve(request.collectionname.trim()).to_string();
-    collections::validate(&name)?;
-    if !ctx.user()?.is_admin() {
-        return Err(OpenCoreError::AccessDenied);
-    }
-    if collections::is_reserved(&name) {
-        return Err(OpenCoreError::AccessDeniedBecause(format!(
-            "droppping collection {name}"
-        )));
-    }
+    let name =
+        collections::for_admin_command(&request.collectionname, ctx.user()?.is_admin(), |name| {
+            format!("droppping collection {name}")
+        })?;
     let mut doomed = vec![name.clone()];
     if !collections::is_history(&name) {
         doomed.push(collections::history_of(&name));

@@ -2,7 +2,7 @@
 //! (the reference's unawaited bulk write lost errors). `skipresults` answers `"[]"`.
 
 use super::{CommandContext, Outcome};
-use crate::documents::{guard, insert, json, output, Scope};
+use crate::documents::{insert, json, output, Scope};
 use crate::error::OpenCoreError;
 use crate::proto::{InsertManyRequest, InsertManyResponse};
 use crate::users::redact;
@@ -10,12 +10,7 @@ use crate::users::redact;
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: InsertManyRequest = ctx.request(true)?;
     let scope = Scope::open(&ctx, &request.collectionname).await?;
-    let text = request.items.trim();
-    if text.is_empty() || text == "null" || text == "[]" {
-        return Err(OpenCoreError::NullItem);
-    }
-    let items = json::parse_documents("items", text)?;
-    guard::refuse_javascript_in(&items)?;
+    let items = json::parse_items(&request.items)?;
     let mut stored = insert::insert(&scope, items).await?;
     if request.skipresults {
         return Ok(ctx.reply(&InsertManyResponse {

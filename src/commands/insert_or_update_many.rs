@@ -3,7 +3,7 @@
 //! Every item is attempted; the first failure is reported after all of them.
 
 use super::{CommandContext, Outcome};
-use crate::documents::{guard, json, output, upsert, Scope};
+use crate::documents::{json, output, upsert, Scope};
 use crate::error::OpenCoreError;
 use crate::proto::{InsertOrUpdateManyRequest, InsertOrUpdateManyResponse};
 use crate::users::redact;
@@ -11,12 +11,7 @@ use crate::users::redact;
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: InsertOrUpdateManyRequest = ctx.request(true)?;
     let scope = Scope::open(&ctx, &request.collectionname).await?;
-    let text = request.items.trim();
-    if text.is_empty() || text == "null" || text == "[]" {
-        return Err(OpenCoreError::NullItem);
-    }
-    let items = json::parse_documents("items", text)?;
-    guard::refuse_javascript_in(&items)?;
+    let items = json::parse_items(&request.items)?;
     let mut results = Vec::with_capacity(items.len());
     let mut first_error = None;
     for item in items {

@@ -54,6 +54,25 @@ pub fn validate(name: &str) -> Result<(), OpenCoreError> {
 }
 
 /// Files ("metadata") collections keep their ACL in `metadata._acl`.
+/// The collection an admin-only collection command (`createcollection`,
+/// `dropcollection`) acts on: resolved, valid, asked for by an admin, not reserved.
+/// `refusal` words the refusal of a reserved name, which the reference words per command.
+pub fn for_admin_command(
+    requested: &str,
+    is_admin: bool,
+    refusal: fn(&str) -> String,
+) -> Result<String, OpenCoreError> {
+    let name = resolve(requested.trim()).to_string();
+    validate(&name)?;
+    if !is_admin {
+        return Err(OpenCoreError::AccessDenied);
+    }
+    if is_reserved(&name) {
+        return Err(OpenCoreError::AccessDeniedBecause(refusal(&name)));
+    }
+    Ok(name)
+}
+
 pub fn is_files(name: &str) -> bool {
     name == "files" || name.ends_with(".files") || name.ends_with(".chunks")
 }

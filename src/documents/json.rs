@@ -38,6 +38,18 @@ pub fn parse_document(field: &str, text: &str) -> Result<Document, OpenCoreError
     }
 }
 
+/// The `items` of `insertmany` and `insertorupdatemany`: a non-empty JSON array of
+/// objects (`Cannot create null item` otherwise), free of JavaScript operators.
+pub fn parse_items(text: &str) -> Result<Vec<Document>, OpenCoreError> {
+    let text = text.trim();
+    if text.is_empty() || text == "null" || text == "[]" {
+        return Err(OpenCoreError::NullItem);
+    }
+    let items = parse_documents("items", text)?;
+    super::guard::refuse_javascript_in(&items)?;
+    Ok(items)
+}
+
 /// Parses a JSON array of objects; a single object counts as a one-element array.
 pub fn parse_documents(field: &str, text: &str) -> Result<Vec<Document>, OpenCoreError> {
     match parse_value(field, text)? {

@@ -317,6 +317,21 @@ pub async fn signed_in(server: &TestServer, username: &str, password: &str) -> R
     client
 }
 
+/// The reply to a sign-in on a fresh connection (for sign-ins expected to fail).
+pub async fn signin_reply(server: &TestServer, username: &str, password: &str) -> Envelope {
+    let mut client = RawClient::connect(server.tcp()).await;
+    client
+        .request(
+            "signin",
+            &SigninRequest {
+                username: username.into(),
+                password: password.into(),
+                ..Default::default()
+            },
+        )
+        .await
+}
+
 pub async fn admin(server: &TestServer) -> RawClient {
     signed_in(server, ADMIN, ADMIN_PASSWORD).await
 }

@@ -9,6 +9,14 @@ fn open(dir: &tempfile::TempDir) -> EmbeddedStore {
     EmbeddedStore::open(dir.path()).unwrap()
 }
 
+/// A fresh store whose collection `collection` holds `documents`.
+async fn seeded(collection: &str, documents: Vec<Document>) -> (tempfile::TempDir, EmbeddedStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.insert_many(collection, documents).await.unwrap();
+    (dir, store)
+}
+
 fn ids(docs: &[Document]) -> Vec<Bson> {
     docs.iter()
         .map(|d| d.get("_id").cloned().unwrap())
@@ -245,20 +253,16 @@ async fn find_sort_skip_limit_projection_count() {
 
 #[tokio::test]
 async fn distinct_counts_array_elements_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .insert_many(
-            "c",
-            vec![
-                doc! {"_id": 1, "tags": ["a", "b"], "n": 1},
-                doc! {"_id": 2, "tags": "b", "n": 1.0},
-                doc! {"_id": 3, "tags": ["c"], "n": 2},
-                doc! {"_id": 4, "n": 3},
-            ],
-        )
-        .await
-        .unwrap();
+    let (_dir, store) = seeded(
+        "c",
+        vec![
+            doc! {"_id": 1, "tags": ["a", "b"], "n": 1},
+            doc! {"_id": 2, "tags": "b", "n": 1.0},
+            doc! {"_id": 3, "tags": ["c"], "n": 2},
+            doc! {"_id": 4, "n": 3},
+        ],
+    )
+    .await;
     let tags = store.distinct("c", "tags", &doc! {}).await.unwrap();
     assert_eq!(
         tags,
@@ -273,19 +277,15 @@ async fn distinct_counts_array_elements_once() {
 
 #[tokio::test]
 async fn aggregate_runs_pipelines_with_lookup_and_refuses_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .insert_many(
-            "orders",
-            vec![
-                doc! {"_id": 1, "user": "u1", "total": 5},
-                doc! {"_id": 2, "user": "u2", "total": 7},
-                doc! {"_id": 3, "user": "u1", "total": 11},
-            ],
-        )
-        .await
-        .unwrap();
+    let (_dir, store) = seeded(
+        "orders",
+        vec![
+            doc! {"_id": 1, "user": "u1", "total": 5},
+            doc! {"_id": 2, "user": "u2", "total": 7},
+            doc! {"_id": 3, "user": "u1", "total": 11},
+        ],
+    )
+    .await;
     store
         .insert_many(
             "users",
@@ -341,19 +341,15 @@ async fn aggregate_runs_pipelines_with_lookup_and_refuses_out() {
 
 #[tokio::test]
 async fn update_operators_events_and_immutable_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .insert_many(
-            "c",
-            vec![
-                doc! {"_id": 1, "n": 1, "s": "x"},
-                doc! {"_id": 2, "n": 2, "s": "x"},
-                doc! {"_id": 3, "n": 3},
-            ],
-        )
-        .await
-        .unwrap();
+    let (_dir, store) = seeded(
+        "c",
+        vec![
+            doc! {"_id": 1, "n": 1, "s": "x"},
+            doc! {"_id": 2, "n": 2, "s": "x"},
+            doc! {"_id": 3, "n": 3},
+        ],
+    )
+    .await;
     let mut changes = store.changes().subscribe("c");
     let first = UpdateOptions {
         upsert: false,
@@ -589,19 +585,15 @@ async fn positional_updates_use_the_matched_element() {
 
 #[tokio::test]
 async fn find_one_and_update_returns_old_or_new_with_projection() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .insert_many(
-            "q",
-            vec![
-                doc! {"_id": 1, "state": "new", "priority": 5},
-                doc! {"_id": 2, "state": "new", "priority": 1},
-                doc! {"_id": 3, "state": "new", "priority": 3},
-            ],
-        )
-        .await
-        .unwrap();
+    let (_dir, store) = seeded(
+        "q",
+        vec![
+            doc! {"_id": 1, "state": "new", "priority": 5},
+            doc! {"_id": 2, "state": "new", "priority": 1},
+            doc! {"_id": 3, "state": "new", "priority": 3},
+        ],
+    )
+    .await;
     let update = doc! {"$set": {"state": "taken"}};
     let options = FindAndModifyOptions {
         sort: Some(doc! {"priority": 1}),
@@ -894,19 +886,15 @@ async fn unique_indexes_refuse_violations_and_write_nothing() {
 
 #[tokio::test]
 async fn building_a_unique_index_over_duplicates_fails_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    store
-        .insert_many(
-            "c",
-            vec![
-                doc! {"_id": 1, "k": "a"},
-                doc! {"_id": 2, "k": "b"},
-                doc! {"_id": 3, "k": "a"},
-            ],
-        )
-        .await
-        .unwrap();
+    let (_dir, store) = seeded(
+        "c",
+        vec![
+            doc! {"_id": 1, "k": "a"},
+            doc! {"_id": 2, "k": "b"},
+            doc! {"_id": 3, "k": "a"},
+        ],
+    )
+    .await;
     let err = store
         .create_index("c", &unique(doc! {"k": 1}))
         .await
