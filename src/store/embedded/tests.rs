@@ -17,6 +17,11 @@ async fn seeded(collection: &str, documents: Vec<Document>) -> (tempfile::TempDi
     (dir, store)
 }
 
+/// The document with `_id` `id`, which must exist.
+async fn by_id(store: &EmbeddedStore, collection: &str, id: Bson) -> Document {
+    store.find_by_id(collection, &id).await.unwrap().unwrap()
+}
+
 fn ids(docs: &[Document]) -> Vec<Bson> {
     docs.iter()
         .map(|d| d.get("_id").cloned().unwrap())
@@ -390,11 +395,7 @@ async fn update_operators_events_and_immutable_id() {
     let event = changes.recv().await.unwrap();
     assert_eq!(event.operation, ChangeOperation::Replace);
     assert_eq!(
-        store
-            .find_by_id("c", &Bson::Int32(3))
-            .await
-            .unwrap()
-            .unwrap(),
+        by_id(&store, "c", Bson::Int32(3)).await,
         doc! {"_id": 3, "z": 1}
     );
     let err = store
@@ -412,11 +413,7 @@ async fn update_operators_events_and_immutable_id() {
         .await
         .is_err());
     assert_eq!(
-        store
-            .find_by_id("c", &Bson::Int32(3))
-            .await
-            .unwrap()
-            .unwrap(),
+        by_id(&store, "c", Bson::Int32(3)).await,
         doc! {"_id": 3, "z": 1}
     );
     // No match, no upsert: nothing.
@@ -495,11 +492,7 @@ async fn upserts_seed_from_the_query() {
         .unwrap();
     assert_eq!(outcome.upserted_id, Some(Bson::from("r")));
     assert_eq!(
-        store
-            .find_by_id("c", &Bson::from("r"))
-            .await
-            .unwrap()
-            .unwrap(),
+        by_id(&store, "c", Bson::from("r")).await,
         doc! {"_id": "r", "a": 1}
     );
     assert_eq!(store.count("c", &doc! {}).await.unwrap(), 3);
@@ -539,11 +532,7 @@ async fn positional_updates_use_the_matched_element() {
         )
         .await
         .unwrap();
-    let stored = store
-        .find_by_id("c", &Bson::Int32(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = by_id(&store, "c", Bson::Int32(1)).await;
     assert_eq!(
         stored,
         doc! {"_id": 1, "items": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 5}], "grades": [80, 86, 90]}
@@ -562,11 +551,7 @@ async fn positional_updates_use_the_matched_element() {
         )
         .await
         .unwrap();
-    let stored = store
-        .find_by_id("c", &Bson::Int32(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = by_id(&store, "c", Bson::Int32(1)).await;
     assert_eq!(
         stored.get_array("items").unwrap()[0],
         Bson::Document(doc! {"sku": "a", "qty": 11})
