@@ -144,6 +144,11 @@ pub struct Limits {
     /// Most documents one `query` returns (`top` is clamped to it; `top` 0 means 500).
     #[arg(long, env = "OPENCORE_MAX_QUERY_RESULTS", default_value_t = 10_000)]
     pub max_query_results: usize,
+    /// Megabytes of documents one aggregation may read from the embedded store (its
+    /// input and `$lookup`/`$unionWith` collections); past it, the aggregation fails
+    /// with "Query size exceeded N mb". 0 = unlimited. MongoDB enforces its own limits.
+    #[arg(long, env = "OPENCORE_MAX_AGGREGATE_MB", default_value_t = 256)]
+    pub max_aggregate_mb: u64,
 }
 
 impl Default for Limits {
@@ -161,6 +166,7 @@ impl Default for Limits {
             auth_concurrency: 1,
             data_concurrency: 256,
             max_query_results: 10_000,
+            max_aggregate_mb: 256,
         }
     }
 }

@@ -45,6 +45,9 @@ pub enum OpenCoreError {
     Query(String),
     #[error("Query is mandatory")]
     QueryMandatory,
+    /// The read needed more memory than `--max-aggregate-mb` allows.
+    #[error("Query size exceeded {limit_mb} mb")]
+    QueryTooLarge { limit_mb: u64 },
     #[error("id cannot be null")]
     IdRequired,
     #[error("Cannot update item without _id")]
@@ -127,6 +130,7 @@ impl OpenCoreError {
             NotUnique(_) => 2016,
             InvalidJson { .. } => 2017,
             DuplicateKey(_) => 2018,
+            QueryTooLarge { .. } => 2019,
             NotSignedIn => 3000,
             InvalidToken { .. } => 3001,
             InvalidSigninToken(_) => 3002,
@@ -146,7 +150,7 @@ impl OpenCoreError {
     /// The gRPC status a unary RPC reports for an error with this wire code.
     pub fn grpc_code_for(code: i32) -> tonic::Code {
         match code {
-            2004 | 2005 | 2006 | 2008 => tonic::Code::ResourceExhausted,
+            2004 | 2005 | 2006 | 2008 | 2019 => tonic::Code::ResourceExhausted,
             2001 => tonic::Code::Unimplemented,
             3005 | 3010 => tonic::Code::PermissionDenied,
             3011 => tonic::Code::NotFound,
@@ -176,6 +180,7 @@ impl From<crate::store::StoreError> for OpenCoreError {
             | StoreError::NoSuchIndex(_)
             | StoreError::InvalidOptions(_)) => OpenCoreError::Query(err.to_string()),
             StoreError::Closed => OpenCoreError::ShuttingDown,
+            StoreError::TooLarge { limit_mb } => OpenCoreError::QueryTooLarge { limit_mb },
             #[allow(unreachable_patterns)]
             other => OpenCoreError::Storage(other.to_string()),
         }
@@ -219,6 +224,7 @@ mod tests {
                 reason: "b".into(),
             },
             OpenCoreError::DuplicateKey("x".into()),
+            OpenCoreError::QueryTooLarge { limit_mb: 1 },
             OpenCoreError::NotSignedIn,
             OpenCoreError::InvalidToken {
                 command: "a".into(),

@@ -15,7 +15,7 @@ use crate::auth::{Directory, DirectorySettings};
 use crate::config::ServeConfig;
 use crate::error::OpenCoreError;
 use crate::services::Services;
-use crate::store::embedded::EmbeddedStore;
+use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::store::mongo::{redact_url, MongoStore};
 use crate::store::SharedStore;
 use crate::transports::workers::Workers;
@@ -81,7 +81,11 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
             Arc::new(mongo)
         }
         None => {
-            let embedded = EmbeddedStore::open(&config.data_dir)
+            let options = EmbeddedOptions {
+                max_aggregate_mb: config.limits.max_aggregate_mb,
+                ..Default::default()
+            };
+            let embedded = EmbeddedStore::open_with(&config.data_dir, options)
                 .map_err(|e| OpenCoreError::Storage(e.to_string()))?;
             tracing::info!("storage: embedded store in {}", config.data_dir.display());
             Arc::new(embedded)

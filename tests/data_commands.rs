@@ -475,6 +475,26 @@ async fn top_defaults_to_500_and_is_clamped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregations_over_the_memory_limit_get_an_error() {
+    let server = data_support::start_server(|c| c.limits.max_aggregate_mb = 1);
+    let mut c = admin(&server).await;
+    let padding = "x".repeat(10_000);
+    let items: Vec<Value> = (0..150)
+        .map(|n| json!({"n": n, "padding": padding}))
+        .collect();
+    insert_many(&mut c, "wide", Value::Array(items), true)
+        .await
+        .unwrap();
+    let grouped = json!([{"$group": {"_id": null, "n": {"$sum": 1}}}]);
+    let err = aggregate(&mut c, "wide", grouped).await.unwrap_err();
+    assert_eq!(err, "Query size exceeded 1 mb");
+    // The connection and the server go on; a smaller input is fine.
+    let few = json!([{"$match": {"n": {"$lt": 10}}}, {"$count": "n"}]);
+    let counted = aggregate(&mut c, "wide", few).await.unwrap();
+    assert_eq!(counted, vec![json!({"n": 10})]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updatedocument_versions_every_matched_document() {
     let server = data_support::start_server(|_| {});
     let mut c = admin(&server).await;

@@ -31,6 +31,9 @@ pub enum StoreError {
     NoSuchIndex(String),
     #[error("{0}")]
     InvalidOptions(String),
+    /// A read would hold more document bytes in memory than it is allowed.
+    #[error("Query size exceeded {limit_mb} mb")]
+    TooLarge { limit_mb: u64 },
 }
 
 impl From<engine::EngineError> for StoreError {

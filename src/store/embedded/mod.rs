@@ -70,6 +70,8 @@ pub struct EmbeddedOptions {
     pub cache_size: usize,
     /// How often expired documents (TTL indexes, timeseries expiry) are deleted.
     pub ttl_interval: Duration,
+    /// Megabytes of documents one aggregation may read (0 = unlimited).
+    pub max_aggregate_mb: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -77,6 +79,7 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             cache_size: 256 * 1024 * 1024,
             ttl_interval: Duration::from_secs(5),
+            max_aggregate_mb: 256,
         }
     }
 }
@@ -153,6 +156,7 @@ pub struct EmbeddedStore {
     feed: Arc<ChangeFeed>,
     shared: Arc<Shared>,
     ttl: Mutex<Option<TtlTask>>,
+    max_aggregate_mb: u64,
 }
 
 impl EmbeddedStore {
@@ -178,6 +182,7 @@ impl EmbeddedStore {
             feed,
             shared,
             ttl: Mutex::new(Some(ttl)),
+            max_aggregate_mb: options.max_aggregate_mb,
         })
     }
 
@@ -333,7 +338,8 @@ impl Store for EmbeddedStore {
         pipeline: &[Document],
     ) -> StoreResult<Vec<Document>> {
         let (collection, pipeline) = (collection.to_string(), pipeline.to_vec());
-        self.read(move |s| s.aggregate(&collection, &pipeline))
+        let limit_mb = self.max_aggregate_mb;
+        self.read(move |s| s.aggregate(&collection, &pipeline, limit_mb))
             .await
     }
 

@@ -177,6 +177,26 @@ pub(crate) fn is_over_budget(err: &StoreError) -> bool {
 pub(crate) struct Examined {
     pub keys: u64,
     pub docs: u64,
+    /// Encoded size of the documents handed on (they are held in memory from there).
+    pub bytes: u64,
+}
+
+/// Bounds of one execution.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    /// Documents plus index entries examined; past it, [`over_budget`].
+    pub work: u64,
+    /// Bytes of documents handed on; past it, `StoreError::TooLarge` with `limit_mb`.
+    pub bytes: u64,
+    pub limit_mb: u64,
+}
+
+impl Budget {
+    pub const UNLIMITED: Budget = Budget {
+        work: u64::MAX,
+        bytes: u64::MAX,
+        limit_mb: 0,
+    };
 }
 
 /// One bound of a field's interval, in that field's (possibly inverted) byte space.
@@ -584,12 +604,13 @@ pub(crate) fn sort_documents(
 ///
 /// `budget` bounds the work (documents plus index entries examined): past it,
 /// execution stops with [`over_budget`] (inline reads then move to the blocking pool).
+/// It also bounds the bytes of the documents handed to `visit`.
 pub(crate) fn execute<D, I>(
     plan: &Plan,
     data: &D,
     index: Option<&I>,
     filter: &Filter,
-    budget: u64,
+    budget: Budget,
     examined: &mut Examined,
     visit: &mut dyn FnMut(Document) -> StoreResult<bool>,
 ) -> StoreResult<()>
@@ -601,7 +622,7 @@ where
     let prefilter = &plan.prefilter;
     let mut check = |bytes: &[u8], examined: &mut Examined| -> StoreResult<bool> {
         examined.docs += 1;
-        if examined.docs + examined.keys > budget {
+        if examined.docs + examined.keys > budget.work {
             return Err(over_budget());
         }
         let raw = RawDocument::from_bytes(bytes).map_err(backend)?;
@@ -610,6 +631,12 @@ where
         }
         let doc = decode_raw(raw)?;
         if match_all || filter.matches(&doc) {
+            examined.bytes += bytes.len() as u64;
+            if examined.bytes > budget.bytes {
+                return Err(StoreError::TooLarge {
+                    limit_mb: budget.limit_mb,
+                });
+            }
             visit(doc)
         } else {
             Ok(true)

@@ -1,7 +1,7 @@
 //! Read paths of the embedded store. Every read runs on one redb snapshot (MVCC),
 //! planned with the catalog of that same snapshot.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use redb::{
 };
 
 use super::catalog::{data_table, Catalog, CollectionMeta, META, VERSION_KEY};
-use super::plan::{self, execute, Examined, Plan};
+use super::plan::{self, execute, Budget, Examined, Plan};
 use super::{backend, decode_doc, definition, Explain, Shared};
 use crate::store::engine::compare::Num;
 use crate::store::engine::{EngineError, Filter, ForeignSource, Pipeline, Projection, SortSpec};
@@ -43,6 +43,10 @@ pub(crate) struct Snapshot<'s> {
     shared: &'s Shared,
     /// Most documents + index entries a query may examine (inline reads).
     budget: u64,
+    /// Megabytes of documents this snapshot's reads may hand out (0 = unlimited), and
+    /// the bytes handed out so far: aggregations hold all their input in memory.
+    memory_limit_mb: Cell<u64>,
+    bytes_read: Cell<u64>,
 }
 
 fn open_optional(txn: &ReadTransaction, name: &str) -> StoreResult<Option<DataTable>> {
@@ -95,6 +99,8 @@ impl<'s> Snapshot<'s> {
             catalog,
             shared,
             budget: u64::MAX,
+            memory_limit_mb: Cell::new(0),
+            bytes_read: Cell::new(0),
         })
     }
 
@@ -118,15 +124,27 @@ impl<'s> Snapshot<'s> {
             },
             None => None,
         };
+        let limit_mb = self.memory_limit_mb.get();
+        let budget = Budget {
+            work: self.budget,
+            bytes: match limit_mb {
+                0 => u64::MAX,
+                mb => mb
+                    .saturating_mul(1024 * 1024)
+                    .saturating_sub(self.bytes_read.get()),
+            },
+            limit_mb,
+        };
         execute(
             plan,
             &data,
             index.as_ref(),
             filter,
-            self.budget,
+            budget,
             &mut examined,
             visit,
         )?;
+        self.bytes_read.set(self.bytes_read.get() + examined.bytes);
         self.shared.stats.examined(examined);
         Ok(examined)
     }
@@ -227,7 +245,15 @@ impl<'s> Snapshot<'s> {
         )?)
     }
 
-    pub fn aggregate(&self, collection: &str, pipeline: &[Document]) -> StoreResult<Vec<Document>> {
+    /// Runs `pipeline`; its input and foreign collections together may hold at most
+    /// `memory_limit_mb` megabytes of documents (0 = unlimited).
+    pub fn aggregate(
+        &self,
+        collection: &str,
+        pipeline: &[Document],
+        memory_limit_mb: u64,
+    ) -> StoreResult<Vec<Document>> {
+        self.memory_limit_mb.set(memory_limit_mb);
         // Validate the whole pipeline first (restricted stages, syntax).
         Pipeline::parse(pipeline).map_err(pipeline_error)?;
         // A leading $match (then $sort, then $limit) runs through the planner.
@@ -267,8 +293,14 @@ impl<'s> Snapshot<'s> {
         let foreign = SnapshotSource {
             snapshot: self,
             loaded: RefCell::new(HashMap::new()),
+            failure: RefCell::new(None),
         };
-        remaining.run(docs, &foreign).map_err(pipeline_error)
+        let result = remaining.run(docs, &foreign);
+        // A store failure inside a foreign read (such as the memory limit) keeps its kind.
+        match foreign.failure.into_inner() {
+            Some(failure) => Err(failure),
+            None => result.map_err(pipeline_error),
+        }
     }
 
     pub fn list_collections(&self) -> Vec<CollectionInfo> {
@@ -302,6 +334,8 @@ impl<'s> Snapshot<'s> {
 struct SnapshotSource<'a, 's> {
     snapshot: &'a Snapshot<'s>,
     loaded: RefCell<HashMap<String, Vec<Document>>>,
+    /// The store error a foreign read failed with, reported instead of the engine's.
+    failure: RefCell<Option<StoreError>>,
 }
 
 impl ForeignSource for SnapshotSource<'_, '_> {
@@ -315,7 +349,11 @@ impl ForeignSource for SnapshotSource<'_, '_> {
                 docs.push(doc);
                 Ok(true)
             })
-            .map_err(|e| EngineError::Foreign(e.to_string()))?;
+            .map_err(|e| {
+                let text = e.to_string();
+                self.failure.borrow_mut().get_or_insert(e);
+                EngineError::Foreign(text)
+            })?;
         self.loaded
             .borrow_mut()
             .insert(name.to_string(), docs.clone());

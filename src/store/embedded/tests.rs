@@ -1685,3 +1685,46 @@ async fn delete_one_or_many() {
     assert_eq!(store.count("c", &doc! {"g": 1}).await.unwrap(), 0);
     assert_eq!(store.count("c", &doc! {}).await.unwrap(), 5);
 }
+
+#[tokio::test]
+async fn aggregations_stop_at_their_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = EmbeddedOptions {
+        max_aggregate_mb: 1,
+        ..Default::default()
+    };
+    let store = EmbeddedStore::open_with(dir.path(), options).unwrap();
+    // 200 documents of ~10 KB: about 2 MB in all.
+    let padding = "x".repeat(10_000);
+    let big: Vec<Document> = (0..200)
+        .map(|i| doc! {"_id": i, "group": i % 2, "padding": &padding})
+        .collect();
+    store.insert_many("big", big).await.unwrap();
+    store
+        .insert_many("small", vec![doc! {"_id": 1, "group": 0}])
+        .await
+        .unwrap();
+    let count_all = [doc! {"$group": {"_id": null, "n": {"$sum": 1}}}];
+    let err = store.aggregate("big", &count_all).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooLarge { limit_mb: 1 }),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "Query size exceeded 1 mb");
+    // Under the limit (a `$match` keeps the input small), the same pipeline runs.
+    let few = [
+        doc! {"$match": {"_id": {"$lt": 50}}},
+        doc! {"$group": {"_id": null, "n": {"$sum": 1}}},
+    ];
+    let result = store.aggregate("big", &few).await.unwrap();
+    assert_eq!(result, vec![doc! {"_id": null, "n": 50}]);
+    // A `$lookup`'s foreign collection counts against the same limit.
+    let lookup = [doc! {"$lookup": {
+        "from": "big", "localField": "group", "foreignField": "group", "as": "joined"
+    }}];
+    let err = store.aggregate("small", &lookup).await.unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err:?}");
+    // Finds are limited by their `top` instead, and are not affected.
+    let all = store.find("big", &doc! {}, &FindOptions::default()).await;
+    assert_eq!(all.unwrap().len(), 200);
+}

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use super::catalog::{
     data_table, is_id_index, validate_options, Catalog, CollectionMeta, IndexMeta, META,
 };
-use super::plan::{self, execute, Examined};
+use super::plan::{self, execute, Budget, Examined};
 use super::{backend, decode_doc, definition, Shared};
 use crate::store::engine::path::walk_keys;
 use crate::store::engine::{ApplyContext, Filter, Projection, SortSpec, Update};
@@ -713,7 +713,7 @@ fn matching(
         data,
         index,
         filter,
-        u64::MAX,
+        Budget::UNLIMITED,
         &mut examined,
         &mut |doc| {
             found.push(doc);
