@@ -134,17 +134,21 @@ impl RawClient {
         reply
     }
 
+    /// The reply to a password sign-in, whatever it is.
+    pub async fn signin_reply(&mut self, username: &str, password: &str) -> Envelope {
+        self.request(
+            "signin",
+            &SigninRequest {
+                username: username.into(),
+                password: password.into(),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
     pub async fn signin(&mut self, username: &str, password: &str) -> SigninResponse {
-        let reply = self
-            .request(
-                "signin",
-                &SigninRequest {
-                    username: username.into(),
-                    password: password.into(),
-                    ..Default::default()
-                },
-            )
-            .await;
+        let reply = self.signin_reply(username, password).await;
         assert_eq!(
             reply.command,
             "signinreply",

@@ -320,16 +320,7 @@ pub async fn signed_in(server: &TestServer, username: &str, password: &str) -> R
 /// The reply to a sign-in on a fresh connection (for sign-ins expected to fail).
 pub async fn signin_reply(server: &TestServer, username: &str, password: &str) -> Envelope {
     let mut client = RawClient::connect(server.tcp()).await;
-    client
-        .request(
-            "signin",
-            &SigninRequest {
-                username: username.into(),
-                password: password.into(),
-                ..Default::default()
-            },
-        )
-        .await
+    client.signin_reply(username, password).await
 }
 
 pub async fn admin(server: &TestServer) -> RawClient {
