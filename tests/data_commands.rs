@@ -495,6 +495,58 @@ async fn aggregations_over_the_memory_limit_get_an_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletemany_works_through_large_sets_in_batches() {
+    let server = data_support::start_server(|_| {});
+    let mut admin_client = admin(&server).await;
+    let carol = create_user(&mut admin_client, "carol", "pw-carol").await;
+    // 2,400 documents; carol may read and delete the even ones (1,200: more than one
+    // batch of 1,000), the odd ones only the admins.
+    let items: Vec<Value> = (0..2400)
+        .map(|n| {
+            if n % 2 == 0 {
+                json!({"n": n, "_acl": [{"_id": carol, "name": "carol", "rights": 10}]})
+            } else {
+                json!({"n": n})
+            }
+        })
+        .collect();
+    insert_many(&mut admin_client, "sweep", Value::Array(items), true)
+        .await
+        .unwrap();
+    let mut c = signed_in(&server, "carol", "pw-carol").await;
+    assert_eq!(
+        delete_many(&mut c, "sweep", Some(json!({})), &[])
+            .await
+            .unwrap(),
+        1200
+    );
+    assert_eq!(
+        count(&mut admin_client, "sweep", json!({})).await.unwrap(),
+        1200
+    );
+    let left = query(&mut admin_client, "sweep", json!({"n": {"$mod": [2, 0]}}));
+    assert!(left.await.unwrap().is_empty());
+    // Every deleted document got its history record.
+    let hist = count(
+        &mut admin_client,
+        "sweep_hist",
+        json!({"_deleted": {"$exists": true}}),
+    );
+    assert_eq!(hist.await.unwrap(), 1200);
+    // The admin deletes the rest.
+    assert_eq!(
+        delete_many(&mut admin_client, "sweep", Some(json!({})), &[])
+            .await
+            .unwrap(),
+        1200
+    );
+    assert_eq!(
+        count(&mut admin_client, "sweep", json!({})).await.unwrap(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updatedocument_versions_every_matched_document() {
     let server = data_support::start_server(|_| {});
     let mut c = admin(&server).await;

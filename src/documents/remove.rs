@@ -22,6 +22,11 @@ pub struct Deleted {
 
 /// Deletes what `filter` matches among the documents the caller may delete (the first
 /// match only with `just_one`).
+///
+/// Works in batches of `BATCH` documents, so deleting a large collection never holds
+/// more than one batch in memory: each round reads the next matches, writes their
+/// history records, deletes them. Matches that stay (built-in users, documents the
+/// in-memory ACL check refuses) are excluded from later rounds by `_id`.
 pub async fn delete(
     scope: &Scope,
     filter: Document,
@@ -32,42 +37,73 @@ pub async fn delete(
         return Err(OpenCoreError::AccessDenied);
     }
     let restricted = scope.restrict(filter, Right::Delete);
-    let options = crate::store::FindOptions {
-        limit: u64::from(just_one),
-        ..Default::default()
+    let batch = if just_one { 1 } else { BATCH };
+    let mut kept: Vec<Bson> = Vec::new();
+    let mut deleted = Deleted {
+        count: 0,
+        protected: 0,
     };
-    let matched = scope
-        .store()
-        .find(&scope.collection, &restricted, &options)
-        .await?;
-    let total = matched.len();
-    let mut doomed: Vec<Document> = matched
-        .into_iter()
-        .filter(|d| scope.can(d, Right::Delete))
-        .filter(|d| {
-            !(scope.collection == USERS_COLLECTION && d.get_str("_id").is_ok_and(rules::is_builtin))
-        })
-        .collect();
-    let protected = total - doomed.len();
-    if just_one {
-        doomed.truncate(1);
-    }
-    let mut count = 0;
-    for chunk in doomed.chunks(BATCH) {
-        if scope.keeps_history() {
-            let now = DateTime::now();
-            let records = chunk
-                .iter()
-                .map(|d| history::record::deleted(d, &scope.user, now))
-                .collect();
-            history::record::write(&scope.services, &scope.collection, records).await?;
-        }
-        let ids: Vec<Bson> = chunk.iter().filter_map(|d| d.get("_id").cloned()).collect();
-        let filter = scope.restrict(query::and([doc! {"_id": {"$in": ids}}]), Right::Delete);
-        count += scope
+    loop {
+        let round = if kept.is_empty() {
+            restricted.clone()
+        } else {
+            query::and([restricted.clone(), doc! {"_id": {"$nin": kept.clone()}}])
+        };
+        let options = crate::store::FindOptions {
+            limit: batch as u64,
+            ..Default::default()
+        };
+        let matched = scope
             .store()
-            .delete(&scope.collection, &filter, false)
+            .find(&scope.collection, &round, &options)
             .await?;
+        let exhausted = matched.len() < batch;
+        let (mut doomed, stay): (Vec<Document>, Vec<Document>) =
+            matched.into_iter().partition(|d| may_delete(scope, d));
+        deleted.protected += stay.len();
+        kept.extend(stay.iter().filter_map(|d| d.get("_id").cloned()));
+        if just_one {
+            doomed.truncate(1);
+        }
+        let count = delete_batch(scope, &doomed).await?;
+        if (count as usize) < doomed.len() {
+            // Some were not deleted after all (a concurrent change): never read them
+            // again, so every round makes progress.
+            kept.extend(doomed.iter().filter_map(|d| d.get("_id").cloned()));
+        }
+        deleted.count += count;
+        if exhausted || just_one {
+            return Ok(deleted);
+        }
     }
-    Ok(Deleted { count, protected })
+}
+
+fn may_delete(scope: &Scope, document: &Document) -> bool {
+    scope.can(document, Right::Delete)
+        && !(scope.collection == USERS_COLLECTION
+            && document.get_str("_id").is_ok_and(rules::is_builtin))
+}
+
+/// Writes the history records of `doomed`, then deletes them; returns how many went.
+async fn delete_batch(scope: &Scope, doomed: &[Document]) -> Result<u64, OpenCoreError> {
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    if scope.keeps_history() {
+        let now = DateTime::now();
+        let records = doomed
+            .iter()
+            .map(|d| history::record::deleted(d, &scope.user, now))
+            .collect();
+        history::record::write(&scope.services, &scope.collection, records).await?;
+    }
+    let ids: Vec<Bson> = doomed
+        .iter()
+        .filter_map(|d| d.get("_id").cloned())
+        .collect();
+    let filter = scope.restrict(query::and([doc! {"_id": {"$in": ids}}]), Right::Delete);
+    Ok(scope
+        .store()
+        .delete(&scope.collection, &filter, false)
+        .await?)
 }
