@@ -969,22 +969,10 @@ async fn concurrent_upserts_of_one_key_make_one_document() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_unary_rpcs_serve_the_data_commands() {
-    use opencore::proto::flow_service_client::FlowServiceClient;
     use tonic::Request;
 
     let server = data_support::start_server(|_| {});
-    let mut grpc = FlowServiceClient::connect(format!("http://{}", server.grpc()))
-        .await
-        .unwrap();
-    let signed = grpc
-        .signin(SigninRequest {
-            username: ADMIN.into(),
-            password: ADMIN_PASSWORD.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let (mut grpc, signed) = grpc_admin(&server).await;
     fn authorized<M>(jwt: &str, message: M) -> Request<M> {
         let mut request = Request::new(message);
         request.metadata_mut().insert("jwt", jwt.parse().unwrap());

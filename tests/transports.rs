@@ -118,18 +118,7 @@ async fn grpc_stream_accepts_large_envelopes_and_keeps_replies_under_4_mib() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_unary_signin_is_real_and_unserved_rpcs_are_unimplemented() {
     let server = TestServer::start();
-    let mut client = FlowServiceClient::connect(format!("http://{}", server.grpc()))
-        .await
-        .unwrap();
-    let response = client
-        .signin(SigninRequest {
-            username: ADMIN.into(),
-            password: ADMIN_PASSWORD.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let (mut client, response) = grpc_admin(&server).await;
     assert_eq!(response.user.unwrap().username, ADMIN);
     assert_eq!(response.jwt.split('.').count(), 3);
     let wrong = client

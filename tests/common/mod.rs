@@ -171,6 +171,31 @@ impl RawClient {
     }
 }
 
+/// A gRPC client of `server`, signed in as the admin through the unary `Signin` RPC.
+pub async fn grpc_admin(
+    server: &TestServer,
+) -> (
+    opencore::proto::flow_service_client::FlowServiceClient<tonic::transport::Channel>,
+    SigninResponse,
+) {
+    let mut client = opencore::proto::flow_service_client::FlowServiceClient::connect(format!(
+        "http://{}",
+        server.grpc()
+    ))
+    .await
+    .unwrap();
+    let signed = client
+        .signin(SigninRequest {
+            username: ADMIN.into(),
+            password: ADMIN_PASSWORD.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (client, signed)
+}
+
 pub fn decode<M: Message + Default>(envelope: &Envelope) -> M {
     M::decode(
         envelope
