@@ -1,0 +1,1 @@
+//! Filled in by the bounded_work work of issue 7.

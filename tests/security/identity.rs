@@ -1,0 +1,1 @@
+//! Filled in by the identity work of issue 7.

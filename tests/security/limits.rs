@@ -1,0 +1,1 @@
+//! Filled in by the limits work of issue 7.
