@@ -13,3 +13,5 @@ mod identity;
 mod bounded_work;
 #[path = "security/limits.rs"]
 mod limits;
+#[path = "security/store_bounds.rs"]
+mod store_bounds;

@@ -1,0 +1,1 @@
+//! Filled in by the store_bounds work of issue 7.
