@@ -68,6 +68,10 @@ pub enum OpenCoreError {
     /// A write collided with a unique index (`_id` or a unique secondary index).
     #[error("{0}")]
     DuplicateKey(String),
+    /// Client data ran into one of the query engine's bounds (path parts, nesting
+    /// depth, sort memory, regex size); the text names the limit. Codes 2020-2023.
+    #[error("{0}")]
+    Limit(crate::store::engine::LimitError),
 
     // 3xxx: authentication and authorization
     #[error("Not signed in, and missing jwt")]
@@ -131,6 +135,7 @@ impl OpenCoreError {
             InvalidJson { .. } => 2017,
             DuplicateKey(_) => 2018,
             QueryTooLarge { .. } => 2019,
+            Limit(limit) => limit.code(),
             NotSignedIn => 3000,
             InvalidToken { .. } => 3001,
             InvalidSigninToken(_) => 3002,
@@ -150,7 +155,7 @@ impl OpenCoreError {
     /// The gRPC status a unary RPC reports for an error with this wire code.
     pub fn grpc_code_for(code: i32) -> tonic::Code {
         match code {
-            2004 | 2005 | 2006 | 2008 | 2019 => tonic::Code::ResourceExhausted,
+            2004 | 2005 | 2006 | 2008 | 2019 | 2022 => tonic::Code::ResourceExhausted,
             2001 => tonic::Code::Unimplemented,
             3005 | 3010 => tonic::Code::PermissionDenied,
             3011 => tonic::Code::NotFound,
@@ -162,6 +167,17 @@ impl OpenCoreError {
                 4 => tonic::Code::Unimplemented,
                 _ => tonic::Code::Internal,
             },
+        }
+    }
+}
+
+impl From<crate::store::engine::LimitError> for OpenCoreError {
+    fn from(limit: crate::store::engine::LimitError) -> Self {
+        match limit {
+            crate::store::engine::LimitError::Memory { limit_mb } => {
+                OpenCoreError::QueryTooLarge { limit_mb }
+            }
+            other => OpenCoreError::Limit(other),
         }
     }
 }
@@ -181,6 +197,7 @@ impl From<crate::store::StoreError> for OpenCoreError {
             | StoreError::InvalidOptions(_)) => OpenCoreError::Query(err.to_string()),
             StoreError::Closed => OpenCoreError::ShuttingDown,
             StoreError::TooLarge { limit_mb } => OpenCoreError::QueryTooLarge { limit_mb },
+            StoreError::Limit(limit) => OpenCoreError::from(limit),
             #[allow(unreachable_patterns)]
             other => OpenCoreError::Storage(other.to_string()),
         }
@@ -225,6 +242,14 @@ mod tests {
             },
             OpenCoreError::DuplicateKey("x".into()),
             OpenCoreError::QueryTooLarge { limit_mb: 1 },
+            OpenCoreError::Limit(crate::store::engine::LimitError::PathTooLong {
+                path: "a".into(),
+                segments: 2,
+                limit: 1,
+            }),
+            OpenCoreError::Limit(crate::store::engine::LimitError::too_deep("x", 1)),
+            OpenCoreError::Limit(crate::store::engine::LimitError::SortMemory { limit_mb: 1 }),
+            OpenCoreError::Limit(crate::store::engine::LimitError::RegexTooLarge { limit: 1 }),
             OpenCoreError::NotSignedIn,
             OpenCoreError::InvalidToken {
                 command: "a".into(),

@@ -9,29 +9,38 @@ use crate::error::OpenCoreError;
 
 const JAVASCRIPT_OPERATORS: &[&str] = &["$where", "$function", "$accumulator"];
 
+/// Walks the document with an explicit stack, so a document of any depth (even one
+/// that did not come through the depth-limited JSON parser) cannot overflow a thread.
 pub fn refuse_javascript(document: &Document) -> Result<(), OpenCoreError> {
+    let mut pending: Vec<&Bson> = Vec::new();
+    check_document(document, &mut pending)?;
+    while let Some(value) = pending.pop() {
+        match value {
+            Bson::Document(inner) => check_document(inner, &mut pending)?,
+            Bson::Array(items) => pending.extend(items),
+            Bson::JavaScriptCode(_) | Bson::JavaScriptCodeWithScope(_) => {
+                return Err(OpenCoreError::BadRequest(
+                    "JavaScript values are not allowed".into(),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_document<'a>(document: &'a Document, pending: &mut Vec<&'a Bson>) -> Result<(), OpenCoreError> {
     for (key, value) in document {
         if JAVASCRIPT_OPERATORS.contains(&key.as_str()) {
             return Err(OpenCoreError::BadRequest(format!("{key} is not allowed")));
         }
-        refuse_in_value(value)?;
+        pending.push(value);
     }
     Ok(())
 }
 
 pub fn refuse_javascript_in(documents: &[Document]) -> Result<(), OpenCoreError> {
     documents.iter().try_for_each(refuse_javascript)
-}
-
-fn refuse_in_value(value: &Bson) -> Result<(), OpenCoreError> {
-    match value {
-        Bson::Document(document) => refuse_javascript(document),
-        Bson::Array(items) => items.iter().try_for_each(refuse_in_value),
-        Bson::JavaScriptCode(_) | Bson::JavaScriptCodeWithScope(_) => Err(
-            OpenCoreError::BadRequest("JavaScript values are not allowed".into()),
-        ),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]
@@ -49,5 +58,18 @@ mod tests {
         .is_err());
         let pipeline = [doc! {"$group": {"_id": null, "x": {"$accumulator": {}}}}];
         assert!(refuse_javascript_in(&pipeline).is_err());
+    }
+
+    #[test]
+    fn walks_any_depth_without_recursion() {
+        let mut value = Bson::Document(doc! {"$where": "1"});
+        for _ in 0..100_000 {
+            value = Bson::Array(vec![value]);
+        }
+        let document = doc! {"a": value};
+        assert!(refuse_javascript(&document).is_err());
+        if let Some(deep) = document.into_iter().next().map(|(_, v)| v) {
+            crate::store::engine::limits::drop_deep(deep);
+        }
     }
 }

@@ -9,6 +9,10 @@
 //!
 //! Integers that fit 32 bits become Int32 (as JavaScript drivers store them), larger
 //! ones Int64; everything else with a fraction or exponent is a Double.
+//!
+//! Objects and arrays nest at most `MAX_DOCUMENT_DEPTH` (100) levels, MongoDB's
+//! limit: every document, filter, update and pipeline a client sends is bounded
+//! here, before anything recursive sees it.
 
 use std::fmt;
 
@@ -16,13 +20,26 @@ use bson::{oid::ObjectId, Bson, Document};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::error::OpenCoreError;
+use crate::store::engine::limits::{LimitError, MAX_DOCUMENT_DEPTH};
+
+/// The error text a too-deep value stops the deserializer with (never shown).
+const TOO_DEEP: &str = "\u{0}nesting limit";
 
 /// Parses any JSON value.
 pub fn parse_value(field: &str, text: &str) -> Result<Bson, OpenCoreError> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = BsonSeed
+    let value = BsonSeed { depth: 0 }
         .deserialize(&mut deserializer)
-        .map_err(|err| invalid(field, err))?;
+        .map_err(|err| {
+            if err.to_string().starts_with(TOO_DEEP) {
+                OpenCoreError::from(LimitError::too_deep(
+                    format!("The JSON in {field}"),
+                    MAX_DOCUMENT_DEPTH,
+                ))
+            } else {
+                invalid(field, err)
+            }
+        })?;
     deserializer.end().map_err(|err| invalid(field, err))?;
     Ok(value)
 }
@@ -89,17 +106,34 @@ fn kind_name(value: &Bson) -> &'static str {
     }
 }
 
-struct BsonSeed;
+/// A value at `depth` objects/arrays below the top.
+struct BsonSeed {
+    depth: usize,
+}
 
 impl<'de> DeserializeSeed<'de> for BsonSeed {
     type Value = Bson;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Bson, D::Error> {
-        deserializer.deserialize_any(BsonVisitor)
+        deserializer.deserialize_any(BsonVisitor { depth: self.depth })
     }
 }
 
-struct BsonVisitor;
+struct BsonVisitor {
+    depth: usize,
+}
+
+impl BsonVisitor {
+    /// The seed of this container's children, refused past the depth limit.
+    fn children<E: de::Error>(&self) -> Result<BsonSeed, E> {
+        if self.depth >= MAX_DOCUMENT_DEPTH {
+            return Err(E::custom(TOO_DEEP));
+        }
+        Ok(BsonSeed {
+            depth: self.depth + 1,
+        })
+    }
+}
 
 fn integer(value: i64) -> Bson {
     match i32::try_from(value) {
@@ -155,17 +189,19 @@ impl<'de> Visitor<'de> for BsonVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bson, A::Error> {
+        self.children::<A::Error>()?;
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(item) = seq.next_element_seed(BsonSeed)? {
+        while let Some(item) = seq.next_element_seed(self.children()?)? {
             items.push(item);
         }
         Ok(Bson::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Bson, A::Error> {
+        self.children::<A::Error>()?;
         let mut document = Document::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(BsonSeed)?;
+            let value = map.next_value_seed(self.children()?)?;
             document.insert(key, value);
         }
         Ok(extended(document))
@@ -318,6 +354,21 @@ mod tests {
             d.get_array("n").unwrap(),
             &vec![Bson::Null, Bson::Boolean(true)]
         );
+    }
+
+    #[test]
+    fn nesting_is_capped_at_the_document_depth() {
+        let nest = |levels: usize| "[".repeat(levels) + &"]".repeat(levels);
+        assert!(parse_value("q", &nest(MAX_DOCUMENT_DEPTH)).is_ok());
+        let err = parse_value("q", &nest(MAX_DOCUMENT_DEPTH + 1)).unwrap_err();
+        assert_eq!(err.code(), 2021);
+        assert_eq!(
+            err.to_string(),
+            "The JSON in q exceeds the maximum nesting depth of 100"
+        );
+        let objects = |levels: usize| "{\"a\":".repeat(levels) + "1" + &"}".repeat(levels);
+        assert!(parse_document("q", &objects(MAX_DOCUMENT_DEPTH)).is_ok());
+        assert!(parse_document("q", &objects(MAX_DOCUMENT_DEPTH + 1)).is_err());
     }
 
     #[test]

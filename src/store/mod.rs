@@ -34,11 +34,20 @@ pub enum StoreError {
     /// A read would hold more document bytes in memory than it is allowed.
     #[error("Query size exceeded {limit_mb} mb")]
     TooLarge { limit_mb: u64 },
+    /// The query engine refused client data that exceeds one of its bounds.
+    #[error("{0}")]
+    Limit(engine::LimitError),
 }
 
 impl From<engine::EngineError> for StoreError {
     fn from(err: engine::EngineError) -> Self {
-        StoreError::Query(err.to_string())
+        match err {
+            engine::EngineError::Limit(engine::LimitError::Memory { limit_mb }) => {
+                StoreError::TooLarge { limit_mb }
+            }
+            engine::EngineError::Limit(limit) => StoreError::Limit(limit),
+            other => StoreError::Query(other.to_string()),
+        }
     }
 }
 

@@ -62,6 +62,10 @@ pub enum EngineError {
     /// A valid MongoDB feature this engine does not implement.
     #[error("{0} is not supported by the embedded query engine")]
     Unsupported(String),
+    /// Client data ran into one of the engine's bounds (path length, depth,
+    /// memory budget, regex size): see [`super::limits`].
+    #[error("{0}")]
+    Limit(#[from] super::limits::LimitError),
 }
 
 impl EngineError {
@@ -85,6 +89,9 @@ impl EngineError {
             EngineError::Expression(_) | EngineError::Projection(_) => 2,
             EngineError::Foreign(_) => 1,
             EngineError::Unsupported(_) => 115,
+            EngineError::Limit(super::limits::LimitError::Memory { .. })
+            | EngineError::Limit(super::limits::LimitError::SortMemory { .. }) => 292,
+            EngineError::Limit(_) => 2,
         }
     }
 

@@ -11,7 +11,7 @@ use super::path::{walk, walk_value, FieldPath, Found, PathPart};
 use super::Result;
 
 /// MongoDB refuses query trees deeper than this; so do we (protects the stack).
-const MAX_DEPTH: usize = 100;
+use super::limits::MAX_SPEC_DEPTH as MAX_DEPTH;
 
 /// A parsed query filter. Parse once with [`Filter::parse`], then call
 /// [`Filter::matches`] for every candidate document.
@@ -315,9 +315,7 @@ fn merge_constraint(out: &mut Vec<(String, FieldConstraint)>, path: &str, c: Fie
 
 fn parse_doc(d: &Document, depth: usize) -> Result<Node> {
     if depth > MAX_DEPTH {
-        return Err(EngineError::bad(format!(
-            "exceeded maximum query tree depth of {MAX_DEPTH}"
-        )));
+        return Err(super::limits::LimitError::too_deep("The query", MAX_DEPTH).into());
     }
     let mut children = Vec::with_capacity(d.len());
     for (k, v) in d {
@@ -379,7 +377,7 @@ fn is_operator_doc(d: &Document) -> bool {
 }
 
 fn parse_field(path: &str, v: &Bson, depth: usize) -> Result<Node> {
-    let fp = FieldPath::new(path);
+    let fp = FieldPath::checked(path)?;
     let preds = parse_value_preds(v, depth)?;
     Ok(Node::Field(fp, preds))
 }
@@ -397,9 +395,7 @@ pub(crate) fn parse_value_preds(v: &Bson, depth: usize) -> Result<Vec<Pred>> {
 
 fn parse_operators(d: &Document, depth: usize) -> Result<Vec<Pred>> {
     if depth > MAX_DEPTH {
-        return Err(EngineError::bad(format!(
-            "exceeded maximum query tree depth of {MAX_DEPTH}"
-        )));
+        return Err(super::limits::LimitError::too_deep("The query", MAX_DEPTH).into());
     }
     let mut preds = Vec::with_capacity(d.len());
     let mut regex_seen = false;
@@ -723,6 +719,14 @@ impl RegexPred {
 /// Compiles a MongoDB (PCRE-flavoured) regex with flags i, m, s, x (u is
 /// accepted and implied).
 pub(crate) fn build_regex(pattern: &str, options: &str) -> Result<regex::Regex> {
+    use super::limits::{LimitError, MAX_REGEX_PATTERN_BYTES, REGEX_COMPILED_SIZE_LIMIT};
+    if pattern.len() > MAX_REGEX_PATTERN_BYTES {
+        return Err(LimitError::RegexTooLong {
+            length: pattern.len(),
+            limit: MAX_REGEX_PATTERN_BYTES,
+        }
+        .into());
+    }
     let mut b = regex::RegexBuilder::new(pattern);
     for c in options.chars() {
         match c {
@@ -746,9 +750,15 @@ pub(crate) fn build_regex(pattern: &str, options: &str) -> Result<regex::Regex> 
             }
         }
     }
-    b.size_limit(1 << 22);
-    b.build()
-        .map_err(|e| EngineError::bad(format!("Regular expression is invalid: {e}")))
+    b.size_limit(REGEX_COMPILED_SIZE_LIMIT);
+    b.dfa_size_limit(REGEX_COMPILED_SIZE_LIMIT);
+    b.build().map_err(|e| match e {
+        regex::Error::CompiledTooBig(_) => LimitError::RegexTooLarge {
+            limit: REGEX_COMPILED_SIZE_LIMIT,
+        }
+        .into(),
+        e => EngineError::bad(format!("Regular expression is invalid: {e}")),
+    })
 }
 
 // ---------------------------------------------------------------- matching

@@ -11,9 +11,11 @@
 //! access control).
 
 pub mod aggregate;
+pub mod budget;
 pub mod compare;
 pub mod error;
 pub mod filter;
+pub mod limits;
 pub mod path;
 pub mod projection;
 pub mod query;
@@ -24,6 +26,7 @@ pub use aggregate::{ForeignSource, NoForeign, Pipeline};
 pub use compare::{compare_bson, values_equal};
 pub use error::EngineError;
 pub use filter::{FieldConstraint, Filter, MatchDetails};
+pub use limits::LimitError;
 pub use projection::Projection;
 pub use query::{count, distinct, find, FindOptions};
 pub use sort::SortSpec;

@@ -48,8 +48,17 @@ impl FieldPath {
         }
     }
 
-    /// Parses and validates (no empty components).
+    /// A query path as written (empty components allowed, as MongoDB's
+    /// matcher does), refused past [`super::limits::MAX_PATH_SEGMENTS`] parts.
+    pub fn checked(raw: &str) -> crate::store::engine::Result<FieldPath> {
+        super::limits::check_path(raw)?;
+        Ok(FieldPath::new(raw))
+    }
+
+    /// Parses and validates (no empty components, at most
+    /// [`super::limits::MAX_PATH_SEGMENTS`] parts).
     pub fn parse(raw: &str) -> crate::store::engine::Result<FieldPath> {
+        super::limits::check_path(raw)?;
         if raw.is_empty() {
             return Err(crate::store::engine::EngineError::bad(
                 "FieldPath cannot be constructed with empty string",

@@ -107,6 +107,7 @@ impl Projection {
         let mut id_item: Option<Item> = None;
         let mut has_late = false;
         for (key, v) in spec {
+            super::limits::check_path(key)?;
             let (path, positional) = match (mode, key.strip_suffix(".$")) {
                 (ProjMode::Find, Some(p)) => (p, true),
                 _ => (key.as_str(), false),
@@ -360,6 +361,9 @@ fn nested_mode(n: &Node) -> Result<Option<bool>> {
 }
 
 fn parse_item(path: &str, v: &Bson, mode: ProjMode, has_late: &mut bool) -> Result<Item> {
+    // `path` is the whole path down to here (nested sub-projections
+    // included), so this bounds the depth of the projection tree.
+    super::limits::check_path(path)?;
     match v {
         Bson::Boolean(_)
         | Bson::Int32(_)

@@ -296,7 +296,10 @@ impl Update {
     /// changed. On error the document is left untouched.
     pub fn apply(&self, doc: &mut Document, ctx: &ApplyContext<'_>) -> Result<bool> {
         match &self.kind {
-            Kind::Replacement(r) => apply_replacement(doc, r),
+            Kind::Replacement(r) => {
+                check_result_depth(r)?;
+                apply_replacement(doc, r)
+            }
             Kind::Ops(entries) => {
                 let mut work = doc.clone();
                 let changed = self.apply_ops(&mut work, entries, ctx)?;
@@ -312,6 +315,7 @@ impl Update {
                     }
                 }
                 if changed {
+                    check_result_depth(&work)?;
                     *doc = work;
                 }
                 Ok(changed)
@@ -373,6 +377,7 @@ impl Update {
         eqs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let mut doc = Document::new();
         for (p, v) in eqs {
+            super::limits::check_path(&p)?;
             let comps: Vec<String> = p.split('.').map(str::to_string).collect();
             if comps.iter().any(|c| c.starts_with('$')) {
                 continue;
@@ -417,8 +422,18 @@ impl Update {
             doc.insert("_id", Bson::ObjectId(bson::oid::ObjectId::new()));
         }
         move_id_first(&mut doc);
+        check_result_depth(&doc)?;
         Ok(doc)
     }
+}
+
+/// Paths of up to `MAX_PATH_SEGMENTS` parts (and `$rename`) can nest a
+/// document deeper than a client could send it; stored documents keep
+/// MongoDB's depth limit.
+fn check_result_depth(doc: &Document) -> Result<()> {
+    use super::limits::{check_doc_depth, MAX_DOCUMENT_DEPTH};
+    check_doc_depth(doc, "The document after this update", MAX_DOCUMENT_DEPTH)?;
+    Ok(())
 }
 
 fn type_name_long(b: &Bson) -> &'static str {
@@ -448,6 +463,7 @@ fn move_id_first(doc: &mut Document) {
 }
 
 fn parse_update_path(field: &str) -> Result<Vec<String>> {
+    super::limits::check_path(field)?;
     if field.is_empty() {
         return Err(EngineError::bad("An empty update path is not valid."));
     }

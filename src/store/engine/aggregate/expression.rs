@@ -13,7 +13,27 @@ use crate::store::engine::compare::{
 };
 use crate::store::engine::error::EngineError;
 use crate::store::engine::path::get_expr_path_value;
+use crate::store::engine::budget::{check_built_value, check_new_value};
+use crate::store::engine::limits::measure;
 use crate::store::engine::Result;
+
+/// Bytes of one array slot in [`measure`]'s accounting.
+const SLOT: u64 = 16;
+
+/// Collects the values an expression builds into one array or object,
+/// refusing as soon as their total passes the budget (each element was
+/// cloned or computed already; this bounds how many of them pile up).
+#[derive(Default)]
+struct Building {
+    bytes: u64,
+}
+
+impl Building {
+    fn add(&mut self, v: &Bson) -> Result<()> {
+        self.bytes += measure(v).bytes;
+        Ok(check_new_value(self.bytes)?)
+    }
+}
 
 /// User variables in scope (`$$name`), innermost last.
 #[derive(Debug, Clone, Default)]
@@ -197,6 +217,7 @@ fn op(node: OpNode) -> Expr {
 }
 
 fn split_path(s: &str) -> Result<Vec<String>> {
+    crate::store::engine::limits::check_path(s)?;
     let parts: Vec<String> = s.split('.').map(str::to_string).collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(EngineError::bad(format!(
@@ -235,11 +256,15 @@ impl Expr {
     }
 }
 
-const MAX_DEPTH: usize = 150;
+use crate::store::engine::limits::MAX_SPEC_DEPTH;
 
 fn parse_expr(v: &Bson, depth: usize) -> Result<Expr> {
-    if depth > MAX_DEPTH {
-        return Err(EngineError::bad("expression nested too deeply"));
+    if depth > MAX_SPEC_DEPTH {
+        return Err(crate::store::engine::limits::LimitError::too_deep(
+            "The expression",
+            MAX_SPEC_DEPTH,
+        )
+        .into());
     }
     match v {
         Bson::String(s) if s.starts_with("$$") => {
@@ -708,8 +733,10 @@ pub(crate) fn eval(e: &Expr, root: &Document, vars: &Vars) -> Result<V> {
         Expr::Now => Ok(Some(Bson::DateTime(bson::DateTime::now()))),
         Expr::Obj(fields) => {
             let mut d = Document::new();
+            let mut size = Building::default();
             for (k, fe) in fields {
                 if let Some(v) = eval(fe, root, vars)? {
+                    size.add(&v)?;
                     d.insert(k.clone(), v);
                 }
             }
@@ -717,9 +744,12 @@ pub(crate) fn eval(e: &Expr, root: &Document, vars: &Vars) -> Result<V> {
         }
         Expr::Arr(items) => {
             let mut out = Vec::with_capacity(items.len());
+            let mut size = Building::default();
             for it in items {
                 // Missing values inside array literals become null.
-                out.push(eval(it, root, vars)?.unwrap_or(Bson::Null));
+                let v = eval(it, root, vars)?.unwrap_or(Bson::Null);
+                size.add(&v)?;
+                out.push(v);
             }
             Ok(Some(Bson::Array(out)))
         }
@@ -803,9 +833,12 @@ fn eval_op(node: &OpNode, root: &Document, vars: &Vars) -> Result<V> {
                 }
             };
             let mut out = Vec::with_capacity(arr.len());
+            let mut size = Building::default();
             for el in arr {
                 let scope = vars.with(var, el);
-                out.push(eval(body, root, &scope)?.unwrap_or(Bson::Null));
+                let v = eval(body, root, &scope)?.unwrap_or(Bson::Null);
+                size.add(&v)?;
+                out.push(v);
             }
             Ok(Some(Bson::Array(out)))
         }
@@ -828,6 +861,11 @@ fn eval_op(node: &OpNode, root: &Document, vars: &Vars) -> Result<V> {
             for el in arr {
                 let scope = vars.with("value", acc).with("this", el);
                 acc = eval(body, root, &scope)?.unwrap_or(Bson::Null);
+                // The only loop that feeds a value back into itself: bound
+                // its depth and size every round, before it can grow on.
+                if matches!(acc, Bson::Array(_) | Bson::Document(_) | Bson::String(_)) {
+                    check_built_value(&acc)?;
+                }
             }
             Ok(Some(acc))
         }
@@ -1239,6 +1277,14 @@ fn eval_nary(o: Op, args: &[Expr], root: &Document, vars: &Vars) -> Result<V> {
         }
         Op::Not => Ok(Some(Bson::Boolean(!truthy(vals[0].as_ref())))),
         Op::Concat => {
+            let total: u64 = vals
+                .iter()
+                .map(|v| match v {
+                    Some(Bson::String(x)) => x.len() as u64,
+                    _ => 0,
+                })
+                .sum();
+            check_new_value(total)?;
             let mut s = String::new();
             for v in &vals {
                 match v {
@@ -1433,6 +1479,13 @@ fn eval_nary(o: Op, args: &[Expr], root: &Document, vars: &Vars) -> Result<V> {
             }
         }
         Op::ConcatArrays => {
+            let mut size = Building::default();
+            for v in vals.iter().flatten() {
+                if let Bson::Array(a) = v {
+                    size.add(v)?;
+                    size.bytes += SLOT * a.len() as u64;
+                }
+            }
             let mut out = Vec::new();
             for v in vals {
                 match v {
@@ -1507,14 +1560,24 @@ fn eval_nary(o: Op, args: &[Expr], root: &Document, vars: &Vars) -> Result<V> {
             if step == 0 {
                 return Err(EngineError::expr("$range requires a non-zero step value"));
             }
-            let mut out = Vec::new();
+            // Refused before allocating: the element count is known up front.
+            let count = if (step > 0 && start < end) || (step < 0 && start > end) {
+                ((end as i128 - start as i128).unsigned_abs() - 1) / step.unsigned_abs() as u128 + 1
+            } else {
+                0
+            };
+            check_new_value((count as u64).saturating_mul(SLOT))?;
+            let mut out = Vec::with_capacity(count as usize);
             let mut i = start;
             while (step > 0 && i < end) || (step < 0 && i > end) {
                 if out.len() >= 1 << 24 {
                     return Err(EngineError::expr("$range would produce too many elements"));
                 }
                 out.push(Bson::Int32(i as i32));
-                i += step;
+                i = match i.checked_add(step) {
+                    Some(next) => next,
+                    None => break,
+                };
             }
             Ok(Some(Bson::Array(out)))
         }

@@ -16,7 +16,9 @@ use std::collections::HashMap;
 
 use bson::{Bson, Document};
 
-use self::accumulator::{Acc, AccSpec};
+use self::accumulator::{Acc, AccKind, AccSpec};
+use super::budget::{self, HeldDocs};
+use super::limits::{self, LimitError, MAX_PIPELINE_NESTING, MAX_PIPELINE_STAGES};
 use self::expression::{Expr, Vars};
 use super::compare::{fmt_bson, fmt_doc, hash_key, type_name, Num};
 use super::error::EngineError;
@@ -130,6 +132,7 @@ fn field_name_of_path(s: &str, what: &str) -> Result<Vec<String>> {
             "{what} must be a non-empty field name not starting with '$'"
         )));
     }
+    super::limits::check_path(s)?;
     let parts: Vec<String> = s.split('.').map(str::to_string).collect();
     if parts.iter().any(|p| p.is_empty()) {
         return Err(EngineError::bad(format!(
@@ -146,10 +149,13 @@ impl Pipeline {
     }
 
     fn parse_nested(stages: &[Document], depth: usize) -> Result<Pipeline> {
-        if depth > 20 {
-            return Err(EngineError::bad(
-                "Maximum number of nested sub-pipelines exceeded",
-            ));
+        if depth > MAX_PIPELINE_NESTING {
+            return Err(LimitError::too_deep("The pipeline's sub-pipelines", MAX_PIPELINE_NESTING).into());
+        }
+        if stages.len() > MAX_PIPELINE_STAGES {
+            return Err(EngineError::bad(format!(
+                "Pipeline length must be no longer than {MAX_PIPELINE_STAGES} stages"
+            )));
         }
         let mut out = Vec::with_capacity(stages.len());
         for s in stages {
@@ -194,9 +200,22 @@ impl Pipeline {
         }
     }
 
-    /// Runs the pipeline over `input`.
+    /// Runs the pipeline over `input` with no byte budget (documents are
+    /// still depth-checked and expression values capped).
     pub fn run(&self, input: Vec<Document>, foreign: &dyn ForeignSource) -> Result<Vec<Document>> {
-        self.run_with_vars(input, foreign, &Vars::default())
+        self.run_with_budget(input, foreign, 0)
+    }
+
+    /// Runs the pipeline over `input` holding at most `limit_mb` megabytes
+    /// of documents and built values at any time (0 = unlimited); past it
+    /// the run fails with [`LimitError::Memory`] (see [`super::budget`]).
+    pub fn run_with_budget(
+        &self,
+        input: Vec<Document>,
+        foreign: &dyn ForeignSource,
+        limit_mb: u64,
+    ) -> Result<Vec<Document>> {
+        budget::with_budget(limit_mb, || self.run_with_vars(input, foreign, &Vars::default()))
     }
 
     /// Runs with user variables in scope (`$lookup` `let`).
@@ -206,22 +225,55 @@ impl Pipeline {
         foreign: &dyn ForeignSource,
         vars: &Vars,
     ) -> Result<Vec<Document>> {
-        let mut docs = input;
+        let held = self.run_held(input, foreign, vars)?;
+        budget::release(held.bytes);
+        Ok(held.docs)
+    }
+
+    /// Runs the stages, each one's output charged to the budget as it is
+    /// produced and its input released once consumed. The result is still
+    /// charged (the caller keeps it).
+    fn run_held(
+        &self,
+        input: Vec<Document>,
+        foreign: &dyn ForeignSource,
+        vars: &Vars,
+    ) -> Result<HeldDocs> {
+        let mut held = HeldDocs::hold_all(input)?;
         let mut i = 0;
         while i < self.stages.len() {
             // $sort immediately followed by $limit: partial top-k sort.
             if let (Stage::Sort(spec), Some(Stage::Limit(n))) =
                 (&self.stages[i], self.stages.get(i + 1))
             {
-                spec.sort_top(&mut docs, (*n).min(usize::MAX as u64) as usize);
+                let top = (*n).min(usize::MAX as u64) as usize;
+                let mut docs = std::mem::take(&mut held.docs);
+                sorting(spec, docs.len().min(top), || spec.sort_top(&mut docs, top))?;
+                budget::release(held.bytes);
+                held = HeldDocs::hold_all(docs)?;
                 i += 2;
                 continue;
             }
-            docs = run_stage(&self.stages[i], docs, foreign, vars)?;
+            let input_bytes = held.bytes;
+            held = run_stage(&self.stages[i], held, foreign, vars)?;
+            budget::release(input_bytes);
             i += 1;
         }
-        Ok(docs)
+        Ok(held)
     }
+}
+
+/// Runs a sort of `n` documents with its working set (keys and
+/// permutation) charged; running out of budget here is a sort error.
+fn sorting(spec: &SortSpec, n: usize, sort: impl FnOnce()) -> Result<()> {
+    let working = (n as u64).saturating_mul(16 * (spec.keys().count() as u64 + 1));
+    budget::charge(working).map_err(|err| match err {
+        LimitError::Memory { limit_mb } => LimitError::SortMemory { limit_mb },
+        other => other,
+    })?;
+    sort();
+    budget::release(working);
+    Ok(())
 }
 
 fn parse_stage(name: &str, arg: &Bson, depth: usize) -> Result<Stage> {
@@ -572,15 +624,23 @@ fn parse_lookup(d: &Document, depth: usize) -> Result<Lookup> {
     })
 }
 
+/// Runs one stage over `held` (charged); returns its output, charged as it
+/// was produced. The caller releases the input's charge.
 fn run_stage(
     s: &Stage,
-    docs: Vec<Document>,
+    held: HeldDocs,
     foreign: &dyn ForeignSource,
     vars: &Vars,
-) -> Result<Vec<Document>> {
+) -> Result<HeldDocs> {
+    let docs = held.docs;
+    let mut out = HeldDocs::with_capacity(match s {
+        Stage::Match(_) | Stage::Project(_) | Stage::AddFields(_) | Stage::ReplaceRoot(_) => {
+            docs.len()
+        }
+        _ => 0,
+    });
     match s {
         Stage::Match(f) => {
-            let mut out = Vec::with_capacity(docs.len());
             for d in docs {
                 let mut ctx = MatchCtx::new(false, Some(vars));
                 let m = f.matches_ctx(&d, &mut ctx);
@@ -588,34 +648,40 @@ fn run_stage(
                     return Err(e);
                 }
                 if m {
-                    out.push(d);
+                    out.push(d)?;
                 }
             }
-            Ok(out)
         }
-        Stage::Project(p) | Stage::AddFields(p) => docs
-            .iter()
-            .map(|d| p.apply_with_vars(d, None, vars))
-            .collect(),
-        Stage::Group(g) => run_group(g, docs, vars),
+        Stage::Project(p) | Stage::AddFields(p) => {
+            for d in &docs {
+                out.push(p.apply_with_vars(d, None, vars)?)?;
+            }
+        }
+        Stage::Group(g) => return run_group(g, docs, vars),
         Stage::Sort(spec) => {
+            // Same documents, same charge: hand it over unchanged.
             let mut docs = docs;
-            spec.sort(&mut docs);
-            Ok(docs)
+            sorting(spec, docs.len(), || spec.sort(&mut docs))?;
+            budget::hand_over(held.bytes);
+            return Ok(HeldDocs {
+                docs,
+                bytes: held.bytes,
+            });
         }
-        Stage::Skip(n) => Ok(docs
-            .into_iter()
-            .skip((*n).min(usize::MAX as u64) as usize)
-            .collect()),
+        Stage::Skip(n) => {
+            for d in docs.into_iter().skip((*n).min(usize::MAX as u64) as usize) {
+                out.push(d)?;
+            }
+        }
         Stage::Limit(n) => {
-            let mut docs = docs;
-            docs.truncate((*n).min(usize::MAX as u64) as usize);
-            Ok(docs)
+            for d in docs.into_iter().take((*n).min(usize::MAX as u64) as usize) {
+                out.push(d)?;
+            }
         }
-        Stage::Unwind(u) => run_unwind(u, docs),
+        Stage::Unwind(u) => run_unwind(u, docs, &mut out)?,
         Stage::Count(name) => {
             if docs.is_empty() {
-                return Ok(Vec::new());
+                return Ok(out);
             }
             let mut d = Document::new();
             let n = docs.len();
@@ -627,13 +693,12 @@ fn run_stage(
                     Bson::Int64(n as i64)
                 },
             );
-            Ok(vec![d])
+            out.push(d)?;
         }
         Stage::ReplaceRoot(e) => {
-            let mut out = Vec::with_capacity(docs.len());
             for d in docs {
                 match e.eval(&d, vars)? {
-                    Some(Bson::Document(nd)) => out.push(nd),
+                    Some(Bson::Document(nd)) => out.push(nd)?,
                     other => {
                         let (val, ty) = match &other {
                             Some(b) => (fmt_bson(b), type_name(b)),
@@ -646,9 +711,8 @@ fn run_stage(
                     }
                 }
             }
-            Ok(out)
         }
-        Stage::Lookup(l) => run_lookup(l, docs, foreign, vars),
+        Stage::Lookup(l) => run_lookup(l, docs, foreign, vars, &mut out)?,
         Stage::SortByCount(e) => {
             let g = Group {
                 id: e.clone(),
@@ -657,29 +721,43 @@ fn run_stage(
                     &Bson::Document(bson::doc! {"$sum": 1}),
                 )?],
             };
-            let mut out = run_group(&g, docs, vars)?;
+            let mut counted = run_group(&g, docs, vars)?;
             let spec = SortSpec::parse(&bson::doc! {"count": -1})?;
-            spec.sort(&mut out);
-            Ok(out)
+            let n = counted.docs.len();
+            sorting(&spec, n, || spec.sort(&mut counted.docs))?;
+            return Ok(counted);
         }
         Stage::Facet(facets) => {
             let mut d = Document::new();
+            let mut bytes = 0;
             for (name, p) in facets {
-                let res = p.run_with_vars(docs.clone(), foreign, vars)?;
+                // The copy each facet consumes is charged by the sub-run.
+                let res = p.run_held(docs.clone(), foreign, vars)?;
+                bytes += res.bytes;
                 d.insert(
                     name.clone(),
-                    Bson::Array(res.into_iter().map(Bson::Document).collect()),
+                    Bson::Array(res.docs.into_iter().map(Bson::Document).collect()),
                 );
             }
-            Ok(vec![d])
+            // The facets' results are already charged; the document is them.
+            budget::release(bytes);
+            out.push(d)?;
         }
     }
+    Ok(out)
 }
 
-fn run_group(g: &Group, docs: Vec<Document>, vars: &Vars) -> Result<Vec<Document>> {
+/// `$group`: the group keys and what `$push`/`$addToSet` collect are charged
+/// while they accumulate, then exchanged for the output documents' charge.
+fn run_group(g: &Group, docs: Vec<Document>, vars: &Vars) -> Result<HeldDocs> {
     let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut groups: Vec<(Bson, Vec<Acc>)> = Vec::new();
     let mut key_buf = Vec::new();
+    let mut state_bytes = 0u64;
+    let mut hold = |bytes: u64| -> Result<()> {
+        state_bytes += bytes;
+        Ok(budget::charge(bytes)?)
+    };
     for d in &docs {
         let key = g.id.eval(d, vars)?.unwrap_or(Bson::Null);
         key_buf.clear();
@@ -687,6 +765,7 @@ fn run_group(g: &Group, docs: Vec<Document>, vars: &Vars) -> Result<Vec<Document
         let gi = match index.get(&key_buf) {
             Some(i) => *i,
             None => {
+                hold(limits::measure(&key).bytes + key_buf.len() as u64)?;
                 let accs = g.accs.iter().map(|a| Acc::new_simple(a.kind)).collect();
                 groups.push((key, accs));
                 index.insert(key_buf.clone(), groups.len() - 1);
@@ -695,20 +774,26 @@ fn run_group(g: &Group, docs: Vec<Document>, vars: &Vars) -> Result<Vec<Document
         };
         let accs = &mut groups[gi].1;
         for (spec, acc) in g.accs.iter().zip(accs.iter_mut()) {
-            acc.add(spec.expr.eval(d, vars)?)?;
+            let value = spec.expr.eval(d, vars)?;
+            if matches!(spec.kind, AccKind::Push | AccKind::AddToSet) {
+                hold(value.as_ref().map_or(0, |v| limits::measure(v).bytes))?;
+            }
+            acc.add(value)?;
         }
     }
-    Ok(groups
-        .into_iter()
-        .map(|(key, accs)| {
-            let mut out = Document::new();
-            out.insert("_id", key);
-            for (spec, acc) in g.accs.iter().zip(accs) {
-                out.insert(spec.name.clone(), acc.finish());
-            }
-            out
-        })
-        .collect())
+    drop(docs);
+    drop(index);
+    budget::release(state_bytes);
+    let mut out = HeldDocs::with_capacity(groups.len());
+    for (key, accs) in groups {
+        let mut d = Document::new();
+        d.insert("_id", key);
+        for (spec, acc) in g.accs.iter().zip(accs) {
+            d.insert(spec.name.clone(), acc.finish());
+        }
+        out.push(d)?;
+    }
+    Ok(out)
 }
 
 /// Sets a (possibly dotted) field in place, creating/overwriting
@@ -756,8 +841,7 @@ fn get_field<'a>(doc: &'a Document, path: &[String]) -> Option<&'a Bson> {
     }
 }
 
-fn run_unwind(u: &Unwind, docs: Vec<Document>) -> Result<Vec<Document>> {
-    let mut out = Vec::with_capacity(docs.len());
+fn run_unwind(u: &Unwind, docs: Vec<Document>, out: &mut HeldDocs) -> Result<()> {
     for d in docs {
         match get_field(&d, &u.path) {
             Some(Bson::Array(a)) if !a.is_empty() => {
@@ -768,7 +852,7 @@ fn run_unwind(u: &Unwind, docs: Vec<Document>) -> Result<Vec<Document>> {
                     if let Some(ip) = &u.include_index {
                         set_field(&mut nd, ip, Bson::Int64(i as i64));
                     }
-                    out.push(nd);
+                    out.push(nd)?;
                 }
             }
             Some(Bson::Array(_)) => {
@@ -778,7 +862,7 @@ fn run_unwind(u: &Unwind, docs: Vec<Document>) -> Result<Vec<Document>> {
                     if let Some(ip) = &u.include_index {
                         set_field(&mut nd, ip, Bson::Null);
                     }
-                    out.push(nd);
+                    out.push(nd)?;
                 }
             }
             None | Some(Bson::Null) | Some(Bson::Undefined) => {
@@ -787,7 +871,7 @@ fn run_unwind(u: &Unwind, docs: Vec<Document>) -> Result<Vec<Document>> {
                     if let Some(ip) = &u.include_index {
                         set_field(&mut nd, ip, Bson::Null);
                     }
-                    out.push(nd);
+                    out.push(nd)?;
                 }
             }
             Some(_) => {
@@ -796,19 +880,22 @@ fn run_unwind(u: &Unwind, docs: Vec<Document>) -> Result<Vec<Document>> {
                 if let Some(ip) = &u.include_index {
                     set_field(&mut nd, ip, Bson::Null);
                 }
-                out.push(nd);
+                out.push(nd)?;
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
+/// `$lookup`: each output document (with its joined array) is charged as it
+/// is produced, so a join that multiplies the input stops at the budget.
 fn run_lookup(
     l: &Lookup,
     docs: Vec<Document>,
     foreign: &dyn ForeignSource,
     vars: &Vars,
-) -> Result<Vec<Document>> {
+    out: &mut HeldDocs,
+) -> Result<()> {
     let foreign_docs = foreign.collection(&l.from)?;
     // Equality index over the foreign field: value key -> foreign doc offsets.
     let index: Option<HashMap<Vec<u8>, Vec<usize>>> = match &l.foreign {
@@ -837,7 +924,6 @@ fn run_lookup(
         }
         None => None,
     };
-    let mut out = Vec::with_capacity(docs.len());
     for mut d in docs {
         let candidates: Vec<Document> = match (&l.local, &index) {
             (Some(lf), Some(idx)) => {
@@ -880,7 +966,10 @@ fn run_lookup(
                     let v = e.eval(&d, vars)?;
                     scope.push(name, v);
                 }
-                p.run_with_vars(candidates, foreign, &scope)?
+                let joined = p.run_held(candidates, foreign, &scope)?;
+                // Charged again below as part of the output document.
+                budget::release(joined.bytes);
+                joined.docs
             }
             None => candidates,
         };
@@ -889,7 +978,7 @@ fn run_lookup(
             &l.as_path,
             Bson::Array(joined.into_iter().map(Bson::Document).collect()),
         );
-        out.push(d);
+        out.push(d)?;
     }
-    Ok(out)
+    Ok(())
 }
