@@ -7,10 +7,14 @@
 //!   `localField`/`foreignField` lookup keeps its fields and gains the `pipeline` too
 //!   (MongoDB 5+ and the embedded engine run both together: the equality join, then the
 //!   pipeline on the joined documents).
-//! - `$unionWith`: the same, on its `pipeline`.
-//! - `$graphLookup` (recursive reads that cannot carry a per-hop filter), `$out` and
-//!   `$merge` (writes), and the stages that read server state (`$currentOp`,
-//!   `$collStats`, …) are for admins only.
+//! - `$unionWith`: the same, on its `pipeline`. Without `coll` (MongoDB 6's
+//!   `$documents` sub-pipelines) there is no collection to restrict: admins only.
+//! - Every other stage is checked against an ALLOWLIST ([`CLIENT_STAGES`]), at every
+//!   depth (`$facet`, `$lookup.pipeline`, `$unionWith.pipeline`): stages that only
+//!   transform the documents flowing through. Anything else — `$graphLookup`
+//!   (recursive reads that cannot carry a per-hop filter), `$out` and `$merge`
+//!   (writes), `$documents`, the stages that read server state (`$currentOp`,
+//!   `$collStats`, …) and any stage a future MongoDB adds — is for admins only.
 //!
 //! What goes in front of each foreign read is decided by the caller (`prefixes`): the
 //! ACL match, a `queryas` match, and for `users` an `$unset` of `passwordhash`.
@@ -20,22 +24,51 @@ use std::collections::HashMap;
 use bson::{doc, Bson, Document};
 
 use crate::error::OpenCoreError;
+use crate::store::engine::limits::{LimitError, MAX_PIPELINE_NESTING};
 
-/// Stages only admins may run.
-pub const ADMIN_ONLY_STAGES: &[&str] = &[
-    "$out",
-    "$merge",
-    "$graphLookup",
-    "$currentOp",
-    "$listSessions",
-    "$listLocalSessions",
-    "$changeStream",
-    "$collStats",
-    "$indexStats",
-    "$planCacheStats",
-    "$listSearchIndexes",
-    "$listSampledQueries",
+/// Stages every signed-in user may run: the embedded engine's stages and the
+/// MongoDB stages that only read the documents flowing through the pipeline (or,
+/// for `$lookup`/`$unionWith` with a collection, a collection given its ACL
+/// prefix). Everything else is for admins only.
+pub const CLIENT_STAGES: &[&str] = &[
+    "$addFields",
+    "$bucket",
+    "$bucketAuto",
+    "$count",
+    "$densify",
+    "$facet",
+    "$fill",
+    "$geoNear",
+    "$group",
+    "$limit",
+    "$lookup",
+    "$match",
+    "$project",
+    "$redact",
+    "$replaceRoot",
+    "$replaceWith",
+    "$sample",
+    "$set",
+    "$setWindowFields",
+    "$skip",
+    "$sort",
+    "$sortByCount",
+    "$unionWith",
+    "$unset",
+    "$unwind",
 ];
+
+fn admins_only(what: &str) -> OpenCoreError {
+    OpenCoreError::AccessDeniedBecause(format!("{what} is only allowed for admins"))
+}
+
+/// Sub-pipelines nest at most as deep as the engine runs them.
+fn check_nesting(depth: usize) -> Result<(), OpenCoreError> {
+    if depth > MAX_PIPELINE_NESTING {
+        return Err(LimitError::too_deep("The pipeline's sub-pipelines", MAX_PIPELINE_NESTING).into());
+    }
+    Ok(())
+}
 
 /// Stages to put in front of every read of a collection, by collection name.
 pub type Prefixes = HashMap<String, Vec<Document>>;
@@ -90,11 +123,12 @@ fn union_target(arg: &Bson) -> Option<String> {
 /// Every collection the pipeline reads besides its own, at any depth.
 pub fn foreign_collections(stages: &[Document]) -> Result<Vec<String>, OpenCoreError> {
     let mut out = Vec::new();
-    collect(stages, &mut out)?;
+    collect(stages, &mut out, 0)?;
     Ok(out)
 }
 
-fn collect(stages: &[Document], out: &mut Vec<String>) -> Result<(), OpenCoreError> {
+fn collect(stages: &[Document], out: &mut Vec<String>, depth: usize) -> Result<(), OpenCoreError> {
+    check_nesting(depth)?;
     let push = |name: String, out: &mut Vec<String>| {
         if !out.contains(&name) {
             out.push(name);
@@ -107,19 +141,19 @@ fn collect(stages: &[Document], out: &mut Vec<String>) -> Result<(), OpenCoreErr
                 if let Some((_, from)) = lookup_from(lookup) {
                     push(from, out);
                 }
-                collect(&sub_pipeline(lookup.get("pipeline"))?, out)?;
+                collect(&sub_pipeline(lookup.get("pipeline"))?, out, depth + 1)?;
             }
             ("$unionWith", arg) => {
                 if let Some(coll) = union_target(arg) {
                     push(coll, out);
                 }
                 if let Bson::Document(d) = arg {
-                    collect(&sub_pipeline(d.get("pipeline"))?, out)?;
+                    collect(&sub_pipeline(d.get("pipeline"))?, out, depth + 1)?;
                 }
             }
             ("$facet", Bson::Document(facets)) => {
                 for (_, sub) in facets {
-                    collect(&sub_pipeline(Some(sub))?, out)?;
+                    collect(&sub_pipeline(Some(sub))?, out, depth + 1)?;
                 }
             }
             _ => {}
@@ -129,19 +163,28 @@ fn collect(stages: &[Document], out: &mut Vec<String>) -> Result<(), OpenCoreErr
 }
 
 /// Rewrites `stages` so every foreign read starts with its prefix, and refuses
-/// admin-only stages for non-admins.
+/// stages outside [`CLIENT_STAGES`] for non-admins, at any depth.
 pub fn restrict(
     stages: Vec<Document>,
     admin: bool,
     prefixes: &Prefixes,
 ) -> Result<Vec<Document>, OpenCoreError> {
+    restrict_nested(stages, admin, prefixes, 0)
+}
+
+fn restrict_nested(
+    stages: Vec<Document>,
+    admin: bool,
+    prefixes: &Prefixes,
+    depth: usize,
+) -> Result<Vec<Document>, OpenCoreError> {
+    check_nesting(depth)?;
+    let restrict = |stages, admin, prefixes| restrict_nested(stages, admin, prefixes, depth + 1);
     let mut out = Vec::with_capacity(stages.len());
     for stage in stages {
         let (name, arg) = stage_of(&stage)?;
-        if !admin && ADMIN_ONLY_STAGES.contains(&name) {
-            return Err(OpenCoreError::AccessDeniedBecause(format!(
-                "{name} is only allowed for admins"
-            )));
+        if !admin && !CLIENT_STAGES.contains(&name) {
+            return Err(admins_only(name));
         }
         let rewritten = match (name, arg) {
             ("$lookup", Bson::Document(lookup)) => {
@@ -168,6 +211,9 @@ pub fn restrict(
             }
             ("$unionWith", arg) => {
                 let Some(coll) = union_target(arg) else {
+                    if !admin {
+                        return Err(admins_only("$unionWith without coll"));
+                    }
                     out.push(stage.clone());
                     continue;
                 };
@@ -258,5 +304,42 @@ mod tests {
         }
         let nested = vec![doc! {"$lookup": {"from": "a", "as": "b", "pipeline": [{"$out": "x"}]}}];
         assert!(restrict(nested, false, &Prefixes::new()).is_err());
+    }
+
+    #[test]
+    fn stages_are_allowlisted_at_every_depth() {
+        let refused = [
+            doc! {"$documents": [{"a": 1}]},
+            doc! {"$queryStats": {}},
+            doc! {"$someFutureStage": {}},
+            doc! {"$facet": {"f": [{"$listSampledQueries": {}}]}},
+            doc! {"$lookup": {"from": "a", "as": "b", "pipeline": [{"$facet": {"g": [{"$documents": []}]}}]}},
+            doc! {"$unionWith": {"coll": "a", "pipeline": [{"$currentOp": {}}]}},
+            doc! {"$unionWith": {"pipeline": [{"$documents": [{"a": 1}]}]}},
+        ];
+        for stage in refused {
+            let err = restrict(vec![stage.clone()], false, &Prefixes::new()).unwrap_err();
+            assert_eq!(err.code(), 3010, "{stage}");
+            assert!(err.to_string().ends_with("is only allowed for admins"), "{err}");
+            assert!(restrict(vec![stage], true, &Prefixes::new()).is_ok());
+        }
+        let everyday: Vec<Document> = CLIENT_STAGES
+            .iter()
+            .filter(|s| !matches!(**s, "$lookup" | "$unionWith" | "$facet"))
+            .map(|s| doc! {*s: {}})
+            .chain([doc! {"$facet": {"f": [{"$match": {}}, {"$sortByCount": "$a"}]}}])
+            .collect();
+        assert!(restrict(everyday, false, &Prefixes::new()).is_ok());
+    }
+
+    #[test]
+    fn sub_pipeline_nesting_is_bounded() {
+        let mut stage = doc! {"$match": {}};
+        for _ in 0..=MAX_PIPELINE_NESTING {
+            stage = doc! {"$facet": {"f": [stage]}};
+        }
+        let err = restrict(vec![stage.clone()], true, &Prefixes::new()).unwrap_err();
+        assert_eq!(err.code(), 2021);
+        assert!(foreign_collections(&[stage]).is_err());
     }
 }

@@ -295,7 +295,8 @@ impl<'s> Snapshot<'s> {
             loaded: RefCell::new(HashMap::new()),
             failure: RefCell::new(None),
         };
-        let result = remaining.run(docs, &foreign);
+        // The engine charges what the stages hold and build to the same limit.
+        let result = remaining.run_with_budget(docs, &foreign, memory_limit_mb);
         // A store failure inside a foreign read (such as the memory limit) keeps its kind.
         match foreign.failure.into_inner() {
             Some(failure) => Err(failure),
