@@ -65,7 +65,9 @@ fn admins_only(what: &str) -> OpenCoreError {
 /// Sub-pipelines nest at most as deep as the engine runs them.
 fn check_nesting(depth: usize) -> Result<(), OpenCoreError> {
     if depth > MAX_PIPELINE_NESTING {
-        return Err(LimitError::too_deep("The pipeline's sub-pipelines", MAX_PIPELINE_NESTING).into());
+        return Err(
+            LimitError::too_deep("The pipeline's sub-pipelines", MAX_PIPELINE_NESTING).into(),
+        );
     }
     Ok(())
 }
@@ -320,7 +322,10 @@ mod tests {
         for stage in refused {
             let err = restrict(vec![stage.clone()], false, &Prefixes::new()).unwrap_err();
             assert_eq!(err.code(), 3010, "{stage}");
-            assert!(err.to_string().ends_with("is only allowed for admins"), "{err}");
+            assert!(
+                err.to_string().ends_with("is only allowed for admins"),
+                "{err}"
+            );
             assert!(restrict(vec![stage], true, &Prefixes::new()).is_ok());
         }
         let everyday: Vec<Document> = CLIENT_STAGES

@@ -29,7 +29,10 @@ pub fn refuse_javascript(document: &Document) -> Result<(), OpenCoreError> {
     Ok(())
 }
 
-fn check_document<'a>(document: &'a Document, pending: &mut Vec<&'a Bson>) -> Result<(), OpenCoreError> {
+fn check_document<'a>(
+    document: &'a Document,
+    pending: &mut Vec<&'a Bson>,
+) -> Result<(), OpenCoreError> {
     for (key, value) in document {
         if JAVASCRIPT_OPERATORS.contains(&key.as_str()) {
             return Err(OpenCoreError::BadRequest(format!("{key} is not allowed")));

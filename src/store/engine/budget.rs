@@ -190,10 +190,7 @@ mod tests {
     fn charges_and_refuses_past_the_limit() {
         with_budget(1, || {
             assert!(charge(1024 * 1024).is_ok());
-            assert_eq!(
-                charge(1).unwrap_err(),
-                LimitError::Memory { limit_mb: 1 }
-            );
+            assert_eq!(charge(1).unwrap_err(), LimitError::Memory { limit_mb: 1 });
             release(1024 * 1024 + 1);
             assert_eq!(used(), 0);
             assert!(check_new_value(512 * 1024).is_ok());

@@ -202,7 +202,10 @@ mod tests {
         assert!(check_path(&vec!["a"; MAX_PATH_SEGMENTS].join(".")).is_ok());
         let err = check_path(&vec!["a"; MAX_PATH_SEGMENTS + 1].join(".")).unwrap_err();
         assert_eq!(err.code(), 2020);
-        assert!(err.to_string().contains("201 parts; the limit is 200"), "{err}");
+        assert!(
+            err.to_string().contains("201 parts; the limit is 200"),
+            "{err}"
+        );
         assert!(check_path_parts("a.b", MAX_PATH_SEGMENTS - 1).is_err());
     }
 

@@ -36,4 +36,6 @@ pub use update::{ApplyContext, Update};
 pub type Result<T> = std::result::Result<T, EngineError>;
 
 #[cfg(test)]
+mod limits_tests;
+#[cfg(test)]
 mod tests;

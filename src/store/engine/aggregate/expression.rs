@@ -8,13 +8,13 @@ use std::cmp::Ordering;
 
 use bson::{Bson, Document};
 
+use crate::store::engine::budget::{check_built_value, check_new_value};
 use crate::store::engine::compare::{
     compare_bson, f64_to_decimal, fmt_bson, num_add, num_mul, truthy, type_name, Num,
 };
 use crate::store::engine::error::EngineError;
-use crate::store::engine::path::get_expr_path_value;
-use crate::store::engine::budget::{check_built_value, check_new_value};
 use crate::store::engine::limits::measure;
+use crate::store::engine::path::get_expr_path_value;
 use crate::store::engine::Result;
 
 /// Bytes of one array slot in [`measure`]'s accounting.
@@ -367,75 +367,107 @@ fn obj_arg<'a>(name: &str, arg: &'a Bson) -> Result<&'a Document> {
     }
 }
 
+/// Operators taking a plain argument list go through small stack frames on
+/// the way down (a client controls how deep expressions nest); the others
+/// are parsed by [`parse_special`].
 fn parse_operator(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
-    let nary = |o: Op, min: usize, max: usize| -> Result<Expr> {
+    if let Some((o, min, max)) = nary_op(name) {
         let args = args_of(arg, depth)?;
         check_arity(name, &args, min, max)?;
-        Ok(op(OpNode::Nary(o, args)))
-    };
-    const ANY: usize = usize::MAX;
+        return Ok(op(OpNode::Nary(o, args)));
+    }
+    if matches!(
+        name,
+        "$year"
+            | "$month"
+            | "$dayOfMonth"
+            | "$hour"
+            | "$minute"
+            | "$second"
+            | "$millisecond"
+            | "$dayOfWeek"
+            | "$dayOfYear"
+    ) {
+        return parse_date_part(name, arg, depth);
+    }
+    parse_special(name, arg, depth)
+}
+
+const ANY: usize = usize::MAX;
+
+/// The n-ary operators: (operator, least and most arguments).
+fn nary_op(name: &str) -> Option<(Op, usize, usize)> {
+    Some(match name {
+        "$add" => (Op::Add, 0, ANY),
+        "$subtract" => (Op::Subtract, 2, 2),
+        "$multiply" => (Op::Multiply, 0, ANY),
+        "$divide" => (Op::Divide, 2, 2),
+        "$mod" => (Op::Mod, 2, 2),
+        "$abs" => (Op::Abs, 1, 1),
+        "$floor" => (Op::Floor, 1, 1),
+        "$ceil" => (Op::Ceil, 1, 1),
+        "$sqrt" => (Op::Sqrt, 1, 1),
+        "$pow" => (Op::Pow, 2, 2),
+        "$trunc" => (Op::Trunc, 1, 2),
+        "$round" => (Op::Round, 1, 2),
+        "$eq" => (Op::Eq, 2, 2),
+        "$ne" => (Op::Ne, 2, 2),
+        "$gt" => (Op::Gt, 2, 2),
+        "$gte" => (Op::Gte, 2, 2),
+        "$lt" => (Op::Lt, 2, 2),
+        "$lte" => (Op::Lte, 2, 2),
+        "$cmp" => (Op::Cmp, 2, 2),
+        "$and" => (Op::And, 0, ANY),
+        "$or" => (Op::Or, 0, ANY),
+        "$not" => (Op::Not, 1, 1),
+        "$ifNull" => (Op::IfNull, 2, ANY),
+        "$concat" => (Op::Concat, 0, ANY),
+        "$toLower" => (Op::ToLower, 1, 1),
+        "$toUpper" => (Op::ToUpper, 1, 1),
+        "$substr" | "$substrBytes" => (Op::SubstrBytes, 3, 3),
+        "$substrCP" => (Op::SubstrCP, 3, 3),
+        "$strLenCP" => (Op::StrLenCP, 1, 1),
+        "$strLenBytes" => (Op::StrLenBytes, 1, 1),
+        "$split" => (Op::Split, 2, 2),
+        "$strcasecmp" => (Op::Strcasecmp, 2, 2),
+        "$size" => (Op::Size, 1, 1),
+        "$arrayElemAt" => (Op::ArrayElemAt, 2, 2),
+        "$in" => (Op::In, 2, 2),
+        "$first" => (Op::First, 1, 1),
+        "$last" => (Op::Last, 1, 1),
+        "$concatArrays" => (Op::ConcatArrays, 0, ANY),
+        "$isArray" => (Op::IsArray, 1, 1),
+        "$reverseArray" => (Op::ReverseArray, 1, 1),
+        "$slice" => (Op::Slice, 2, 3),
+        "$range" => (Op::Range, 2, 3),
+        "$indexOfArray" => (Op::IndexOfArray, 2, 4),
+        "$objectToArray" => (Op::ObjectToArray, 1, 1),
+        "$arrayToObject" => (Op::ArrayToObject, 1, 1),
+        "$toString" => (Op::ToString, 1, 1),
+        "$toInt" => (Op::ToInt, 1, 1),
+        "$toLong" => (Op::ToLong, 1, 1),
+        "$toDouble" => (Op::ToDouble, 1, 1),
+        "$toDecimal" => (Op::ToDecimal, 1, 1),
+        "$toBool" => (Op::ToBool, 1, 1),
+        "$toDate" => (Op::ToDate, 1, 1),
+        "$toObjectId" => (Op::ToObjectId, 1, 1),
+        "$type" => (Op::Type, 1, 1),
+        "$isNumber" => (Op::IsNumber, 1, 1),
+        "$mergeObjects" => (Op::MergeObjects, 0, ANY),
+        "$sum" => (Op::Sum, 0, ANY),
+        "$avg" => (Op::Avg, 0, ANY),
+        "$min" => (Op::Min, 0, ANY),
+        "$max" => (Op::Max, 0, ANY),
+        _ => return None,
+    })
+}
+
+/// The operators with named arguments. Their arguments sit one object
+/// deeper, and this function's frame is large: they count two levels.
+#[inline(never)]
+fn parse_special(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
     match name {
         "$literal" => Ok(Expr::Lit(arg.clone())),
-        "$add" => nary(Op::Add, 0, ANY),
-        "$subtract" => nary(Op::Subtract, 2, 2),
-        "$multiply" => nary(Op::Multiply, 0, ANY),
-        "$divide" => nary(Op::Divide, 2, 2),
-        "$mod" => nary(Op::Mod, 2, 2),
-        "$abs" => nary(Op::Abs, 1, 1),
-        "$floor" => nary(Op::Floor, 1, 1),
-        "$ceil" => nary(Op::Ceil, 1, 1),
-        "$sqrt" => nary(Op::Sqrt, 1, 1),
-        "$pow" => nary(Op::Pow, 2, 2),
-        "$trunc" => nary(Op::Trunc, 1, 2),
-        "$round" => nary(Op::Round, 1, 2),
-        "$eq" => nary(Op::Eq, 2, 2),
-        "$ne" => nary(Op::Ne, 2, 2),
-        "$gt" => nary(Op::Gt, 2, 2),
-        "$gte" => nary(Op::Gte, 2, 2),
-        "$lt" => nary(Op::Lt, 2, 2),
-        "$lte" => nary(Op::Lte, 2, 2),
-        "$cmp" => nary(Op::Cmp, 2, 2),
-        "$and" => nary(Op::And, 0, ANY),
-        "$or" => nary(Op::Or, 0, ANY),
-        "$not" => nary(Op::Not, 1, 1),
-        "$ifNull" => nary(Op::IfNull, 2, ANY),
-        "$concat" => nary(Op::Concat, 0, ANY),
-        "$toLower" => nary(Op::ToLower, 1, 1),
-        "$toUpper" => nary(Op::ToUpper, 1, 1),
-        "$substr" | "$substrBytes" => nary(Op::SubstrBytes, 3, 3),
-        "$substrCP" => nary(Op::SubstrCP, 3, 3),
-        "$strLenCP" => nary(Op::StrLenCP, 1, 1),
-        "$strLenBytes" => nary(Op::StrLenBytes, 1, 1),
-        "$split" => nary(Op::Split, 2, 2),
-        "$strcasecmp" => nary(Op::Strcasecmp, 2, 2),
-        "$size" => nary(Op::Size, 1, 1),
-        "$arrayElemAt" => nary(Op::ArrayElemAt, 2, 2),
-        "$in" => nary(Op::In, 2, 2),
-        "$first" => nary(Op::First, 1, 1),
-        "$last" => nary(Op::Last, 1, 1),
-        "$concatArrays" => nary(Op::ConcatArrays, 0, ANY),
-        "$isArray" => nary(Op::IsArray, 1, 1),
-        "$reverseArray" => nary(Op::ReverseArray, 1, 1),
-        "$slice" => nary(Op::Slice, 2, 3),
-        "$range" => nary(Op::Range, 2, 3),
-        "$indexOfArray" => nary(Op::IndexOfArray, 2, 4),
-        "$objectToArray" => nary(Op::ObjectToArray, 1, 1),
-        "$arrayToObject" => nary(Op::ArrayToObject, 1, 1),
-        "$toString" => nary(Op::ToString, 1, 1),
-        "$toInt" => nary(Op::ToInt, 1, 1),
-        "$toLong" => nary(Op::ToLong, 1, 1),
-        "$toDouble" => nary(Op::ToDouble, 1, 1),
-        "$toDecimal" => nary(Op::ToDecimal, 1, 1),
-        "$toBool" => nary(Op::ToBool, 1, 1),
-        "$toDate" => nary(Op::ToDate, 1, 1),
-        "$toObjectId" => nary(Op::ToObjectId, 1, 1),
-        "$type" => nary(Op::Type, 1, 1),
-        "$isNumber" => nary(Op::IsNumber, 1, 1),
-        "$mergeObjects" => nary(Op::MergeObjects, 0, ANY),
-        "$sum" => nary(Op::Sum, 0, ANY),
-        "$avg" => nary(Op::Avg, 0, ANY),
-        "$min" => nary(Op::Min, 0, ANY),
-        "$max" => nary(Op::Max, 0, ANY),
         "$cond" => match arg {
             Bson::Document(d) => {
                 for k in d.keys() {
@@ -447,7 +479,7 @@ fn parse_operator(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
                 }
                 let get = |k: &str| -> Result<Expr> {
                     match d.get(k) {
-                        Some(v) => parse_expr(v, depth + 1),
+                        Some(v) => parse_expr(v, depth + 2),
                         None => Err(EngineError::bad(format!(
                             "Missing '{k}' parameter to $cond"
                         ))),
@@ -456,7 +488,7 @@ fn parse_operator(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
                 Ok(op(OpNode::Cond(get("if")?, get("then")?, get("else")?)))
             }
             _ => {
-                let mut a = args_of(arg, depth)?;
+                let mut a = args_of(arg, depth + 1)?;
                 check_arity(name, &a, 3, 3)?;
                 let e = a.pop().unwrap_or(Expr::Lit(Bson::Null));
                 let t = a.pop().unwrap_or(Expr::Lit(Bson::Null));
@@ -493,10 +525,10 @@ fn parse_operator(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
                                 )
                             })?;
                             branches
-                                .push((parse_expr(case, depth + 1)?, parse_expr(then, depth + 1)?));
+                                .push((parse_expr(case, depth + 2)?, parse_expr(then, depth + 2)?));
                         }
                     }
-                    "default" => default = Some(parse_expr(v, depth + 1)?),
+                    "default" => default = Some(parse_expr(v, depth + 2)?),
                     other => {
                         return Err(EngineError::bad(format!(
                             "$switch found an unknown argument: {other}"
@@ -523,7 +555,7 @@ fn parse_operator(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
                 }
                 None => "this".to_string(),
             };
-            let input = parse_expr(input, depth + 1)?;
+            let input = parse_expr(input, depth + 2)?;
             if name == "$filter" {
                 for k in d.keys() {
                     if !matches!(k.as_str(), "input" | "as" | "cond" | "limit") {
@@ -536,13 +568,13 @@ fn parse_operator(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
                     .get("cond")
                     .ok_or_else(|| EngineError::bad("Missing 'cond' parameter to $filter"))?;
                 let limit = match d.get("limit") {
-                    Some(l) => Some(parse_expr(l, depth + 1)?),
+                    Some(l) => Some(parse_expr(l, depth + 2)?),
                     None => None,
                 };
                 Ok(op(OpNode::Filter {
                     input,
                     var,
-                    cond: parse_expr(cond, depth + 1)?,
+                    cond: parse_expr(cond, depth + 2)?,
                     limit,
                 }))
             } else {
@@ -559,7 +591,7 @@ fn parse_operator(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
                 Ok(op(OpNode::Map {
                     input,
                     var,
-                    body: parse_expr(body, depth + 1)?,
+                    body: parse_expr(body, depth + 2)?,
                 }))
             }
         }
@@ -570,7 +602,7 @@ fn parse_operator(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
                     d.get(k).ok_or_else(|| {
                         EngineError::bad(format!("Missing '{k}' parameter to $reduce"))
                     })?,
-                    depth + 1,
+                    depth + 2,
                 )
             };
             Ok(op(OpNode::Reduce {
@@ -589,11 +621,11 @@ fn parse_operator(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
                 .ok_or_else(|| EngineError::bad("Missing 'in' parameter to $let"))?;
             let vars = vd
                 .iter()
-                .map(|(k, v)| Ok((k.clone(), parse_expr(v, depth + 1)?)))
+                .map(|(k, v)| Ok((k.clone(), parse_expr(v, depth + 2)?)))
                 .collect::<Result<_>>()?;
             Ok(op(OpNode::Let {
                 vars,
-                body: parse_expr(body, depth + 1)?,
+                body: parse_expr(body, depth + 2)?,
             }))
         }
         "$trim" | "$ltrim" | "$rtrim" => {
@@ -602,7 +634,7 @@ fn parse_operator(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
                 .get("input")
                 .ok_or_else(|| EngineError::bad(format!("{name} requires an 'input' field")))?;
             let chars = match d.get("chars") {
-                Some(c) => Some(parse_expr(c, depth + 1)?),
+                Some(c) => Some(parse_expr(c, depth + 2)?),
                 None => None,
             };
             let kind = match name {
@@ -610,7 +642,7 @@ fn parse_operator(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
                 "$ltrim" => TrimKind::Left,
                 _ => TrimKind::Right,
             };
-            Ok(op(OpNode::Trim(kind, parse_expr(input, depth + 1)?, chars)))
+            Ok(op(OpNode::Trim(kind, parse_expr(input, depth + 2)?, chars)))
         }
         "$convert" => {
             let d = obj_arg(name, arg)?;
@@ -621,64 +653,65 @@ fn parse_operator(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
                 .get("to")
                 .ok_or_else(|| EngineError::bad("Missing 'to' parameter to $convert"))?;
             let opt = |k: &str| -> Result<Option<Expr>> {
-                d.get(k).map(|v| parse_expr(v, depth + 1)).transpose()
+                d.get(k).map(|v| parse_expr(v, depth + 2)).transpose()
             };
             Ok(op(OpNode::Convert {
-                input: parse_expr(input, depth + 1)?,
-                to: parse_expr(to, depth + 1)?,
+                input: parse_expr(input, depth + 2)?,
+                to: parse_expr(to, depth + 2)?,
                 on_error: opt("onError")?,
                 on_null: opt("onNull")?,
             }))
-        }
-        "$year" | "$month" | "$dayOfMonth" | "$hour" | "$minute" | "$second" | "$millisecond"
-        | "$dayOfWeek" | "$dayOfYear" => {
-            let part = match name {
-                "$year" => DatePart::Year,
-                "$month" => DatePart::Month,
-                "$dayOfMonth" => DatePart::DayOfMonth,
-                "$hour" => DatePart::Hour,
-                "$minute" => DatePart::Minute,
-                "$second" => DatePart::Second,
-                "$millisecond" => DatePart::Millisecond,
-                "$dayOfWeek" => DatePart::DayOfWeek,
-                _ => DatePart::DayOfYear,
-            };
-            match arg {
-                Bson::Document(d) if d.contains_key("date") => {
-                    let tz = d
-                        .get("timezone")
-                        .map(|t| parse_expr(t, depth + 1))
-                        .transpose()?;
-                    Ok(op(OpNode::DatePart(
-                        part,
-                        parse_expr(d.get("date").unwrap_or(&Bson::Null), depth + 1)?,
-                        tz,
-                    )))
-                }
-                Bson::Array(a) => {
-                    if a.len() != 1 {
-                        return Err(EngineError::bad(format!(
-                            "Expression {name} takes exactly 1 arguments. {} were passed in.",
-                            a.len()
-                        )));
-                    }
-                    Ok(op(OpNode::DatePart(
-                        part,
-                        parse_expr(&a[0], depth + 1)?,
-                        None,
-                    )))
-                }
-                other => Ok(op(OpNode::DatePart(
-                    part,
-                    parse_expr(other, depth + 1)?,
-                    None,
-                ))),
-            }
         }
         "$function" | "$accumulator" | "$where" => {
             Err(EngineError::JavaScriptNotAllowed(name.to_string()))
         }
         other => Err(EngineError::UnrecognizedExpression(other.to_string())),
+    }
+}
+
+/// `$year`, `$month`, ...: one argument, which may nest directly (`{$year: {$year: …}}`).
+fn parse_date_part(name: &str, arg: &Bson, depth: usize) -> Result<Expr> {
+    let part = match name {
+        "$year" => DatePart::Year,
+        "$month" => DatePart::Month,
+        "$dayOfMonth" => DatePart::DayOfMonth,
+        "$hour" => DatePart::Hour,
+        "$minute" => DatePart::Minute,
+        "$second" => DatePart::Second,
+        "$millisecond" => DatePart::Millisecond,
+        "$dayOfWeek" => DatePart::DayOfWeek,
+        _ => DatePart::DayOfYear,
+    };
+    match arg {
+        Bson::Document(d) if d.contains_key("date") => {
+            let tz = d
+                .get("timezone")
+                .map(|t| parse_expr(t, depth + 1))
+                .transpose()?;
+            Ok(op(OpNode::DatePart(
+                part,
+                parse_expr(d.get("date").unwrap_or(&Bson::Null), depth + 1)?,
+                tz,
+            )))
+        }
+        Bson::Array(a) => {
+            if a.len() != 1 {
+                return Err(EngineError::bad(format!(
+                    "Expression {name} takes exactly 1 arguments. {} were passed in.",
+                    a.len()
+                )));
+            }
+            Ok(op(OpNode::DatePart(
+                part,
+                parse_expr(&a[0], depth + 1)?,
+                None,
+            )))
+        }
+        other => Ok(op(OpNode::DatePart(
+            part,
+            parse_expr(other, depth + 1)?,
+            None,
+        ))),
     }
 }
 

@@ -17,12 +17,12 @@ use std::collections::HashMap;
 use bson::{Bson, Document};
 
 use self::accumulator::{Acc, AccKind, AccSpec};
-use super::budget::{self, HeldDocs};
-use super::limits::{self, LimitError, MAX_PIPELINE_NESTING, MAX_PIPELINE_STAGES};
 use self::expression::{Expr, Vars};
+use super::budget::{self, HeldDocs};
 use super::compare::{fmt_bson, fmt_doc, hash_key, type_name, Num};
 use super::error::EngineError;
 use super::filter::{Filter, MatchCtx};
+use super::limits::{self, LimitError, MAX_PIPELINE_NESTING, MAX_PIPELINE_STAGES};
 use super::path::{walk, FieldPath};
 use super::projection::Projection;
 use super::sort::SortSpec;
@@ -150,7 +150,9 @@ impl Pipeline {
 
     fn parse_nested(stages: &[Document], depth: usize) -> Result<Pipeline> {
         if depth > MAX_PIPELINE_NESTING {
-            return Err(LimitError::too_deep("The pipeline's sub-pipelines", MAX_PIPELINE_NESTING).into());
+            return Err(
+                LimitError::too_deep("The pipeline's sub-pipelines", MAX_PIPELINE_NESTING).into(),
+            );
         }
         if stages.len() > MAX_PIPELINE_STAGES {
             return Err(EngineError::bad(format!(
@@ -215,7 +217,9 @@ impl Pipeline {
         foreign: &dyn ForeignSource,
         limit_mb: u64,
     ) -> Result<Vec<Document>> {
-        budget::with_budget(limit_mb, || self.run_with_vars(input, foreign, &Vars::default()))
+        budget::with_budget(limit_mb, || {
+            self.run_with_vars(input, foreign, &Vars::default())
+        })
     }
 
     /// Runs with user variables in scope (`$lookup` `let`).
