@@ -36,24 +36,54 @@ pub fn encode_id(id: &Bson) -> Vec<u8> {
     out
 }
 
+/// One pending piece of an encoding: [`encode_value`] keeps its own stack instead of
+/// recursing, so a value of any depth encodes without exhausting the thread's stack.
+enum Step<'a> {
+    Value(&'a Bson),
+    /// A document field: type tag, name, then the value.
+    Field(&'a str, &'a Bson),
+    /// The terminator of a document or array.
+    Close,
+}
+
 /// Appends the order-preserving encoding of `value` to `out`.
 pub fn encode_value(value: &Bson, out: &mut Vec<u8>) {
-    out.push(type_tag(value));
+    let mut stack = vec![Step::Value(value)];
+    while let Some(step) = stack.pop() {
+        match step {
+            Step::Close => out.push(0),
+            Step::Field(key, value) => {
+                out.push(type_tag(value));
+                push_bytes(out, key.as_bytes());
+                stack.push(Step::Value(value));
+            }
+            Step::Value(value) => {
+                out.push(type_tag(value));
+                match value {
+                    Bson::Document(doc) => push_document(&mut stack, doc),
+                    Bson::Array(items) => {
+                        stack.push(Step::Close);
+                        stack.extend(items.iter().rev().map(Step::Value));
+                    }
+                    Bson::JavaScriptCodeWithScope(code) => {
+                        push_bytes(out, code.code.as_bytes());
+                        push_document(&mut stack, &code.scope);
+                    }
+                    scalar => encode_scalar(scalar, out),
+                }
+            }
+        }
+    }
+}
+
+fn encode_scalar(value: &Bson, out: &mut Vec<u8>) {
     match value {
-        Bson::MinKey | Bson::MaxKey | Bson::Null | Bson::Undefined | Bson::DbPointer(_) => {}
         Bson::Int32(n) => push_integer(out, *n as i64),
         Bson::Int64(n) => push_integer(out, *n),
         Bson::Double(f) => push_double(out, *f),
         Bson::Decimal128(d) => push_double(out, decimal_to_f64(d)),
         Bson::String(s) | Bson::Symbol(s) | Bson::JavaScriptCode(s) => {
             push_bytes(out, s.as_bytes())
-        }
-        Bson::Document(doc) => push_document(out, doc),
-        Bson::Array(items) => {
-            for item in items {
-                encode_value(item, out);
-            }
-            out.push(0);
         }
         Bson::Binary(bin) => {
             out.extend_from_slice(&(bin.bytes.len() as u32).to_be_bytes());
@@ -71,21 +101,23 @@ pub fn encode_value(value: &Bson, out: &mut Vec<u8>) {
             push_bytes(out, re.pattern.as_bytes());
             push_bytes(out, re.options.as_bytes());
         }
-        Bson::JavaScriptCodeWithScope(code) => {
-            push_bytes(out, code.code.as_bytes());
-            push_document(out, &code.scope);
-        }
+        // MinKey, MaxKey, null, undefined, DbPointer: the tag is the whole key.
+        // (Containers never get here.)
+        _ => {}
     }
 }
 
 /// Documents compare element by element: type, field name, value; shorter first.
-fn push_document(out: &mut Vec<u8>, doc: &Document) {
-    for (key, value) in doc {
-        out.push(type_tag(value));
-        push_bytes(out, key.as_bytes());
-        encode_value(value, out);
-    }
-    out.push(0);
+/// Pushed in reverse so the fields pop in order.
+fn push_document<'a>(stack: &mut Vec<Step<'a>>, doc: &'a Document) {
+    stack.push(Step::Close);
+    let fields: Vec<(&String, &Bson)> = doc.iter().collect();
+    stack.extend(
+        fields
+            .into_iter()
+            .rev()
+            .map(|(key, value)| Step::Field(key.as_str(), value)),
+    );
 }
 
 /// Byte strings: 0x00 escaped as 0x00 0xFF, terminated by 0x00 0x01 (prefix-free,
@@ -279,6 +311,29 @@ mod tests {
             v.push(Bson::Double(n as f64 + 0.25));
         }
         v
+    }
+
+    #[test]
+    fn deep_values_encode_without_recursion() {
+        let mut deep = Bson::Int32(1);
+        for _ in 0..200_000 {
+            deep = Bson::Document(bson::doc! {"a": deep});
+        }
+        let key = enc(&deep);
+        // tag, per level: field tag, name "a" + terminator; then the int and closers.
+        assert!(key.len() > 200_000 * 4);
+        crate::store::engine::limits::drop_deep(deep);
+        assert_eq!(enc(&Bson::Document(bson::doc! {"a": [1, {"b": "x"}]})), {
+            let mut out = vec![type_tag(&Bson::Document(Default::default()))];
+            out.push(type_tag(&Bson::Array(vec![])));
+            out.extend_from_slice(&[b'a', 0, 1]);
+            out.push(type_tag(&Bson::Array(vec![])));
+            out.extend(enc(&Bson::Int32(1)));
+            out.extend(enc(&Bson::Document(bson::doc! {"b": "x"})));
+            out.push(0);
+            out.push(0);
+            out
+        });
     }
 
     #[test]

@@ -259,3 +259,20 @@ async fn stages_outside_the_allowlist_are_for_admins() {
     .await;
     assert!(docs.is_ok(), "{docs:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stacked_stages_nest_values_only_up_to_the_limit() {
+    let server = start_server(|_| {});
+    let mut user = plain_user(&server, "bw-stack").await;
+    insert_one(&mut user, COLLECTION, json!({"a": 1})).await.unwrap();
+    let wrap = |n: usize| Value::Array((0..n).map(|_| json!({"$project": {"a": ["$a"]}})).collect());
+    // Just under the in-memory limit (200): computed, serialised and sent (deeper
+    // than serde_json parses by default, so only the envelope is checked).
+    let reply = raw_aggregate(&mut user, COLLECTION, wrap(190)).await;
+    assert_eq!(reply.command, "aggregatereply", "{:?}", error_message(&reply));
+    // Past it: refused, naming the limit (this once grew without bound).
+    let reply = raw_aggregate(&mut user, COLLECTION, wrap(400)).await;
+    assert_eq!(error_code(&reply), Some(2021), "{:?}", error_message(&reply));
+    assert!(error_message(&reply).unwrap().contains("200"));
+    still_serving(&server, "bw-stack").await;
+}
