@@ -200,6 +200,22 @@ fn stacked_stages_cannot_nest_values_past_the_limit() {
 }
 
 #[test]
+fn find_projections_cannot_nest_results_past_the_limit() {
+    let mut wrapped = Bson::String("$a".into());
+    for _ in 0..90 {
+        wrapped = Bson::Array(vec![wrapped]);
+    }
+    let projection = Projection::parse(&doc! {path(150): {"$literal": 1}, "x": wrapped}).unwrap();
+    let mut deep = Bson::Int32(1);
+    for _ in 0..120 {
+        deep = Bson::Array(vec![deep]);
+    }
+    let err = projection.apply(&doc! {"a": deep}, None).unwrap_err();
+    assert_eq!(limit_code(err), 2021);
+    assert!(projection.apply(&doc! {"a": 1}, None).is_ok());
+}
+
+#[test]
 fn expressions_check_sizes_before_building() {
     let range = doc! {"$project": {"r": {"$range": [0, 1_000_000_000]}}};
     let err = run(vec![range.clone()], vec![doc! {"_id": 1}], 256).unwrap_err();

@@ -221,7 +221,14 @@ impl Projection {
     /// projections, which take the array offset the filter matched.
     pub fn apply(&self, doc: &Document, filter: Option<&Filter>) -> Result<Document> {
         let vars = Vars::default();
-        self.apply_with_vars(doc, filter, &vars)
+        let out = self.apply_with_vars(doc, filter, &vars)?;
+        // Computed fields can nest a result deeper than any stored document
+        // (aggregation stages check their output the same way).
+        if self.root.has_computed() {
+            use super::limits::{check_doc_depth, MAX_VALUE_DEPTH};
+            check_doc_depth(&out, "The projected document", MAX_VALUE_DEPTH)?;
+        }
+        Ok(out)
     }
 
     pub(crate) fn apply_with_vars(

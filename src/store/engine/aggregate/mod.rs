@@ -900,7 +900,11 @@ fn run_lookup(
     vars: &Vars,
     out: &mut HeldDocs,
 ) -> Result<()> {
-    let foreign_docs = foreign.collection(&l.from)?;
+    // The foreign documents are a copy held while the stage runs.
+    let HeldDocs {
+        docs: foreign_docs,
+        bytes: foreign_bytes,
+    } = HeldDocs::hold_all(foreign.collection(&l.from)?)?;
     // Equality index over the foreign field: value key -> foreign doc offsets.
     let index: Option<HashMap<Vec<u8>, Vec<usize>>> = match &l.foreign {
         Some(ff) => {
@@ -984,5 +988,6 @@ fn run_lookup(
         );
         out.push(d)?;
     }
+    budget::release(foreign_bytes);
     Ok(())
 }
