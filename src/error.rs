@@ -69,7 +69,8 @@ pub enum OpenCoreError {
     #[error("{0}")]
     DuplicateKey(String),
     /// Client data ran into one of the query engine's bounds (path parts, nesting
-    /// depth, sort memory, regex size); the text names the limit. Codes 2020-2023.
+    /// depth, sort memory, regex size, value size); the text names the limit.
+    /// Codes 2020-2024 (`LimitError::code`).
     #[error("{0}")]
     Limit(crate::store::engine::LimitError),
 
@@ -155,7 +156,7 @@ impl OpenCoreError {
     /// The gRPC status a unary RPC reports for an error with this wire code.
     pub fn grpc_code_for(code: i32) -> tonic::Code {
         match code {
-            2004 | 2005 | 2006 | 2008 | 2019 | 2022 => tonic::Code::ResourceExhausted,
+            2004 | 2005 | 2006 | 2008 | 2019 | 2022 | 2024 => tonic::Code::ResourceExhausted,
             2001 => tonic::Code::Unimplemented,
             3005 | 3010 => tonic::Code::PermissionDenied,
             3011 => tonic::Code::NotFound,
@@ -250,6 +251,7 @@ mod tests {
             OpenCoreError::Limit(crate::store::engine::LimitError::too_deep("x", 1)),
             OpenCoreError::Limit(crate::store::engine::LimitError::SortMemory { limit_mb: 1 }),
             OpenCoreError::Limit(crate::store::engine::LimitError::RegexTooLarge { limit: 1 }),
+            OpenCoreError::Limit(crate::store::engine::LimitError::ValueTooLarge { limit: 1 }),
             OpenCoreError::NotSignedIn,
             OpenCoreError::InvalidToken {
                 command: "a".into(),
