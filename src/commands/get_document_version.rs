@@ -5,8 +5,9 @@
 //! inserted; a negative version asks for the latest. A version at or above the current
 //! one answers the current document. For a deleted document the latest version is the
 //! one it had when deleted (with `_deleted*` fields). The answer is `null` when the
-//! document (or, once deleted, its last version) is not readable by the caller, or
-//! when there is no such version.
+//! document (or, once deleted, its last version) is not readable by the caller, when
+//! the version asked for was not readable by the caller (each version is checked
+//! against its own history record's `_acl`), or when there is no such version.
 
 use bson::Document;
 
@@ -46,15 +47,12 @@ async fn find(scope: &Scope, id: &str, version: i64) -> Result<Option<Document>,
         }
     }
     if let Some(current) = current {
-        if !scope.can(&current, Right::Read) {
-            return Ok(None);
-        }
         if version < 0 || version >= metadata::version_of(&current) || !scope.keeps_history() {
-            return Ok(Some(current));
+            return Ok(scope.can(&current, Right::Read).then_some(current));
         }
         let id = current.get("_id").cloned().unwrap_or(bson::Bson::Null);
         let record = history::version::at(store, &scope.collection, &id, version).await?;
-        return Ok(record.and_then(history::version::item));
+        return Ok(readable_item(scope, record));
     }
     if !scope.keeps_history() {
         return Ok(None);
@@ -75,7 +73,16 @@ async fn find(scope: &Scope, id: &str, version: i64) -> Result<Option<Document>,
             return Ok(Some(last));
         }
         let record = history::version::at(store, &scope.collection, &form, version).await?;
-        return Ok(record.and_then(history::version::item));
+        return Ok(readable_item(scope, record));
     }
     Ok(None)
+}
+
+/// The document in a history record, when the record's own ACL (the ACL that version
+/// had) lets the caller read it. The current document's ACL says nothing about older
+/// versions: the `_id` may have been deleted and inserted again by someone else.
+fn readable_item(scope: &Scope, record: Option<Document>) -> Option<Document> {
+    record
+        .filter(|record| scope.can(record, Right::Read))
+        .and_then(history::version::item)
 }

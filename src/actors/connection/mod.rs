@@ -264,10 +264,10 @@ impl ConnectionActor {
 
     /// Every ping interval: ping clients that asked for it, refresh tokens about to expire.
     fn keepalive(&mut self, ctx: &mut Context<Self>) {
-        let Some((ping, expires, user_id)) = self
+        let Some((ping, expires, session_user)) = self
             .session
             .as_ref()
-            .map(|s| (s.ping, s.expires, s.user.id.clone()))
+            .map(|s| (s.ping, s.expires, s.user.clone()))
         else {
             return;
         };
@@ -282,13 +282,7 @@ impl ConnectionActor {
         self.refreshing = true;
         let services = self.services.clone();
         async move {
-            let user = services
-                .directory
-                .user_by_id(&user_id)
-                .await
-                .ok()
-                .flatten()
-                .filter(|u| !u.disabled)?;
+            let user = services.directory.current(&session_user).await.ok().flatten()?;
             let (jwt, expires) = services.directory.issue_token(&user, false).ok()?;
             Some(SessionUpdate {
                 user,
