@@ -515,7 +515,7 @@ async fn reinserted_document_id_does_not_open_the_victims_history() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changing_a_password_invalidates_earlier_tokens() {
-    let server = start_server(|_| {});
+    let server = start_server(|c| c.limits.ping_interval = Duration::from_millis(200));
     let mut admin = admin(&server).await;
     let (mut u, _) = user(&server, &mut admin, "changer").await;
     let old_token = u.signin("changer", "pw-changer").await.jwt;
@@ -528,7 +528,24 @@ async fn changing_a_password_invalidates_earlier_tokens() {
     update_one(&mut u, "users", me).await.expect("own password changed");
     let reply = signin_with_token(&server, &old_token).await;
     assert_eq!(reply.command, "error", "token from before the change still works");
-    // The session that changed it keeps working, and signing in again gives a good token.
+    // The session that changed it keeps working and is pushed a working token (the
+    // official clients re-sign-in with the last token they got).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let pushed = loop {
+        assert!(Instant::now() < deadline, "no refreshtoken after the change");
+        let Some(envelope) = tokio::time::timeout(Duration::from_secs(5), u.recv())
+            .await
+            .ok()
+            .flatten()
+        else {
+            continue;
+        };
+        if envelope.command == "refreshtoken" {
+            break decode::<RefreshToken>(&envelope).jwt;
+        }
+    };
+    let reply = signin_with_token(&server, &pushed).await;
+    assert_eq!(reply.command, "signinreply", "{:?}", error_message(&reply));
     assert!(query(&mut u, "users", json!({"username": "changer"})).await.is_ok());
     let mut again = RawClient::connect(server.tcp()).await;
     let new_token = again.signin("changer", "pw-new").await.jwt;
