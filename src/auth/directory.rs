@@ -145,22 +145,10 @@ impl Directory {
                 return Ok(Some(entry.1.clone()));
             }
         }
-        let mut found = self
-            .store
-            .find_by_id(USERS_COLLECTION, &Bson::String(id.to_string()))
-            .await
-            .map_err(|err| OpenCoreError::Storage(err.to_string()))?;
-        if found.is_none() {
-            if let Ok(oid) = bson::oid::ObjectId::parse_str(id) {
-                found = self
-                    .store
-                    .find_by_id(USERS_COLLECTION, &Bson::ObjectId(oid))
-                    .await
-                    .map_err(|err| OpenCoreError::Storage(err.to_string()))?;
-            }
-        }
-        let Some(document) =
-            found.filter(|d| d.get_str("_type").map(|t| t == "user").unwrap_or(false))
+        let Some(document) = self
+            .document_by_id(id)
+            .await?
+            .filter(|d| d.get_str("_type").map(|t| t == "user").unwrap_or(false))
         else {
             return Ok(None);
         };
@@ -168,6 +156,29 @@ impl Directory {
         self.users
             .insert(id.to_string(), (generation, user.clone()));
         Ok(Some(user))
+    }
+
+    /// The document an id names: the string form first, else the ObjectId form. Inserts
+    /// refuse a second form of a stored id, so there is one; should an old data dir
+    /// hold both, the string form is the principal.
+    async fn document_by_id(&self, id: &str) -> Result<Option<Document>, OpenCoreError> {
+        let storage = |err: crate::store::StoreError| OpenCoreError::Storage(err.to_string());
+        let found = self
+            .store
+            .find_by_id(USERS_COLLECTION, &Bson::String(id.to_string()))
+            .await
+            .map_err(storage)?;
+        if found.is_some() {
+            return Ok(found);
+        }
+        match bson::oid::ObjectId::parse_str(id) {
+            Ok(oid) => self
+                .store
+                .find_by_id(USERS_COLLECTION, &Bson::ObjectId(oid))
+                .await
+                .map_err(storage),
+            Err(_) => Ok(None),
+        }
     }
 
     /// Every role `principal_id` (a user or a role) is in, directly or through other
@@ -265,6 +276,13 @@ impl Directory {
         let Some(document) = document.filter(|_| matches) else {
             return Err(OpenCoreError::LoginFailed(username.to_string()));
         };
+        // A document that is not the one its id resolves to (the ObjectId twin of a
+        // stored string id, left in an old data dir) is nobody.
+        let id = id_string(&document).unwrap_or_default();
+        let canonical = self.document_by_id(&id).await?;
+        if canonical.as_ref().and_then(|c| c.get("_id")) != document.get("_id") {
+            return Err(OpenCoreError::LoginFailed(username.to_string()));
+        }
         let user = self.resolve_document(&document).await?;
         if user.disabled {
             return Err(OpenCoreError::DisabledUser(

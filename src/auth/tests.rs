@@ -136,3 +136,25 @@ async fn password_signin_prefers_usernames_and_never_picks_between_two_users() {
     assert!(directory.signin_password("victim", "evil").await.is_err());
     assert!(directory.signin_password("shared@x", "pa").await.is_err());
 }
+
+#[tokio::test]
+async fn an_objectid_twin_of_a_stored_id_cannot_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let root = crate::auth::builtin::ROOT_USER_ID;
+    let hash = crate::auth::password::hash("pw", 4).unwrap();
+    // What the item-1 attack left behind in data dirs written before the fix.
+    store
+        .insert_many(
+            USERS_COLLECTION,
+            vec![
+                doc! {"_id": root, "_type": "user", "username": "root", "passwordhash": "x"},
+                doc! {"_id": bson::oid::ObjectId::parse_str(root).unwrap(), "_type": "user",
+                    "username": "x", "passwordhash": hash},
+            ],
+        )
+        .await
+        .unwrap();
+    let directory = directory(store);
+    assert!(directory.signin_password("x", "pw").await.is_err());
+}

@@ -280,7 +280,14 @@ fn written_paths(operator: &str, fields: &Document) -> Vec<String> {
 /// the protected fields. Non-admins may not edit the ACL (or, in `users`, `members`)
 /// with operators at all: those edits go through `updateone`, where they are
 /// normalised and checked per document.
-pub async fn sanitize_update(scope: &Scope, update: &mut Document) -> Result<(), OpenCoreError> {
+///
+/// `filter` is the request's query: a new password is hashed only when the caller may
+/// update at least one document it matches (bcrypt after the ACL check).
+pub async fn sanitize_update(
+    scope: &Scope,
+    filter: &Document,
+    update: &mut Document,
+) -> Result<(), OpenCoreError> {
     let users = is_users(scope);
     let mut forbidden: Vec<&str> = SERVER_FIELDS.to_vec();
     if users {
@@ -339,11 +346,28 @@ pub async fn sanitize_update(scope: &Scope, update: &mut Document) -> Result<(),
         update.remove(&key);
     }
     if let Some(new) = new_password {
+        if !may_update_any(scope, filter).await? {
+            return Ok(());
+        }
         let hash = password::hash(scope, new).await?;
         merge_operator(update, "$set", doc! {"passwordhash": hash});
         merge_operator(update, "$inc", doc! {TOKEN_GENERATION_FIELD: 1});
     }
     Ok(())
+}
+
+async fn may_update_any(scope: &Scope, filter: &Document) -> Result<bool, OpenCoreError> {
+    let restricted = scope.restrict(filter.clone(), crate::acl::Right::Update);
+    let options = FindOptions {
+        limit: 1,
+        projection: Some(doc! {"_id": 1}),
+        ..Default::default()
+    };
+    let found = scope
+        .store()
+        .find(USERS_COLLECTION, &restricted, &options)
+        .await?;
+    Ok(!found.is_empty())
 }
 
 fn merge_operator(update: &mut Document, operator: &str, fields: Document) {

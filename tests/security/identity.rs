@@ -570,7 +570,7 @@ async fn changing_a_password_invalidates_earlier_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bcrypt_runs_only_after_the_checks() {
-    // Expensive hashing: refused inserts must not pay for it.
+    // Expensive hashing: refused writes must not pay for it.
     let server = start_server(|config| config.bcrypt_cost = 13);
     let mut admin = admin(&server).await;
     insert_one(
@@ -580,6 +580,7 @@ async fn bcrypt_runs_only_after_the_checks() {
     )
     .await
     .unwrap();
+    let (mut plain, _) = user(&server, &mut admin, "plain").await;
     let started = Instant::now();
     for _ in 0..4 {
         let r = insert_one(
@@ -589,6 +590,15 @@ async fn bcrypt_runs_only_after_the_checks() {
         )
         .await;
         assert!(r.is_err());
+        // A password change on documents the caller may not update.
+        let r = update_document(
+            &mut plain,
+            "users",
+            json!({"username": "taken"}),
+            json!({"$set": {"newpassword": "x"}}),
+        )
+        .await;
+        assert_eq!(r.map(|r| r.modified_count).unwrap_or(0), 0);
     }
     let refused = started.elapsed();
     let started = Instant::now();
@@ -602,7 +612,7 @@ async fn bcrypt_runs_only_after_the_checks() {
     let one_hash = started.elapsed();
     assert!(
         refused < one_hash.max(Duration::from_millis(200)) * 2,
-        "4 refused inserts took {refused:?}, one hash {one_hash:?}"
+        "8 refused writes took {refused:?}, one hash {one_hash:?}"
     );
 }
 
