@@ -105,7 +105,9 @@ pub enum OpenCoreError {
     #[error("Access denied, {0} is the id of a built-in user or role and cannot be inserted")]
     BuiltinIdReserved(String),
     /// The id of a deleted user or role: principal ids are never reused.
-    #[error("Access denied, {0} belonged to a deleted user or role; principal ids are never reused")]
+    #[error(
+        "Access denied, {0} belonged to a deleted user or role; principal ids are never reused"
+    )]
     PrincipalIdReused(String),
     /// An update that would turn a user or role into something else, or the reverse.
     #[error("Access denied, the _type of a document in users cannot change to or from {0}")]
@@ -117,7 +119,9 @@ pub enum OpenCoreError {
     #[error("Access denied, only admins may change {0} with update operators; use updateone")]
     OperatorOnProtectedField(String),
     /// A read that names, computes or could reach `passwordhash`.
-    #[error("Access denied, passwordhash cannot be queried, projected, sorted or computed on ({0})")]
+    #[error(
+        "Access denied, passwordhash cannot be queried, projected, sorted or computed on ({0})"
+    )]
     PasswordHashProbe(String),
     /// Another user already has this email.
     #[error("Access denied, a user with email {0} already exists")]

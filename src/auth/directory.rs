@@ -209,9 +209,7 @@ impl Directory {
             })?;
         // A token names one incarnation of the user and one password generation: a
         // re-created id or a changed password makes it worthless.
-        if claims.data.created != user.created
-            || claims.data.generation != user.token_generation
-        {
+        if claims.data.created != user.created || claims.data.generation != user.token_generation {
             return Err(TokenFailure::Token(TokenError::Invalid(
                 "the token was revoked".into(),
             )));

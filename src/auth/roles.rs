@@ -134,7 +134,7 @@ mod tests {
     fn the_objectid_form_of_an_existing_role_id_is_ignored() {
         let admins = "5a1702fa245d9013697656fb";
         let forged = doc! {"_id": bson::oid::ObjectId::parse_str(admins).unwrap(),
-            "name": "admins", "_type": "role", "members": [{"_id": "mallory"}]};
+        "name": "admins", "_type": "role", "members": [{"_id": "mallory"}]};
         let graph = RoleGraph::build(&[role(admins, "admins", &["root"]), forged]);
         assert!(graph.resolve("mallory").is_empty());
         assert_eq!(graph.resolve("root").len(), 1);

@@ -77,7 +77,7 @@ async fn tokens_are_bound_to_one_incarnation_and_password_generation() {
     let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let user_doc = |created: i64, generation: i32| {
         doc! {"_id": "u1", "_type": "user", "name": "bob", "username": "bob",
-            "_created": bson::DateTime::from_millis(created), "tokengeneration": generation}
+        "_created": bson::DateTime::from_millis(created), "tokengeneration": generation}
     };
     store
         .insert_many(USERS_COLLECTION, vec![user_doc(1_000, 0)])
@@ -101,7 +101,10 @@ async fn tokens_are_bound_to_one_incarnation_and_password_generation() {
 
     // The same id, deleted and created again, is another user: neither its tokens nor
     // its sessions carry over.
-    store.delete(USERS_COLLECTION, &filter, false).await.unwrap();
+    store
+        .delete(USERS_COLLECTION, &filter, false)
+        .await
+        .unwrap();
     store
         .insert_many(USERS_COLLECTION, vec![user_doc(2_000, 1)])
         .await
@@ -130,7 +133,11 @@ async fn password_signin_prefers_usernames_and_never_picks_between_two_users() {
         .unwrap();
     let directory = directory(store);
     assert_eq!(
-        directory.signin_password("victim", "good").await.unwrap().id,
+        directory
+            .signin_password("victim", "good")
+            .await
+            .unwrap()
+            .id,
         "1"
     );
     assert!(directory.signin_password("victim", "evil").await.is_err());
@@ -150,7 +157,7 @@ async fn an_objectid_twin_of_a_stored_id_cannot_sign_in() {
             vec![
                 doc! {"_id": root, "_type": "user", "username": "root", "passwordhash": "x"},
                 doc! {"_id": bson::oid::ObjectId::parse_str(root).unwrap(), "_type": "user",
-                    "username": "x", "passwordhash": hash},
+                "username": "x", "passwordhash": hash},
             ],
         )
         .await

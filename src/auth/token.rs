@@ -146,7 +146,9 @@ mod tests {
     #[test]
     fn round_trip() {
         let signer = TokenSigner::new(b"secret");
-        let (token, exp) = signer.issue("abc", TokenBinding::default(), Duration::from_secs(60)).unwrap();
+        let (token, exp) = signer
+            .issue("abc", TokenBinding::default(), Duration::from_secs(60))
+            .unwrap();
         let claims = signer.verify(&token).unwrap();
         assert_eq!(claims.data.id, "abc");
         assert_eq!(claims.exp, exp);

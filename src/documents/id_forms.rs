@@ -18,7 +18,9 @@ use crate::store::StoreError;
 /// The canonical hex of an id that has another form.
 fn canonical(id: &Bson) -> Option<String> {
     match id {
-        Bson::String(text) if text.len() == 24 => ObjectId::parse_str(text).ok().map(|o| o.to_hex()),
+        Bson::String(text) if text.len() == 24 => {
+            ObjectId::parse_str(text).ok().map(|o| o.to_hex())
+        }
         Bson::ObjectId(oid) => Some(oid.to_hex()),
         _ => None,
     }
@@ -82,7 +84,10 @@ mod tests {
     fn forms() {
         let hex = "5a1702fa245d9013697656fb";
         let oid = Bson::ObjectId(ObjectId::parse_str(hex).unwrap());
-        assert_eq!(canonical(&Bson::String(hex.to_uppercase())).as_deref(), Some(hex));
+        assert_eq!(
+            canonical(&Bson::String(hex.to_uppercase())).as_deref(),
+            Some(hex)
+        );
         assert_eq!(canonical(&oid).as_deref(), Some(hex));
         assert_eq!(canonical(&Bson::String("mine".into())), None);
         assert_eq!(other_forms(&oid), vec![Bson::String(hex.into())]);

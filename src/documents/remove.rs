@@ -7,9 +7,9 @@ use bson::{doc, Bson, DateTime, Document};
 use super::query;
 use super::scope::Scope;
 use crate::acl::Right;
+use crate::documents::metadata::id_text;
 use crate::error::OpenCoreError;
 use crate::history;
-use crate::documents::metadata::id_text;
 use crate::store::UpdateOptions;
 use crate::users::{ids::is_builtin, USERS_COLLECTION};
 

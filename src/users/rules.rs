@@ -215,7 +215,10 @@ pub async fn before_replace(
                 None => next.remove(*field),
             };
         }
-        if original_type == "role" && is_builtin(&id_text) && next.get("members") != original.get("members") {
+        if original_type == "role"
+            && is_builtin(&id_text)
+            && next.get("members") != original.get("members")
+        {
             let name = original.get_str("name").unwrap_or(&id_text).to_string();
             return Err(OpenCoreError::BuiltinRoleMembers(name));
         }

@@ -56,7 +56,8 @@ async fn objectid_form_of_root_does_not_make_a_user_root() {
     let server = start_server(|_| {});
     let mut admin = admin(&server).await;
     let (mut mallory, _) = user(&server, &mut admin, "mallory").await;
-    let forged = json!({"_id": {"$oid": ROOT_ID}, "_type": "user", "username": "x", "newpassword": "pw-x"});
+    let forged =
+        json!({"_id": {"$oid": ROOT_ID}, "_type": "user", "username": "x", "newpassword": "pw-x"});
     let inserted = insert_one(&mut mallory, "users", forged).await;
     assert!(inserted.is_err(), "forged root inserted: {inserted:?}");
     let reply = signin_reply(&server, "x", "pw-x").await;
@@ -64,7 +65,8 @@ async fn objectid_form_of_root_does_not_make_a_user_root() {
         assert!(!is_admin(&decode(&reply)), "x signed in as root");
     }
     // Not even an admin can insert the ObjectId form of a built-in id.
-    let forged = json!({"_id": {"$oid": ROOT_ID}, "_type": "user", "username": "y", "newpassword": "pw-y"});
+    let forged =
+        json!({"_id": {"$oid": ROOT_ID}, "_type": "user", "username": "y", "newpassword": "pw-y"});
     assert!(insert_one(&mut admin, "users", forged).await.is_err());
 }
 
@@ -126,7 +128,9 @@ async fn racing_inserts_of_both_forms_store_one_document() {
         let mut b = signed_in(&server, "racer", "pw-racer").await;
         let h1 = hex.clone();
         let first = tokio::spawn(async move {
-            insert_one(&mut a, "idrace", json!({"_id": h1})).await.is_ok()
+            insert_one(&mut a, "idrace", json!({"_id": h1}))
+                .await
+                .is_ok()
         });
         let h2 = hex.clone();
         let second = tokio::spawn(async move {
@@ -135,7 +139,11 @@ async fn racing_inserts_of_both_forms_store_one_document() {
                 .is_ok()
         });
         let ok = [first.await.unwrap(), second.await.unwrap()];
-        assert_eq!(ok.iter().filter(|x| **x).count(), 1, "round {round}: {ok:?}");
+        assert_eq!(
+            ok.iter().filter(|x| **x).count(),
+            1,
+            "round {round}: {ok:?}"
+        );
     }
 }
 
@@ -166,7 +174,10 @@ async fn only_admins_choose_ids_in_users_and_nobody_inserts_builtin_ids() {
     )
     .await
     .expect("admin chooses an id");
-    for id in [json!(CUSTOMER_ADMINS_ID), json!({"$oid": CUSTOMER_ADMINS_ID})] {
+    for id in [
+        json!(CUSTOMER_ADMINS_ID),
+        json!({"$oid": CUSTOMER_ADMINS_ID}),
+    ] {
         let r = insert_one(
             &mut admin,
             "users",
@@ -191,7 +202,13 @@ async fn validation_flags_are_stripped_on_insert_for_non_admins() {
     )
     .await
     .expect("user inserted");
-    for field in ["validated", "emailvalidated", "formvalidated", "disabled", "dblocked"] {
+    for field in [
+        "validated",
+        "emailvalidated",
+        "formvalidated",
+        "disabled",
+        "dblocked",
+    ] {
         assert!(stored.get(field).is_none(), "{field} kept: {stored}");
     }
     let stored = insert_one(
@@ -281,7 +298,10 @@ async fn email_cannot_shadow_another_users_username() {
     let signin: SigninResponse = decode(&reply);
     assert_eq!(signin.user.unwrap().username, "victim");
     let reply = signin_reply(&server, "victim", "evil").await;
-    assert_eq!(reply.command, "error", "signed in through a shadowing email");
+    assert_eq!(
+        reply.command, "error",
+        "signed in through a shadowing email"
+    );
     // Email sign-in still works when no username matches.
     insert_one(
         &mut admin,
@@ -312,7 +332,10 @@ async fn email_is_unique_among_users() {
     )
     .await
     .expect_err("duplicate email");
-    assert!(err.contains("same@example.com") || err.to_lowercase().contains("duplicate"), "{err}");
+    assert!(
+        err.contains("same@example.com") || err.to_lowercase().contains("duplicate"),
+        "{err}"
+    );
     // Empty emails do not collide (root and guest have "").
     for name in ["e3", "e4"] {
         insert_one(
@@ -431,7 +454,12 @@ async fn deleted_principal_ids_are_never_reused_and_leave_no_memberships() {
     let role_id = create_role(&mut admin, "team").await;
     set_members(&mut admin, &role_id, &[(&victim_id, "victim")]).await;
     let club_id = create_role(&mut admin, "club").await;
-    set_members(&mut admin, &club_id, &[(&victim_id, "victim"), (&role_id, "team")]).await;
+    set_members(
+        &mut admin,
+        &club_id,
+        &[(&victim_id, "victim"), (&role_id, "team")],
+    )
+    .await;
     let secret = insert_one(&mut victim, "vault", json!({"name": "secret"}))
         .await
         .unwrap();
@@ -445,7 +473,10 @@ async fn deleted_principal_ids_are_never_reused_and_leave_no_memberships() {
     .unwrap();
     let shared_id = id_of(&shared);
 
-    assert_eq!(delete_one(&mut admin, "users", &victim_id).await.unwrap(), 1);
+    assert_eq!(
+        delete_one(&mut admin, "users", &victim_id).await.unwrap(),
+        1
+    );
     assert_eq!(delete_one(&mut admin, "users", &role_id).await.unwrap(), 1);
     let club = query(&mut admin, "users", json!({"_id": club_id}))
         .await
@@ -472,10 +503,14 @@ async fn deleted_principal_ids_are_never_reused_and_leave_no_memberships() {
     let reply = signin_reply(&server, "victim2", "pw-v2").await;
     assert_eq!(reply.command, "error");
     // Nobody reads the victim's documents through a re-created id.
-    assert!(query(&mut mallory, "vault", json!({"_id": {"$in": [secret_id, shared_id]}}))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(query(
+        &mut mallory,
+        "vault",
+        json!({"_id": {"$in": [secret_id, shared_id]}})
+    )
+    .await
+    .unwrap()
+    .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,9 +519,13 @@ async fn reinserted_document_id_does_not_open_the_victims_history() {
     let mut admin = admin(&server).await;
     let (mut victim, _) = user(&server, &mut admin, "victim").await;
     let (mut mallory, _) = user(&server, &mut admin, "mallory").await;
-    let doc = insert_one(&mut victim, "diary", json!({"name": "day 1", "text": "secret v0"}))
-        .await
-        .unwrap();
+    let doc = insert_one(
+        &mut victim,
+        "diary",
+        json!({"name": "day 1", "text": "secret v0"}),
+    )
+    .await
+    .unwrap();
     let id = id_of(&doc);
     let mut next = doc.clone();
     next["text"] = json!("secret v1");
@@ -498,7 +537,9 @@ async fn reinserted_document_id_does_not_open_the_victims_history() {
         .expect("other collections keep free ids");
     assert_eq!(mine.get("_createdby"), Some(&json!("mallory")), "{mine}");
     for version in [0, 1] {
-        let old = get_version(&mut mallory, "diary", &id, version).await.unwrap();
+        let old = get_version(&mut mallory, "diary", &id, version)
+            .await
+            .unwrap();
         assert!(
             !old.to_string().contains("secret"),
             "version {version} of the victim's document: {old}"
@@ -525,14 +566,22 @@ async fn changing_a_password_invalidates_earlier_tokens() {
         .pop()
         .unwrap();
     me["newpassword"] = json!("pw-new");
-    update_one(&mut u, "users", me).await.expect("own password changed");
+    update_one(&mut u, "users", me)
+        .await
+        .expect("own password changed");
     let reply = signin_with_token(&server, &old_token).await;
-    assert_eq!(reply.command, "error", "token from before the change still works");
+    assert_eq!(
+        reply.command, "error",
+        "token from before the change still works"
+    );
     // The session that changed it keeps working and is pushed a working token (the
     // official clients re-sign-in with the last token they got).
     let deadline = Instant::now() + Duration::from_secs(5);
     let pushed = loop {
-        assert!(Instant::now() < deadline, "no refreshtoken after the change");
+        assert!(
+            Instant::now() < deadline,
+            "no refreshtoken after the change"
+        );
         let Some(envelope) = tokio::time::timeout(Duration::from_secs(5), u.recv())
             .await
             .ok()
@@ -546,7 +595,9 @@ async fn changing_a_password_invalidates_earlier_tokens() {
     };
     let reply = signin_with_token(&server, &pushed).await;
     assert_eq!(reply.command, "signinreply", "{:?}", error_message(&reply));
-    assert!(query(&mut u, "users", json!({"username": "changer"})).await.is_ok());
+    assert!(query(&mut u, "users", json!({"username": "changer"}))
+        .await
+        .is_ok());
     let mut again = RawClient::connect(server.tcp()).await;
     let new_token = again.signin("changer", "pw-new").await.jwt;
     let reply = signin_with_token(&server, &new_token).await;
@@ -564,7 +615,10 @@ async fn changing_a_password_invalidates_earlier_tokens() {
     .await
     .unwrap();
     let reply = signin_with_token(&server, &new_token).await;
-    assert_eq!(reply.command, "error", "token survived an updatedocument password change");
+    assert_eq!(
+        reply.command, "error",
+        "token survived an updatedocument password change"
+    );
     signed_in(&server, "changer", "pw-third").await;
 }
 
@@ -679,7 +733,10 @@ async fn acl_edits_on_update_are_normalised_like_inserts() {
     let stored = update_one(&mut owner, "shared", edit).await.unwrap();
     let acl = stored["_acl"].as_array().unwrap();
     assert!(acl.len() <= 128, "{} entries", acl.len());
-    assert!(acl.iter().all(|e| !e["_id"].as_str().unwrap().starts_with("0000000000000000000000")));
+    assert!(acl.iter().all(|e| !e["_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("0000000000000000000000")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -704,14 +761,22 @@ async fn role_names_stay_unique_on_every_update_path() {
     )
     .await;
     // A customer turned into a role with a taken name.
-    let customer = insert_one(&mut u, "users", json!({"_type": "customer", "name": "r-one"}))
-        .await
-        .unwrap();
+    let customer = insert_one(
+        &mut u,
+        "users",
+        json!({"_type": "customer", "name": "r-one"}),
+    )
+    .await
+    .unwrap();
     let mut as_role = customer.clone();
     as_role["_type"] = json!("role");
     let _ = update_one(&mut u, "users", as_role).await;
-    let roles = query(&mut admin, "users", json!({"_type": "role", "name": "r-one"}))
-        .await
-        .unwrap();
+    let roles = query(
+        &mut admin,
+        "users",
+        json!({"_type": "role", "name": "r-one"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(roles.len(), 1, "duplicate role names: {roles:?}");
 }

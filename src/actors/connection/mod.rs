@@ -286,7 +286,12 @@ impl ConnectionActor {
         let services = self.services.clone();
         async move {
             // `None`: close; `Some(None)`: nothing to do (a cached lookup).
-            let user = services.directory.current(&session_user).await.ok().flatten()?;
+            let user = services
+                .directory
+                .current(&session_user)
+                .await
+                .ok()
+                .flatten()?;
             if !near_expiry && user.token_generation == session_user.token_generation {
                 return Some(None);
             }
