@@ -115,8 +115,9 @@ pub enum OpenCoreError {
     /// A non-admin changing the members of a built-in role.
     #[error("Access denied, only admins may change the members of the built-in role {0}")]
     BuiltinRoleMembers(String),
-    /// A non-admin update operator on a field that needs the full-document path.
-    #[error("Access denied, only admins may change {0} with update operators; use updateone")]
+    /// An update operator on a field that needs the full-document path (`_acl` for
+    /// everyone, `members` in `users` for non-admins), where it is normalised and checked.
+    #[error("Access denied, {0} cannot be changed with update operators; use updateone")]
     OperatorOnProtectedField(String),
     /// A read that names, computes or could reach `passwordhash`.
     #[error(

@@ -90,7 +90,8 @@ pub async fn ensure_indexes(store: &SharedStore) {
         (
             "email_1",
             doc! {"email": 1},
-            doc! {"_type": "user", "email": {"$type": "string", "$gt": ""}},
+            // `$gt: ""` matches non-empty strings only (BSON compares within a type).
+            doc! {"_type": "user", "email": {"$gt": ""}},
         ),
         (
             "role_name_1",

@@ -280,9 +280,9 @@ fn written_paths(operator: &str, fields: &Document) -> Vec<String> {
 /// Update operators (`updatedocument`): no operator may touch the server's metadata
 /// fields; on `users`, none may touch `passwordhash` or `tokengeneration` (a `$set` of
 /// `newpassword` becomes a new hash and a new token generation) and non-admins none of
-/// the protected fields. Non-admins may not edit the ACL (or, in `users`, `members`)
-/// with operators at all: those edits go through `updateone`, where they are
-/// normalised and checked per document.
+/// the protected fields. Nobody edits the ACL with operators, and non-admins not
+/// `members` in `users`: those edits go through `updateone`, where they are normalised
+/// and checked per document.
 ///
 /// `filter` is the request's query: a new password is hashed only when the caller may
 /// update at least one document it matches (bcrypt after the ACL check).
@@ -299,9 +299,11 @@ pub async fn sanitize_update(
             forbidden.extend_from_slice(PROTECTED_FIELDS);
         }
     }
-    if !scope.is_admin() {
+    {
+        // ACL edits are normalised per document (known principals, at most 128 entries,
+        // no rights a partial caller did not have): only full-document updates do that.
         let mut guarded = vec![scope.location().path()];
-        if users {
+        if users && !scope.is_admin() {
             guarded.push("members");
         }
         for (operator, operand) in update.iter() {

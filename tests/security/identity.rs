@@ -708,6 +708,16 @@ async fn acl_edits_on_update_are_normalised_like_inserts() {
         0,
         "the editor gave itself delete rights"
     );
+    // Operator edits of an ACL skip the normalisation: refused, for admins too.
+    let err = update_document(
+        &mut admin,
+        "shared",
+        json!({"_id": id}),
+        json!({"$push": {"_acl": {"_id": "nobody", "rights": 65535}}}),
+    )
+    .await
+    .expect_err("operator edit of _acl");
+    assert!(err.contains("_acl"), "{err}");
     let now = query(&mut owner, "shared", json!({"_id": id}))
         .await
         .unwrap()
