@@ -102,6 +102,37 @@ pub enum OpenCoreError {
     #[error("item {id} not found in {collection} or Access Denied")]
     NotFoundOrDenied { id: String, collection: String },
 
+    // 3012-3039: identity (who a principal is, what only admins may do in `users`)
+    /// A non-admin gave a new document in `users` its own `_id`.
+    #[error("Access denied, only admins may choose the _id of a new user, role or customer")]
+    IdChosenByNonAdmin,
+    /// A built-in user or role id (string or ObjectId form) in an insert.
+    #[error("Access denied, {0} is the id of a built-in user or role and cannot be inserted")]
+    BuiltinIdReserved(String),
+    /// The id of a deleted user or role: principal ids are never reused.
+    #[error(
+        "Access denied, {0} belonged to a deleted user or role; principal ids are never reused"
+    )]
+    PrincipalIdReused(String),
+    /// An update that would turn a user or role into something else, or the reverse.
+    #[error("Access denied, the _type of a document in users cannot change to or from {0}")]
+    PrincipalTypeChange(String),
+    /// A non-admin changing the members of a built-in role.
+    #[error("Access denied, only admins may change the members of the built-in role {0}")]
+    BuiltinRoleMembers(String),
+    /// An update operator on a field that needs the full-document path (`_acl` for
+    /// everyone, `members` in `users` for non-admins), where it is normalised and checked.
+    #[error("Access denied, {0} cannot be changed with update operators; use updateone")]
+    OperatorOnProtectedField(String),
+    /// A read that names, computes or could reach `passwordhash`.
+    #[error(
+        "Access denied, passwordhash cannot be queried, projected, sorted or computed on ({0})"
+    )]
+    PasswordHashProbe(String),
+    /// Another user already has this email.
+    #[error("Access denied, a user with email {0} already exists")]
+    EmailTaken(String),
+
     // 4xxx: valid request, not served by this server (yet)
     #[error("{0} is not implemented by this server")]
     NotImplemented(String),
@@ -149,6 +180,14 @@ impl OpenCoreError {
             GuestDisabled => 3009,
             AccessDeniedBecause(_) => 3010,
             NotFoundOrDenied { .. } => 3011,
+            IdChosenByNonAdmin => 3012,
+            BuiltinIdReserved(_) => 3013,
+            PrincipalIdReused(_) => 3014,
+            PrincipalTypeChange(_) => 3015,
+            BuiltinRoleMembers(_) => 3016,
+            OperatorOnProtectedField(_) => 3017,
+            PasswordHashProbe(_) => 3018,
+            EmailTaken(_) => 3019,
             NotImplemented(_) => 4000,
         }
     }
@@ -158,7 +197,7 @@ impl OpenCoreError {
         match code {
             2004 | 2005 | 2006 | 2008 | 2019 | 2022 | 2024 => tonic::Code::ResourceExhausted,
             2001 => tonic::Code::Unimplemented,
-            3005 | 3010 => tonic::Code::PermissionDenied,
+            3005 | 3010 | 3012..=3019 => tonic::Code::PermissionDenied,
             3011 => tonic::Code::NotFound,
             2018 => tonic::Code::AlreadyExists,
             1002 => tonic::Code::Unavailable,
@@ -270,6 +309,14 @@ mod tests {
                 id: "a".into(),
                 collection: "b".into(),
             },
+            OpenCoreError::IdChosenByNonAdmin,
+            OpenCoreError::BuiltinIdReserved("x".into()),
+            OpenCoreError::PrincipalIdReused("x".into()),
+            OpenCoreError::PrincipalTypeChange("x".into()),
+            OpenCoreError::BuiltinRoleMembers("x".into()),
+            OpenCoreError::OperatorOnProtectedField("x".into()),
+            OpenCoreError::PasswordHashProbe("x".into()),
+            OpenCoreError::EmailTaken("x".into()),
             OpenCoreError::NotImplemented("x".into()),
         ];
         let mut codes: Vec<i32> = samples.iter().map(|e| e.code()).collect();

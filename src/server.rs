@@ -112,6 +112,8 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
         },
     );
     let worker_count = config.worker_count();
+    let directory =
+        directory.with_bcrypt_slots(config.limits.auth_concurrency.max(1) * worker_count);
     let services = Services::new(config.clone(), store, directory);
     let workers = Arc::new(Workers::start(worker_count));
     let (stop, stop_rx) = watch::channel(false);

@@ -2,8 +2,9 @@
 //! entries for the same principal are merged, empty and unknown principals are
 //! dropped, names are refreshed from `users`, at most 128 entries are kept, and
 //! `deny:false` is not stored. On insert, `admins` always gets full control and the
-//! caller gets full control unless it already has it; on update the caller keeps read
-//! and update on what it wrote.
+//! caller gets full control unless it already has it; on update the same
+//! normalisation applies, and a caller without full control cannot raise anyone's
+//! rights (see `apply_update_rule`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -114,9 +115,26 @@ pub fn apply_insert_defaults(acl: &mut Vec<Ace>, caller: &ResolvedUser) {
     }
 }
 
-/// Update rule: a non-admin caller keeps read and update on what it writes.
-pub fn apply_update_defaults(acl: &mut Vec<Ace>, caller: &ResolvedUser, principals: &Principals) {
+/// The update rule, for an ACL `acl` submitted to replace `original` (both parsed, so
+/// merged per principal and capped):
+///
+/// - admins: taken as submitted;
+/// - a caller with full control on the original (in one entry naming it or one of its
+///   roles): taken as submitted, but the caller keeps read and update on what it wrote
+///   (full control, which it had);
+/// - anyone else (update without full control): the original ACL stays as it was. Such
+///   a caller can neither raise its own or anyone's rights nor lock others out.
+pub fn apply_update_rule(
+    acl: &mut Vec<Ace>,
+    original: &[Ace],
+    caller: &ResolvedUser,
+    principals: &Principals,
+) {
     if principals.admin {
+        return;
+    }
+    if !grants(original, principals, rights::FULL_CONTROL) {
+        *acl = original.to_vec();
         return;
     }
     if !grants(acl, principals, rights::READ | rights::UPDATE) {
@@ -197,6 +215,8 @@ mod tests {
             username: "one".into(),
             email: String::new(),
             disabled: false,
+            created: None,
+            token_generation: 0,
             roles: roles
                 .iter()
                 .map(|(id, name)| RoleRef {
@@ -252,5 +272,31 @@ mod tests {
             to_bson(&acl[..1]),
             bson::bson!([{"_id": "r", "name": "", "rights": 65535}])
         );
+    }
+
+    fn ace(id: &str, rights: i32) -> Ace {
+        Ace {
+            id: id.into(),
+            name: String::new(),
+            rights,
+            deny: false,
+        }
+    }
+
+    #[test]
+    fn update_rule_never_raises_a_partial_callers_rights() {
+        let caller = user(&[]);
+        let principals = Principals::of(&caller);
+        let original = vec![ace(ADMINS_ROLE_ID, 65535), ace("u1", 6), ace("other", 2)];
+        // Read + update only: the ACL does not change at all.
+        let mut acl = vec![ace("u1", 65535), ace("friend", 2)];
+        apply_update_rule(&mut acl, &original, &caller, &principals);
+        assert_eq!(acl, original);
+        // Full control: free to share, and keeps its own access.
+        let original = vec![ace("u1", 65535)];
+        let mut acl = vec![ace("friend", 65535)];
+        apply_update_rule(&mut acl, &original, &caller, &principals);
+        assert_eq!(acl.len(), 2);
+        assert!(grants(&acl, &principals, rights::FULL_CONTROL));
     }
 }

@@ -80,19 +80,36 @@ fn user_document(id: &str, name: &str, hash: &str, self_rights: i32) -> Document
     )
 }
 
-/// Indexes the server relies on: unique usernames (users only, so roles and customers
-/// may share names with users). A data dir whose users already collide keeps working
-/// without the index; the collision is logged.
+/// Indexes the server relies on, all partial so the other kinds of documents in `users`
+/// are free: unique usernames and unique non-empty emails among users, unique names
+/// among roles. A data dir whose documents already collide keeps working without the
+/// index; the collision is logged.
 pub async fn ensure_indexes(store: &SharedStore) {
-    let spec = IndexSpec {
-        keys: doc! {"username": 1},
-        name: Some("username_1".into()),
-        unique: true,
-        partial_filter: Some(doc! {"_type": "user"}),
-        ..Default::default()
-    };
-    if let Err(err) = store.create_index(USERS_COLLECTION, &spec).await {
-        tracing::warn!(%err, "could not create the unique username index on users");
+    let specs = [
+        ("username_1", doc! {"username": 1}, doc! {"_type": "user"}),
+        (
+            "email_1",
+            doc! {"email": 1},
+            // `$gt: ""` matches non-empty strings only (BSON compares within a type).
+            doc! {"_type": "user", "email": {"$gt": ""}},
+        ),
+        (
+            "role_name_1",
+            doc! {"name": 1},
+            doc! {"_type": "role", "name": {"$type": "string"}},
+        ),
+    ];
+    for (name, keys, partial) in specs {
+        let spec = IndexSpec {
+            keys,
+            name: Some(name.into()),
+            unique: true,
+            partial_filter: Some(partial),
+            ..Default::default()
+        };
+        if let Err(err) = store.create_index(USERS_COLLECTION, &spec).await {
+            tracing::warn!(%err, index = name, "could not create a unique index on users");
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use crate::auth::builtin::{GUEST_USER_ID, USERS_COLLECTION};
 use crate::auth::password;
 use crate::auth::roles::{id_string, RoleGraph};
-use crate::auth::token::{Claims, TokenError, TokenSigner};
+use crate::auth::token::{Claims, TokenBinding, TokenError, TokenSigner};
 use crate::auth::user::ResolvedUser;
 use crate::error::OpenCoreError;
 use crate::store::{FindOptions, SharedStore};
@@ -37,6 +37,9 @@ pub struct Directory {
     /// Hash compared against when the user does not exist, so timing does not reveal
     /// which usernames exist.
     dummy_hash: String,
+    /// Every bcrypt call (sign-in checks and `newpassword` hashes) holds a permit, so
+    /// writes to `users` cannot spend more CPU on bcrypt than sign-ins may.
+    bcrypt_slots: tokio::sync::Semaphore,
 }
 
 impl Directory {
@@ -50,7 +53,38 @@ impl Directory {
             graph: RwLock::new(None),
             users: DashMap::new(),
             dummy_hash,
+            bcrypt_slots: tokio::sync::Semaphore::new(default_bcrypt_slots()),
         }
+    }
+
+    /// How many bcrypt computations may run at once, server-wide (the sign-in
+    /// concurrency per worker times the workers).
+    pub fn with_bcrypt_slots(mut self, slots: usize) -> Self {
+        self.bcrypt_slots = tokio::sync::Semaphore::new(slots.max(1));
+        self
+    }
+
+    /// Runs one bcrypt computation on the blocking pool, inside the bcrypt slots.
+    async fn bcrypt<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, OpenCoreError> {
+        let _permit = self
+            .bcrypt_slots
+            .acquire()
+            .await
+            .map_err(|_| OpenCoreError::ShuttingDown)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| OpenCoreError::Internal)
+    }
+
+    /// The bcrypt hash of a new password (at the configured cost).
+    pub async fn hash_password(&self, new: String) -> Result<String, OpenCoreError> {
+        let cost = self.settings.bcrypt_cost;
+        self.bcrypt(move || password::hash(&new, cost))
+            .await?
+            .map_err(|_| OpenCoreError::Internal)
     }
 
     pub fn settings(&self) -> &DirectorySettings {
@@ -98,6 +132,8 @@ impl Directory {
             username: text("username"),
             email: text("email"),
             disabled: user.get_bool("disabled").unwrap_or(false),
+            created: created_stamp(user),
+            token_generation: token_generation(user),
         }))
     }
 
@@ -109,22 +145,10 @@ impl Directory {
                 return Ok(Some(entry.1.clone()));
             }
         }
-        let mut found = self
-            .store
-            .find_by_id(USERS_COLLECTION, &Bson::String(id.to_string()))
-            .await
-            .map_err(|err| OpenCoreError::Storage(err.to_string()))?;
-        if found.is_none() {
-            if let Ok(oid) = bson::oid::ObjectId::parse_str(id) {
-                found = self
-                    .store
-                    .find_by_id(USERS_COLLECTION, &Bson::ObjectId(oid))
-                    .await
-                    .map_err(|err| OpenCoreError::Storage(err.to_string()))?;
-            }
-        }
-        let Some(document) =
-            found.filter(|d| d.get_str("_type").map(|t| t == "user").unwrap_or(false))
+        let Some(document) = self
+            .document_by_id(id)
+            .await?
+            .filter(|d| d.get_str("_type").map(|t| t == "user").unwrap_or(false))
         else {
             return Ok(None);
         };
@@ -132,6 +156,29 @@ impl Directory {
         self.users
             .insert(id.to_string(), (generation, user.clone()));
         Ok(Some(user))
+    }
+
+    /// The document an id names: the string form first, else the ObjectId form. Inserts
+    /// refuse a second form of a stored id, so there is one; should an old data dir
+    /// hold both, the string form is the principal.
+    async fn document_by_id(&self, id: &str) -> Result<Option<Document>, OpenCoreError> {
+        let storage = |err: crate::store::StoreError| OpenCoreError::Storage(err.to_string());
+        let found = self
+            .store
+            .find_by_id(USERS_COLLECTION, &Bson::String(id.to_string()))
+            .await
+            .map_err(storage)?;
+        if found.is_some() {
+            return Ok(found);
+        }
+        match bson::oid::ObjectId::parse_str(id) {
+            Ok(oid) => self
+                .store
+                .find_by_id(USERS_COLLECTION, &Bson::ObjectId(oid))
+                .await
+                .map_err(storage),
+            Err(_) => Ok(None),
+        }
     }
 
     /// Every role `principal_id` (a user or a role) is in, directly or through other
@@ -160,6 +207,13 @@ impl Directory {
             .ok_or_else(|| {
                 TokenFailure::Rejected(OpenCoreError::UnknownTokenUser(claims.data.id.clone()))
             })?;
+        // A token names one incarnation of the user and one password generation: a
+        // re-created id or a changed password makes it worthless.
+        if claims.data.created != user.created || claims.data.generation != user.token_generation {
+            return Err(TokenFailure::Token(TokenError::Invalid(
+                "the token was revoked".into(),
+            )));
+        }
         if user.disabled {
             return Err(TokenFailure::Rejected(OpenCoreError::DisabledUser(
                 user.username.clone(),
@@ -167,6 +221,18 @@ impl Directory {
             )));
         }
         Ok((user, claims))
+    }
+
+    /// The current state of a signed-in session's user: `None` when the user was
+    /// deleted (or its id now names a re-created user) or is disabled.
+    pub async fn current(
+        &self,
+        session: &ResolvedUser,
+    ) -> Result<Option<Arc<ResolvedUser>>, OpenCoreError> {
+        Ok(self
+            .user_by_id(&session.id)
+            .await?
+            .filter(|current| current.same_principal(session) && !current.disabled))
     }
 
     /// The guest user, when guest access is enabled.
@@ -195,33 +261,26 @@ impl Directory {
         if username == "guest" && self.settings.enable_guest {
             return self.guest().await;
         }
-        let lowered = username.to_lowercase();
-        let filter = doc! {"_type": "user", "$or": [{"username": &lowered}, {"username": username}, {"email": username}]};
-        let found = self
-            .store
-            .find(
-                USERS_COLLECTION,
-                &filter,
-                &FindOptions {
-                    limit: 1,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|err| OpenCoreError::Storage(err.to_string()))?;
-        let document = found.into_iter().next();
+        let document = self.signin_candidate(username).await?;
         let hash = document
             .as_ref()
             .and_then(|d| d.get_str("passwordhash").ok())
             .unwrap_or(&self.dummy_hash)
             .to_string();
         let password = password.to_string();
-        let matches = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
-            .await
-            .map_err(|_| OpenCoreError::Internal)?;
+        let matches = self
+            .bcrypt(move || password::verify(&password, &hash))
+            .await?;
         let Some(document) = document.filter(|_| matches) else {
             return Err(OpenCoreError::LoginFailed(username.to_string()));
         };
+        // A document that is not the one its id resolves to (the ObjectId twin of a
+        // stored string id, left in an old data dir) is nobody.
+        let id = id_string(&document).unwrap_or_default();
+        let canonical = self.document_by_id(&id).await?;
+        if canonical.as_ref().and_then(|c| c.get("_id")) != document.get("_id") {
+            return Err(OpenCoreError::LoginFailed(username.to_string()));
+        }
         let user = self.resolve_document(&document).await?;
         if user.disabled {
             return Err(OpenCoreError::DisabledUser(
@@ -230,6 +289,34 @@ impl Directory {
             ));
         }
         Ok(user)
+    }
+
+    /// The one user a password sign-in names: by `username` (as given or lower-cased)
+    /// first, by `email` only when no username matches; never when two users match.
+    async fn signin_candidate(&self, login: &str) -> Result<Option<Document>, OpenCoreError> {
+        let lowered = login.to_lowercase();
+        let by_username = doc! {"_type": "user", "username": {"$in": [&lowered, login]}};
+        let by_email = doc! {"_type": "user", "email": login};
+        for filter in [by_username, by_email] {
+            let found = self
+                .store
+                .find(
+                    USERS_COLLECTION,
+                    &filter,
+                    &FindOptions {
+                        limit: 2,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|err| OpenCoreError::Storage(err.to_string()))?;
+            match found.len() {
+                0 => continue,
+                1 => return Ok(found.into_iter().next()),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// A new token for `user` (long-lived when asked for).
@@ -243,8 +330,12 @@ impl Directory {
         } else {
             self.settings.short_token_ttl
         };
+        let binding = TokenBinding {
+            created: user.created,
+            generation: user.token_generation,
+        };
         self.signer
-            .issue(&user.id, ttl)
+            .issue(&user.id, binding, ttl)
             .map_err(|_| OpenCoreError::Internal)
     }
 }
@@ -255,3 +346,30 @@ pub enum TokenFailure {
     Token(TokenError),
     Rejected(OpenCoreError),
 }
+
+fn default_bcrypt_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// `_created` of a user document as unix ms (`None` for documents without one).
+fn created_stamp(user: &Document) -> Option<i64> {
+    match user.get("_created") {
+        Some(Bson::DateTime(date)) => Some(date.timestamp_millis()),
+        _ => None,
+    }
+}
+
+/// `tokengeneration` of a user document (0 when absent).
+pub fn token_generation(user: &Document) -> i64 {
+    match user.get(TOKEN_GENERATION_FIELD) {
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Double(n)) if n.is_finite() => *n as i64,
+        _ => 0,
+    }
+}
+
+/// The user-document field counting password changes (server-maintained).
+pub const TOKEN_GENERATION_FIELD: &str = "tokengeneration";

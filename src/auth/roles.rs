@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use bson::Document;
+use bson::{Bson, Document};
 
 use crate::auth::builtin::{GUEST_USER_ID, USERS_ROLE_ID};
 use crate::auth::user::RoleRef;
@@ -20,7 +20,19 @@ impl RoleGraph {
     /// `roles`: every `_type: "role"` document.
     pub fn build(roles: &[Document]) -> Self {
         let mut graph = RoleGraph::default();
+        // One id names one role. Should a data dir hold both forms of an id (string and
+        // ObjectId, possible before inserts refused the second form), only the string
+        // form counts: that is the one built-in ids and every write use.
+        let string_ids: HashSet<&str> = roles
+            .iter()
+            .filter_map(|role| role.get_str("_id").ok())
+            .collect();
         for role in roles {
+            if let Some(Bson::ObjectId(oid)) = role.get("_id") {
+                if string_ids.contains(oid.to_hex().as_str()) {
+                    continue;
+                }
+            }
             let Some(id) = id_string(role) else { continue };
             let name = role.get_str("name").unwrap_or_default().to_string();
             graph.names.insert(id.clone(), name);
@@ -80,8 +92,8 @@ impl RoleGraph {
 /// `_id` as a string, whether stored as a string or an ObjectId.
 pub fn id_string(doc: &Document) -> Option<String> {
     match doc.get("_id")? {
-        bson::Bson::String(s) => Some(s.clone()),
-        bson::Bson::ObjectId(oid) => Some(oid.to_hex()),
+        Bson::String(s) => Some(s.clone()),
+        Bson::ObjectId(oid) => Some(oid.to_hex()),
         _ => None,
     }
 }
@@ -116,5 +128,15 @@ mod tests {
             .map(|r| r.name)
             .collect();
         assert!(guest.is_empty());
+    }
+
+    #[test]
+    fn the_objectid_form_of_an_existing_role_id_is_ignored() {
+        let admins = "5a1702fa245d9013697656fb";
+        let forged = doc! {"_id": bson::oid::ObjectId::parse_str(admins).unwrap(),
+        "name": "admins", "_type": "role", "members": [{"_id": "mallory"}]};
+        let graph = RoleGraph::build(&[role(admins, "admins", &["root"]), forged]);
+        assert!(graph.resolve("mallory").is_empty());
+        assert_eq!(graph.resolve("root").len(), 1);
     }
 }

@@ -70,3 +70,98 @@ async fn membership_changes_apply_immediately() {
     assert!(directory.user_by_id("nobody").await.unwrap().is_none());
     let _ = Bson::Null;
 }
+
+#[tokio::test]
+async fn tokens_are_bound_to_one_incarnation_and_password_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let user_doc = |created: i64, generation: i32| {
+        doc! {"_id": "u1", "_type": "user", "name": "bob", "username": "bob",
+        "_created": bson::DateTime::from_millis(created), "tokengeneration": generation}
+    };
+    store
+        .insert_many(USERS_COLLECTION, vec![user_doc(1_000, 0)])
+        .await
+        .unwrap();
+    let directory = directory(store.clone());
+    let user = directory.user_by_id("u1").await.unwrap().unwrap();
+    let (token, _) = directory.issue_token(&user, false).unwrap();
+    assert!(directory.resolve_token(&token).await.is_ok());
+
+    // A password change raises the generation: the earlier token is worthless.
+    let filter = doc! {"_id": "u1"};
+    store
+        .replace_one(USERS_COLLECTION, &filter, user_doc(1_000, 1), false)
+        .await
+        .unwrap();
+    assert!(directory.resolve_token(&token).await.is_err());
+    let user = directory.user_by_id("u1").await.unwrap().unwrap();
+    let (token, _) = directory.issue_token(&user, false).unwrap();
+    assert!(directory.resolve_token(&token).await.is_ok());
+
+    // The same id, deleted and created again, is another user: neither its tokens nor
+    // its sessions carry over.
+    store
+        .delete(USERS_COLLECTION, &filter, false)
+        .await
+        .unwrap();
+    store
+        .insert_many(USERS_COLLECTION, vec![user_doc(2_000, 1)])
+        .await
+        .unwrap();
+    assert!(directory.resolve_token(&token).await.is_err());
+    assert!(directory.current(&user).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn password_signin_prefers_usernames_and_never_picks_between_two_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let hash = |pw: &str| crate::auth::password::hash(pw, 4).unwrap();
+    store
+        .insert_many(
+            USERS_COLLECTION,
+            vec![
+                // Sorts first, and its email is the victim's username.
+                doc! {"_id": "0", "_type": "user", "username": "mallory", "email": "victim", "passwordhash": hash("evil")},
+                doc! {"_id": "1", "_type": "user", "username": "victim", "email": "", "passwordhash": hash("good")},
+                doc! {"_id": "2", "_type": "user", "username": "a", "email": "shared@x", "passwordhash": hash("pa")},
+                doc! {"_id": "3", "_type": "user", "username": "b", "email": "shared@x", "passwordhash": hash("pa")},
+            ],
+        )
+        .await
+        .unwrap();
+    let directory = directory(store);
+    assert_eq!(
+        directory
+            .signin_password("victim", "good")
+            .await
+            .unwrap()
+            .id,
+        "1"
+    );
+    assert!(directory.signin_password("victim", "evil").await.is_err());
+    assert!(directory.signin_password("shared@x", "pa").await.is_err());
+}
+
+#[tokio::test]
+async fn an_objectid_twin_of_a_stored_id_cannot_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let root = crate::auth::builtin::ROOT_USER_ID;
+    let hash = crate::auth::password::hash("pw", 4).unwrap();
+    // What the item-1 attack left behind in data dirs written before the fix.
+    store
+        .insert_many(
+            USERS_COLLECTION,
+            vec![
+                doc! {"_id": root, "_type": "user", "username": "root", "passwordhash": "x"},
+                doc! {"_id": bson::oid::ObjectId::parse_str(root).unwrap(), "_type": "user",
+                "username": "x", "passwordhash": hash},
+            ],
+        )
+        .await
+        .unwrap();
+    let directory = directory(store);
+    assert!(directory.signin_password("x", "pw").await.is_err());
+}

@@ -13,6 +13,20 @@ pub struct TokenData {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub impostor: Option<String>,
+    /// The user's `_created` (unix ms) when the token was issued: a re-created id is a
+    /// different user, whose `_created` differs.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub created: Option<i64>,
+    /// The user's `tokengeneration` when the token was issued (password changes raise it).
+    #[serde(default)]
+    pub generation: i64,
+}
+
+/// Which incarnation and password generation of a user a token is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenBinding {
+    pub created: Option<i64>,
+    pub generation: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,13 +73,20 @@ impl TokenSigner {
     }
 
     /// Issues a token for `user_id`; returns it with its expiry (unix seconds).
-    pub fn issue(&self, user_id: &str, ttl: Duration) -> Result<(String, u64), TokenError> {
+    pub fn issue(
+        &self,
+        user_id: &str,
+        binding: TokenBinding,
+        ttl: Duration,
+    ) -> Result<(String, u64), TokenError> {
         let iat = unix_now();
         let exp = iat + ttl.as_secs().max(1);
         let claims = Claims {
             data: TokenData {
                 id: user_id.to_string(),
                 impostor: None,
+                created: binding.created,
+                generation: binding.generation,
             },
             iat,
             exp,
@@ -125,7 +146,9 @@ mod tests {
     #[test]
     fn round_trip() {
         let signer = TokenSigner::new(b"secret");
-        let (token, exp) = signer.issue("abc", Duration::from_secs(60)).unwrap();
+        let (token, exp) = signer
+            .issue("abc", TokenBinding::default(), Duration::from_secs(60))
+            .unwrap();
         let claims = signer.verify(&token).unwrap();
         assert_eq!(claims.data.id, "abc");
         assert_eq!(claims.exp, exp);
@@ -138,7 +161,7 @@ mod tests {
     #[test]
     fn wrong_key_and_alg_none_are_refused() {
         let (token, _) = TokenSigner::new(b"one")
-            .issue("abc", Duration::from_secs(60))
+            .issue("abc", TokenBinding::default(), Duration::from_secs(60))
             .unwrap();
         assert!(matches!(
             TokenSigner::new(b"two").verify(&token),
@@ -161,6 +184,8 @@ mod tests {
             data: TokenData {
                 id: "a".into(),
                 impostor: None,
+                created: None,
+                generation: 0,
             },
             iat: 1,
             exp: unix_now() - 10,

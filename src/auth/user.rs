@@ -19,6 +19,12 @@ pub struct ResolvedUser {
     pub disabled: bool,
     /// Every role the user is in, directly or through other roles, sorted by name.
     pub roles: Vec<RoleRef>,
+    /// Which incarnation of the id this is: the user document's `_created` (unix ms).
+    /// A session or token of an earlier document with the same id never matches.
+    pub created: Option<i64>,
+    /// `tokengeneration` of the user document: raised by every password change, so
+    /// tokens issued before the change stop working.
+    pub token_generation: i64,
 }
 
 impl ResolvedUser {
@@ -28,6 +34,11 @@ impl ResolvedUser {
 
     pub fn is_guest(&self) -> bool {
         self.id == GUEST_USER_ID
+    }
+
+    /// Whether `other` is the same principal (same id, same incarnation).
+    pub fn same_principal(&self, other: &ResolvedUser) -> bool {
+        self.id == other.id && self.created == other.created
     }
 
     pub fn has_role(&self, role_id: &str) -> bool {

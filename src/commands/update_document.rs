@@ -40,7 +40,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
             "Update document requires atomic operators".into(),
         ));
     }
-    rules::sanitize_update(&scope, &mut update).await?;
+    rules::sanitize_update(&scope, &filter, &mut update).await?;
     stamp(&scope, &mut update);
     let restricted = scope.restrict(filter, Right::Update);
     let (matched, modified) = if scope.keeps_history() {

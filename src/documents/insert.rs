@@ -4,9 +4,10 @@
 use bson::{Bson, DateTime, Document};
 
 use super::catalog::{AclLocation, CollectionKind};
-use super::metadata;
 use super::scope::Scope;
+use super::{id_forms, metadata};
 use crate::acl::ace::{self, Ace};
+use crate::acl::Right;
 use crate::error::OpenCoreError;
 use crate::history;
 use crate::users::rules;
@@ -34,6 +35,7 @@ pub async fn insert(scope: &Scope, items: Vec<Document>) -> Result<Vec<Document>
     for (document, acl) in documents.iter_mut().zip(&acls) {
         set_acl(document, scope.location(), acl);
     }
+    let _claimed = id_forms::claim(scope, &documents).await?;
     scope
         .store()
         .insert_many(&scope.collection, documents.clone())
@@ -97,7 +99,7 @@ async fn prepare(
             }
         }
     }
-    let extras = rules::before_insert(scope, &mut document).await?;
+    let extras = rules::before_insert(scope, &mut document, explicit_id).await?;
     let mut acl = ace::parse(acl_value(&document, scope.location()));
     ace::apply_insert_defaults(&mut acl, &scope.user);
     for extra in &extras {
@@ -107,7 +109,10 @@ async fn prepare(
 }
 
 /// Re-inserting the `_id` of a deleted document continues its history: the next
-/// version number, and the original creation stamps.
+/// version number (so no record is ever overwritten), and, when the caller could read
+/// the deleted version, the original creation stamps. Someone else re-using the id
+/// learns nothing of the old document (and `getdocumentversion` checks each old
+/// version's own ACL).
 async fn restore_from_history(scope: &Scope, document: &mut Document) -> Result<(), OpenCoreError> {
     let Some(id) = document.get("_id").cloned() else {
         return Ok(());
@@ -117,6 +122,9 @@ async fn restore_from_history(scope: &Scope, document: &mut Document) -> Result<
         return Ok(());
     };
     document.insert("_version", metadata::version_of(&record) + 1);
+    if !scope.can(&record, Right::Read) {
+        return Ok(());
+    }
     if let Some(item) = history::version::item(record) {
         for field in metadata::CREATED_FIELDS {
             if let Some(value) = item.get(field) {

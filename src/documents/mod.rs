@@ -8,11 +8,13 @@
 //! - `metadata`: `_id`, `_type`, `_created*`, `_modified*`, `_version`;
 //! - `insert`, `replace`, `remove`: the write paths (history and `users` rules included);
 //! - `guard`: operators refused everywhere (server-side JavaScript);
-//! - `locks`: per-key locks for upserts.
+//! - `id_forms`: a 24-hex string `_id` and its ObjectId are one id (the second is a duplicate);
+//! - `locks`: per-key locks for upserts and `_id` claims.
 
 pub mod catalog;
 pub mod collections;
 pub mod guard;
+pub mod id_forms;
 pub mod insert;
 pub mod json;
 pub mod locks;

@@ -4,13 +4,13 @@
 
 use bson::{Bson, Document};
 
-use super::query;
 use super::scope::Scope;
+use super::{json, query};
 use crate::acl::{self, Principals, Right};
 use crate::error::OpenCoreError;
 use crate::store::engine::{Filter, Projection};
 use crate::store::{FindOptions, StoreError};
-use crate::users::redact;
+use crate::users::{probe, redact};
 
 /// Most ids a query may pin for the point-read path.
 const MAX_POINT_READS: usize = 16;
@@ -103,16 +103,20 @@ pub async fn read_filter(
     ))
 }
 
-/// Non-admins may not filter, project or group on `passwordhash` (it would let them
-/// test hashes even though they are never returned).
+/// Non-admins may not filter, project, sort or compute on `passwordhash` (it would let
+/// them test hashes even though they are never returned). `texts` are the request's
+/// JSON fields (query, projection, orderby, ...; plain text such as a `distinct` field
+/// name is taken as a string). They are judged PARSED, so no JSON escape or other
+/// spelling of the name gets past (see `users::probe`).
 pub fn refuse_password_probe(scope: &Scope, texts: &[&str]) -> Result<(), OpenCoreError> {
     if scope.is_admin() || !redact::applies(&scope.collection) {
         return Ok(());
     }
-    if texts.iter().any(|t| redact::mentions_password(t)) {
-        return Err(OpenCoreError::AccessDeniedBecause(
-            "passwordhash cannot be queried".into(),
-        ));
+    for text in texts.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        let value = json::parse_value("query", text).unwrap_or_else(|_| Bson::String(text.into()));
+        if let Some(found) = probe::find(&value) {
+            return Err(OpenCoreError::PasswordHashProbe(found));
+        }
     }
     Ok(())
 }

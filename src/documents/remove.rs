@@ -7,9 +7,11 @@ use bson::{doc, Bson, DateTime, Document};
 use super::query;
 use super::scope::Scope;
 use crate::acl::Right;
+use crate::documents::metadata::id_text;
 use crate::error::OpenCoreError;
 use crate::history;
-use crate::users::{rules, USERS_COLLECTION};
+use crate::store::UpdateOptions;
+use crate::users::{ids::is_builtin, USERS_COLLECTION};
 
 /// Documents deleted per store call.
 const BATCH: usize = 1000;
@@ -81,7 +83,35 @@ pub async fn delete(
 fn may_delete(scope: &Scope, document: &Document) -> bool {
     scope.can(document, Right::Delete)
         && !(scope.collection == USERS_COLLECTION
-            && document.get_str("_id").is_ok_and(rules::is_builtin))
+            && document
+                .get("_id")
+                .is_some_and(|id| is_builtin(&id_text(id))))
+}
+
+/// A deleted user or role stops being a member anywhere, so nothing it was given
+/// through a role outlives it. (Its id is never reused, see `users::ids`, so ACL
+/// entries naming it grant nobody.)
+async fn remove_memberships(scope: &Scope, deleted: &[Document]) -> Result<(), OpenCoreError> {
+    let ids: Vec<Bson> = deleted
+        .iter()
+        .filter(|d| matches!(d.get_str("_type"), Ok("user" | "role")))
+        .filter_map(|d| d.get("_id"))
+        .flat_map(|id| query::id_forms(&id_text(id)))
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let filter = doc! {"_type": "role", "members._id": {"$in": ids.clone()}};
+    let update = doc! {"$pull": {"members": {"_id": {"$in": ids}}}};
+    let options = UpdateOptions {
+        upsert: false,
+        multi: true,
+    };
+    scope
+        .store()
+        .update(USERS_COLLECTION, &filter, &update, options)
+        .await?;
+    Ok(())
 }
 
 /// Writes the history records of `doomed`, then deletes them; returns how many went.
@@ -102,8 +132,12 @@ async fn delete_batch(scope: &Scope, doomed: &[Document]) -> Result<u64, OpenCor
         .filter_map(|d| d.get("_id").cloned())
         .collect();
     let filter = scope.restrict(query::and([doc! {"_id": {"$in": ids}}]), Right::Delete);
-    Ok(scope
+    let count = scope
         .store()
         .delete(&scope.collection, &filter, false)
-        .await?)
+        .await?;
+    if scope.collection == USERS_COLLECTION {
+        remove_memberships(scope, doomed).await?;
+    }
+    Ok(count)
 }

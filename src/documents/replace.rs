@@ -61,7 +61,8 @@ pub async fn update_one(
         let mut next = merge(scope, &original, item.clone(), DateTime::now());
         rules::before_replace(scope, &original, &mut next).await?;
         let mut acl = ace::parse(acl_value(&next, scope.location()));
-        ace::apply_update_defaults(&mut acl, &scope.user, &scope.principals);
+        let had = ace::parse(acl_value(&original, scope.location()));
+        ace::apply_update_rule(&mut acl, &had, &scope.user, &scope.principals);
         ace::resolve_names(scope.store(), &scope.user, &[], &mut [&mut acl]).await?;
         set_acl(&mut next, scope.location(), &acl);
         if metadata::same_content(&original, &next) {

@@ -13,7 +13,7 @@
 use bson::{Bson, Document};
 
 use super::scope::Scope;
-use super::{insert, metadata, output, query, replace};
+use super::{insert, metadata, output, query, read, replace};
 use crate::acl::Right;
 use crate::error::OpenCoreError;
 use crate::store::FindOptions;
@@ -34,18 +34,25 @@ pub async fn insert_or_update(
         if !metadata::has_id(&item) {
             return insert_one(scope, item).await;
         }
-        let id = item.get("_id").cloned().unwrap_or(Bson::Null);
-        shown = bson::doc! {"_id": id.clone()};
-        match &id {
-            Bson::String(text) => query::id_filter(text),
-            _ => shown.clone(),
-        }
+        // Either form of the id names the same document (see `id_forms`).
+        let id = metadata::id_text(item.get("_id").unwrap_or(&Bson::Null));
+        shown = bson::doc! {"_id": id.as_str()};
+        query::id_filter(&id)
     } else {
+        read::refuse_password_probe(scope, &[uniqueness])?;
         let mut filter = Document::new();
         for field in &fields {
-            filter.insert(*field, item.get(*field).cloned().unwrap_or(Bson::Null));
+            let value = item.get(*field).cloned().unwrap_or(Bson::Null);
+            filter.insert(*field, value);
         }
         shown = filter.clone();
+        // The item's values are matched as values: an object in the item is not an
+        // operator of the query (`{"$regex": ...}` would probe other documents).
+        for (field, value) in filter.iter_mut() {
+            if matches!(value, Bson::Document(_)) || field != "_id" {
+                *value = Bson::Document(bson::doc! {"$eq": value.clone()});
+            }
+        }
         query::rewrite_id(&mut filter);
         filter
     };

@@ -53,6 +53,29 @@ pub async fn latest(
         .next())
 }
 
+/// The newest version below `below` at which the document was deleted, if any:
+/// versions up to it belong to earlier lives of the `_id` (it was inserted again
+/// afterwards), whoever owned them.
+pub async fn deleted_before(
+    store: &dyn Store,
+    collection: &str,
+    id: &Bson,
+    below: i64,
+) -> Result<Option<i64>, OpenCoreError> {
+    let options = FindOptions {
+        sort: Some(doc! {"_version": -1}),
+        limit: 1,
+        projection: Some(doc! {"_version": 1}),
+        ..Default::default()
+    };
+    let filter = doc! {"id": id.clone(), "_deleted": {"$exists": true}, "_version": {"$lt": below}};
+    Ok(store
+        .find(&history_of(collection), &filter, &options)
+        .await?
+        .first()
+        .map(crate::documents::metadata::version_of))
+}
+
 /// The document stored in a record.
 pub fn item(record: Document) -> Option<Document> {
     match record.get("item") {

@@ -22,10 +22,11 @@ pub async fn resolve(
     match identity {
         Identity::Session(user) => {
             // Re-read through the directory cache so role changes, disabling and
-            // deletion take effect on live sessions at once.
-            match services.directory.user_by_id(&user.id).await? {
-                Some(current) if !current.disabled => Ok(Some(current)),
-                _ => Err(invalid()),
+            // deletion take effect on live sessions at once; a session never passes to
+            // a user re-created with the same id.
+            match services.directory.current(user).await? {
+                Some(current) => Ok(Some(current)),
+                None => Err(invalid()),
             }
         }
         Identity::Token(token) => match services.directory.resolve_token(token).await {

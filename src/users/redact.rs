@@ -23,8 +23,3 @@ pub fn redact(collection: &str, document: &mut Document) {
 pub fn unset_stage() -> Document {
     doc! {"$unset": ["passwordhash", "item.passwordhash"]}
 }
-
-/// Reads that would test or expose `passwordhash` through a filter or field name.
-pub fn mentions_password(text: &str) -> bool {
-    text.contains("passwordhash")
-}

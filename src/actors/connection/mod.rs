@@ -262,12 +262,14 @@ impl ConnectionActor {
         }
     }
 
-    /// Every ping interval: ping clients that asked for it, refresh tokens about to expire.
+    /// Every ping interval: ping clients that asked for it, refresh tokens about to expire
+    /// or retired by a password change (so a client that changed its own password holds
+    /// a working token again), close sessions whose user is gone.
     fn keepalive(&mut self, ctx: &mut Context<Self>) {
-        let Some((ping, expires, user_id)) = self
+        let Some((ping, expires, session_user)) = self
             .session
             .as_ref()
-            .map(|s| (s.ping, s.expires, s.user.id.clone()))
+            .map(|s| (s.ping, s.expires, s.user.clone()))
         else {
             return;
         };
@@ -276,32 +278,37 @@ impl ConnectionActor {
         }
         let short_ttl = self.services.config.short_token_ttl;
         let refresh_before = Duration::from_secs(60).min(short_ttl / 2).as_secs();
-        if self.refreshing || expires.saturating_sub(unix_now()) > refresh_before {
+        let near_expiry = expires.saturating_sub(unix_now()) <= refresh_before;
+        if self.refreshing {
             return;
         }
         self.refreshing = true;
         let services = self.services.clone();
         async move {
+            // `None`: close; `Some(None)`: nothing to do (a cached lookup).
             let user = services
                 .directory
-                .user_by_id(&user_id)
+                .current(&session_user)
                 .await
                 .ok()
-                .flatten()
-                .filter(|u| !u.disabled)?;
+                .flatten()?;
+            if !near_expiry && user.token_generation == session_user.token_generation {
+                return Some(None);
+            }
             let (jwt, expires) = services.directory.issue_token(&user, false).ok()?;
-            Some(SessionUpdate {
+            Some(Some(SessionUpdate {
                 user,
                 jwt,
                 expires,
                 ping,
-            })
+            }))
         }
         .into_actor(self)
         .map(|update, actor, ctx| {
             actor.refreshing = false;
             match update {
-                Some(update) => {
+                Some(None) => {}
+                Some(Some(update)) => {
                     let message = RefreshToken {
                         username: update.user.username.clone(),
                         jwt: update.jwt.clone(),
