@@ -15,6 +15,10 @@ pub enum OpenCoreError {
     ShuttingDown,
     #[error("Storage error: {0}")]
     Storage(String),
+    /// The store failed internally on this one write (it was rolled back); other
+    /// writes are not affected. Details are logged, never sent.
+    #[error("The store could not apply this write; nothing of it was written")]
+    StoreWriteFailed,
 
     // 2xxx: malformed or unacceptable envelopes
     #[error("Invalid/empty command")]
@@ -48,6 +52,12 @@ pub enum OpenCoreError {
     /// The read needed more memory than `--max-aggregate-mb` allows.
     #[error("Query size exceeded {limit_mb} mb")]
     QueryTooLarge { limit_mb: u64 },
+    /// An in-memory sort (no index provides the order) needed more than `--max-sort-mb`.
+    #[error("Sort exceeded the memory limit of {limit_mb} MB (--max-sort-mb): add an index on the sort fields, or lower skip/top")]
+    SortTooLarge { limit_mb: u64 },
+    /// `distinct` found more values than `--max-distinct-mb` holds.
+    #[error("distinct too big: its values exceed the limit of {limit_mb} MB (--max-distinct-mb); narrow the query")]
+    DistinctTooLarge { limit_mb: u64 },
     #[error("id cannot be null")]
     IdRequired,
     #[error("Cannot update item without _id")]
@@ -111,6 +121,7 @@ impl OpenCoreError {
             HandlerPanicked(_) => 1001,
             ShuttingDown => 1002,
             Storage(_) => 1003,
+            StoreWriteFailed => 1010,
             EmptyCommand => 2000,
             UnknownCommand(_) => 2001,
             MissingData(_) => 2002,
@@ -131,6 +142,8 @@ impl OpenCoreError {
             InvalidJson { .. } => 2017,
             DuplicateKey(_) => 2018,
             QueryTooLarge { .. } => 2019,
+            SortTooLarge { .. } => 2040,
+            DistinctTooLarge { .. } => 2041,
             NotSignedIn => 3000,
             InvalidToken { .. } => 3001,
             InvalidSigninToken(_) => 3002,
@@ -150,7 +163,7 @@ impl OpenCoreError {
     /// The gRPC status a unary RPC reports for an error with this wire code.
     pub fn grpc_code_for(code: i32) -> tonic::Code {
         match code {
-            2004 | 2005 | 2006 | 2008 | 2019 => tonic::Code::ResourceExhausted,
+            2004 | 2005 | 2006 | 2008 | 2019 | 2040 | 2041 => tonic::Code::ResourceExhausted,
             2001 => tonic::Code::Unimplemented,
             3005 | 3010 => tonic::Code::PermissionDenied,
             3011 => tonic::Code::NotFound,
@@ -181,6 +194,11 @@ impl From<crate::store::StoreError> for OpenCoreError {
             | StoreError::InvalidOptions(_)) => OpenCoreError::Query(err.to_string()),
             StoreError::Closed => OpenCoreError::ShuttingDown,
             StoreError::TooLarge { limit_mb } => OpenCoreError::QueryTooLarge { limit_mb },
+            StoreError::SortTooLarge { limit_mb } => OpenCoreError::SortTooLarge { limit_mb },
+            StoreError::DistinctTooLarge { limit_mb } => {
+                OpenCoreError::DistinctTooLarge { limit_mb }
+            }
+            StoreError::WriteFailed(_) => OpenCoreError::StoreWriteFailed,
             #[allow(unreachable_patterns)]
             other => OpenCoreError::Storage(other.to_string()),
         }
@@ -225,6 +243,9 @@ mod tests {
             },
             OpenCoreError::DuplicateKey("x".into()),
             OpenCoreError::QueryTooLarge { limit_mb: 1 },
+            OpenCoreError::SortTooLarge { limit_mb: 1 },
+            OpenCoreError::DistinctTooLarge { limit_mb: 1 },
+            OpenCoreError::StoreWriteFailed,
             OpenCoreError::NotSignedIn,
             OpenCoreError::InvalidToken {
                 command: "a".into(),
