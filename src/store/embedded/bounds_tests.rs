@@ -9,7 +9,9 @@ use redb::ReadableDatabase;
 use tokio::sync::oneshot;
 
 use super::resilience::Reply;
-use super::writer::{commit_batch, initial_catalog, WriteOp, WriteOutcome, TEST_PANIC_FIELD};
+use super::writer::{
+    commit_batch, initial_catalog, WriteOp, WriteOutcome, TEST_PANIC_COMMIT_FIELD, TEST_PANIC_FIELD,
+};
 use super::*;
 use crate::store::{FindOptions, MemoryLimits, StoreError, UpdateOptions};
 
@@ -82,6 +84,49 @@ async fn a_write_that_panics_fails_alone_and_the_writer_goes_on() {
         .unwrap();
     assert_eq!(outcome.modified, 1);
     assert_eq!(store.count("c", &doc! {}).await.unwrap(), 3);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_group_that_panics_before_its_commit_fails_and_the_writer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    store.insert_many("c", vec![doc! {"_id": 1}]).await.unwrap();
+    let doomed = vec![doc! {"_id": 1, TEST_PANIC_COMMIT_FIELD: true}];
+    let err = store.insert_many("fresh", doomed).await.unwrap_err();
+    assert!(matches!(err, StoreError::WriteFailed(_)), "{err:?}");
+    let names = |infos: Vec<CollectionInfo>| -> Vec<String> {
+        let mut names: Vec<String> = infos.into_iter().map(|info| info.name).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(store.list_collections().await.unwrap()), vec!["c"]);
+    // The writer's catalog was read back from the database: the collection the failed
+    // group created is new again, and registered when it is really written.
+    store
+        .insert_many("fresh", vec![doc! {"_id": 1}])
+        .await
+        .unwrap();
+    assert_eq!(
+        names(store.list_collections().await.unwrap()),
+        vec!["c", "fresh"]
+    );
+    store
+        .create_index(
+            "c",
+            &IndexSpec {
+                keys: doc! {"n": 1},
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .insert_many("c", vec![doc! {"_id": 2, "n": 1}])
+        .await
+        .unwrap();
+    assert_eq!(store.count("c", &doc! {"n": 1}).await.unwrap(), 1);
+    assert_eq!(store.list_indexes("c").await.unwrap().len(), 2);
     store.close().await.unwrap();
 }
 

@@ -37,6 +37,9 @@ use crate::store::{
 /// after writing it (never compiled into the server).
 #[cfg(test)]
 pub(super) const TEST_PANIC_FIELD: &str = "__test_panic_in_writer";
+/// Unit tests only: a group writing a document with this field panics before its commit.
+#[cfg(test)]
+pub(super) const TEST_PANIC_COMMIT_FIELD: &str = "__test_panic_before_commit";
 
 /// Most writes committed together; bounds latency of a commit under load.
 const MAX_BATCH: usize = 512;
@@ -247,15 +250,18 @@ fn run(
         }
         if !batch.is_empty() {
             // A panic outside any one operation (committing, persisting the catalog)
-            // fails the whole group: its transaction is dropped (aborted), the catalog
-            // goes back to the last committed one, and every caller is answered.
-            let committed = catalog.clone();
+            // fails what the group had not answered yet: an uncommitted transaction is
+            // dropped (aborted), every caller is answered, and the catalog is read back
+            // from the database, which is the truth whether the commit happened or not.
             let outcome = resilience::catch("a group commit", || {
                 commit_batch(&db, &feed, &shared, &mut catalog, batch);
                 Ok(())
             });
             if outcome.is_err() {
-                catalog = committed;
+                match initial_catalog(&db) {
+                    Ok(reloaded) => catalog = Arc::new(reloaded),
+                    Err(err) => tracing::error!("store writer: cannot reload the catalog: {err}"),
+                }
             }
         }
         if let Some(done) = stop {
@@ -340,6 +346,16 @@ pub(super) fn commit_batch(
         }
         shared.stats.examined(ctx.examined);
         *catalog = ctx.catalog.clone();
+    }
+    #[cfg(test)]
+    if results.iter().any(|(done, _)| {
+        done.events.iter().any(|e| {
+            e.full_document
+                .as_ref()
+                .is_some_and(|d| d.contains_key(TEST_PANIC_COMMIT_FIELD))
+        })
+    }) {
+        panic!("test hook: this group panics before its commit");
     }
     let committed = match fatal {
         Some(err) => {
