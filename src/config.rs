@@ -149,6 +149,16 @@ pub struct Limits {
     /// with "Query size exceeded N mb". 0 = unlimited. MongoDB enforces its own limits.
     #[arg(long, env = "OPENCORE_MAX_AGGREGATE_MB", default_value_t = 256)]
     pub max_aggregate_mb: u64,
+    // Store memory bounds per request (issue 7, store part).
+    /// Megabytes of documents a sort that no index provides may hold (the best
+    /// skip + top of a `query`, every match without a limit); past it the request fails
+    /// with error 2040. 0 = unlimited. MongoDB: `allowDiskUse` is off, its own limit applies.
+    #[arg(long, env = "OPENCORE_MAX_SORT_MB", default_value_t = 100)]
+    pub max_sort_mb: u64,
+    /// Megabytes of values one `distinct` may collect; past it the request fails with
+    /// error 2041. 0 = unlimited.
+    #[arg(long, env = "OPENCORE_MAX_DISTINCT_MB", default_value_t = 16)]
+    pub max_distinct_mb: u64,
 }
 
 impl Default for Limits {
@@ -167,6 +177,19 @@ impl Default for Limits {
             data_concurrency: 256,
             max_query_results: 10_000,
             max_aggregate_mb: 256,
+            max_sort_mb: 100,
+            max_distinct_mb: 16,
+        }
+    }
+}
+
+impl Limits {
+    /// The store's per-request memory limits.
+    pub fn store_memory(&self) -> crate::store::MemoryLimits {
+        crate::store::MemoryLimits {
+            aggregate_mb: self.max_aggregate_mb,
+            sort_mb: self.max_sort_mb,
+            distinct_mb: self.max_distinct_mb,
         }
     }
 }

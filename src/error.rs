@@ -15,6 +15,10 @@ pub enum OpenCoreError {
     ShuttingDown,
     #[error("Storage error: {0}")]
     Storage(String),
+    /// The store failed internally on this one write (it was rolled back); other
+    /// writes are not affected. Details are logged, never sent.
+    #[error("The store could not apply this write; nothing of it was written")]
+    StoreWriteFailed,
 
     // 2xxx: malformed or unacceptable envelopes
     #[error("Invalid/empty command")]
@@ -48,6 +52,12 @@ pub enum OpenCoreError {
     /// The read needed more memory than `--max-aggregate-mb` allows.
     #[error("Query size exceeded {limit_mb} mb")]
     QueryTooLarge { limit_mb: u64 },
+    /// An in-memory sort (no index provides the order) needed more than `--max-sort-mb`.
+    #[error("Sort exceeded the memory limit of {limit_mb} MB (--max-sort-mb): add an index on the sort fields, or lower skip/top")]
+    SortTooLarge { limit_mb: u64 },
+    /// `distinct` found more values than `--max-distinct-mb` holds.
+    #[error("distinct too big: its values exceed the limit of {limit_mb} MB (--max-distinct-mb); narrow the query")]
+    DistinctTooLarge { limit_mb: u64 },
     #[error("id cannot be null")]
     IdRequired,
     #[error("Cannot update item without _id")]
@@ -147,6 +157,7 @@ impl OpenCoreError {
             HandlerPanicked(_) => 1001,
             ShuttingDown => 1002,
             Storage(_) => 1003,
+            StoreWriteFailed => 1010,
             EmptyCommand => 2000,
             UnknownCommand(_) => 2001,
             MissingData(_) => 2002,
@@ -168,6 +179,8 @@ impl OpenCoreError {
             DuplicateKey(_) => 2018,
             QueryTooLarge { .. } => 2019,
             Limit(limit) => limit.code(),
+            SortTooLarge { .. } => 2040,
+            DistinctTooLarge { .. } => 2041,
             NotSignedIn => 3000,
             InvalidToken { .. } => 3001,
             InvalidSigninToken(_) => 3002,
@@ -195,7 +208,7 @@ impl OpenCoreError {
     /// The gRPC status a unary RPC reports for an error with this wire code.
     pub fn grpc_code_for(code: i32) -> tonic::Code {
         match code {
-            2004 | 2005 | 2006 | 2008 | 2019 | 2022 | 2024 => tonic::Code::ResourceExhausted,
+            2004 | 2005 | 2006 | 2008 | 2019 | 2022 | 2024 | 2040 | 2041 => tonic::Code::ResourceExhausted,
             2001 => tonic::Code::Unimplemented,
             3005 | 3010 | 3012..=3019 => tonic::Code::PermissionDenied,
             3011 => tonic::Code::NotFound,
@@ -238,6 +251,11 @@ impl From<crate::store::StoreError> for OpenCoreError {
             StoreError::Closed => OpenCoreError::ShuttingDown,
             StoreError::TooLarge { limit_mb } => OpenCoreError::QueryTooLarge { limit_mb },
             StoreError::Limit(limit) => OpenCoreError::from(limit),
+            StoreError::SortTooLarge { limit_mb } => OpenCoreError::SortTooLarge { limit_mb },
+            StoreError::DistinctTooLarge { limit_mb } => {
+                OpenCoreError::DistinctTooLarge { limit_mb }
+            }
+            StoreError::WriteFailed(_) => OpenCoreError::StoreWriteFailed,
             #[allow(unreachable_patterns)]
             other => OpenCoreError::Storage(other.to_string()),
         }
@@ -291,6 +309,9 @@ mod tests {
             OpenCoreError::Limit(crate::store::engine::LimitError::SortMemory { limit_mb: 1 }),
             OpenCoreError::Limit(crate::store::engine::LimitError::RegexTooLarge { limit: 1 }),
             OpenCoreError::Limit(crate::store::engine::LimitError::ValueTooLarge { limit: 1 }),
+            OpenCoreError::SortTooLarge { limit_mb: 1 },
+            OpenCoreError::DistinctTooLarge { limit_mb: 1 },
+            OpenCoreError::StoreWriteFailed,
             OpenCoreError::NotSignedIn,
             OpenCoreError::InvalidToken {
                 command: "a".into(),

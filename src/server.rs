@@ -72,7 +72,8 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
         Some(url) => {
             let mongo = MongoStore::connect(url, &config.mongodb_db)
                 .await
-                .map_err(|e| OpenCoreError::Storage(e.to_string()))?;
+                .map_err(|e| OpenCoreError::Storage(e.to_string()))?
+                .with_limits(config.limits.store_memory());
             tracing::info!(
                 "storage: MongoDB database '{}' at {}",
                 config.mongodb_db,
@@ -82,7 +83,7 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
         }
         None => {
             let options = EmbeddedOptions {
-                max_aggregate_mb: config.limits.max_aggregate_mb,
+                limits: config.limits.store_memory(),
                 ..Default::default()
             };
             let embedded = EmbeddedStore::open_with(&config.data_dir, options)

@@ -5,6 +5,10 @@
 //! Operators may not touch `_type`, `_id`, `_version`, `_created*`, `_modified*`;
 //! on `users` not `passwordhash` (a `$set` of `newpassword` sets a new hash) and, for
 //! non-admins, not `username`, `dbusage`, `dblocked` and the validation flags.
+//!
+//! Matches are updated in pages of `PAGE` documents in `_id` order (`id_pages`), so a
+//! query matching a whole collection never holds more than one page in memory, here or
+//! in the store's writer; every page gets its history records before its update.
 
 use bson::{doc, Bson, DateTime, Document};
 use futures_util::future::join_all;
@@ -12,6 +16,7 @@ use futures_util::future::join_all;
 use super::{CommandContext, Outcome};
 use crate::acl::Right;
 use crate::documents::catalog::CollectionKind;
+use crate::documents::id_pages::IdPages;
 use crate::documents::{guard, json, metadata, query, read, Scope};
 use crate::error::OpenCoreError;
 use crate::history;
@@ -20,6 +25,8 @@ use crate::store::{FindOptions, UpdateOptions};
 use crate::users::rules;
 
 const ATTEMPTS: usize = 5;
+/// Documents read and updated per round.
+const PAGE: usize = 1000;
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: UpdateDocumentRequest = ctx.request(true)?;
@@ -43,19 +50,22 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     rules::sanitize_update(&scope, &filter, &mut update).await?;
     stamp(&scope, &mut update);
     let restricted = scope.restrict(filter, Right::Update);
-    let (matched, modified) = if scope.keeps_history() {
-        update_tracked(&scope, &restricted, &update).await?
-    } else {
-        let options = UpdateOptions {
-            upsert: false,
-            multi: true,
+    let (mut matched, mut modified) = (0u64, 0u64);
+    let mut pages = IdPages::new(restricted.clone(), PAGE);
+    while let Some(page_filter) = pages.next_filter() {
+        let page = read_page(&scope, &page_filter, pages.page_size()).await?;
+        pages.advance(&page);
+        if page.is_empty() {
+            continue;
+        }
+        let (m, n) = if scope.keeps_history() {
+            update_tracked(&scope, &restricted, &update, page).await?
+        } else {
+            update_page(&scope, &restricted, &update, &page).await?
         };
-        let outcome = scope
-            .store()
-            .update(&scope.collection, &restricted, &update, options)
-            .await?;
-        (outcome.matched, outcome.modified)
-    };
+        matched += m;
+        modified += n;
+    }
     let opresult = UpdateResult {
         acknowledged: true,
         matched_count: matched.min(i32::MAX as u64) as i32,
@@ -91,17 +101,53 @@ fn merge_operator(update: &mut Document, operator: &str, fields: Document) {
     }
 }
 
-/// Per document: history record of the current version, then the update conditional
-/// on that version (redone for documents another writer changed in between).
+/// The next page of matches (whole documents when history needs them, else ids).
+async fn read_page(
+    scope: &Scope,
+    filter: &Document,
+    size: usize,
+) -> Result<Vec<Document>, OpenCoreError> {
+    let options = FindOptions {
+        projection: (!scope.keeps_history()).then(|| doc! {"_id": 1}),
+        sort: Some(IdPages::sort()),
+        skip: 0,
+        limit: size as u64,
+    };
+    Ok(scope
+        .store()
+        .find(&scope.collection, filter, &options)
+        .await?)
+}
+
+/// One update of the page's documents (those that still match).
+async fn update_page(
+    scope: &Scope,
+    restricted: &Document,
+    update: &Document,
+    page: &[Document],
+) -> Result<(u64, u64), OpenCoreError> {
+    let ids: Vec<Bson> = page.iter().filter_map(|d| d.get("_id").cloned()).collect();
+    let filter = query::and([doc! {"_id": {"$in": ids}}, restricted.clone()]);
+    let options = UpdateOptions {
+        upsert: false,
+        multi: true,
+    };
+    let outcome = scope
+        .store()
+        .update(&scope.collection, &filter, update, options)
+        .await?;
+    Ok((outcome.matched, outcome.modified))
+}
+
+/// Per document of a page: history record of the current version, then the update
+/// conditional on that version (redone for documents another writer changed in between).
 async fn update_tracked(
     scope: &Scope,
     restricted: &Document,
     update: &Document,
+    mut pending: Vec<Document>,
 ) -> Result<(u64, u64), OpenCoreError> {
     let store = scope.store();
-    let mut pending = store
-        .find(&scope.collection, restricted, &FindOptions::default())
-        .await?;
     let (mut matched, mut modified) = (0u64, 0u64);
     let mut first_error = None;
     for _ in 0..ATTEMPTS {

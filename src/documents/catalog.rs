@@ -1,6 +1,8 @@
 //! What kind each collection is (normal, files, history, timeseries), cached per
 //! server. Timeseries collections are only known from the store's collection list, so
-//! that list is read once per unknown name and the answer kept; `createcollection` and
+//! that list is read for a name not in the cache. Only collections that exist are
+//! cached (any client can name endless collections that do not), and at most
+//! `MAX_CACHED` of them (an arbitrary one is evicted past that); `createcollection` and
 //! `dropcollection` drop the cached answer.
 
 use bson::Document;
@@ -74,6 +76,13 @@ impl CollectionKind {
     }
 }
 
+/// Most collections whose kind (or history index) the cache remembers.
+#[cfg(not(test))]
+const MAX_CACHED: usize = 4096;
+/// Small in unit tests, so eviction is reached quickly.
+#[cfg(test)]
+const MAX_CACHED: usize = 64;
+
 #[derive(Default)]
 pub struct Catalog {
     kinds: DashMap<String, CollectionKind>,
@@ -95,17 +104,26 @@ impl Catalog {
         if let Some(kind) = self.kinds.get(name) {
             return Ok(kind.clone());
         }
-        for info in store.list_collections().await? {
-            self.kinds.insert(
-                info.name.clone(),
-                CollectionKind::from_info(&info.kind, &info.options),
-            );
+        let listed = store.list_collections().await?;
+        let Some(info) = listed.into_iter().find(|info| info.name == name) else {
+            // Not there (yet): a normal collection, and nothing to remember.
+            return Ok(CollectionKind::Normal);
+        };
+        let kind = CollectionKind::from_info(&info.kind, &info.options);
+        if self.kinds.len() >= MAX_CACHED {
+            // The key is cloned first: removing while iterating would deadlock a shard.
+            let victim = self.kinds.iter().next().map(|e| e.key().clone());
+            if let Some(victim) = victim {
+                self.kinds.remove(&victim);
+            }
         }
-        Ok(self
-            .kinds
-            .entry(name.to_string())
-            .or_insert(CollectionKind::Normal)
-            .clone())
+        self.kinds.insert(info.name, kind.clone());
+        Ok(kind)
+    }
+
+    /// How many collection kinds are cached.
+    pub fn cached(&self) -> usize {
+        self.kinds.len()
     }
 
     /// Forget what is known about `name` (it was created or dropped).
@@ -126,11 +144,68 @@ impl Catalog {
         };
         match store.create_index(history, &spec).await {
             Ok(_) => {
+                if self.history_indexed.len() >= MAX_CACHED {
+                    let victim = self.history_indexed.iter().next().map(|e| e.key().clone());
+                    if let Some(victim) = victim {
+                        self.history_indexed.remove(&victim);
+                    }
+                }
                 self.history_indexed.insert(history.to_string());
             }
             Err(err) => {
                 tracing::warn!(%err, collection = history, "could not create the history index")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::{CollectionOptions, TimeseriesOptions};
+
+    #[tokio::test]
+    async fn remembers_only_existing_collections_and_at_most_max_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let catalog = Catalog::default();
+        for n in 0..1_000 {
+            let kind = catalog.kind(&store, &format!("nothing{n}")).await.unwrap();
+            assert_eq!(kind, CollectionKind::Normal);
+        }
+        assert_eq!(
+            catalog.cached(),
+            0,
+            "names that do not exist are not cached"
+        );
+        let options = CollectionOptions {
+            timeseries: Some(TimeseriesOptions {
+                time_field: "ts".into(),
+                meta_field: None,
+                granularity: None,
+            }),
+            expire_after_seconds: None,
+        };
+        store.create_collection("metrics", &options).await.unwrap();
+        let kind = catalog.kind(&store, "metrics").await.unwrap();
+        assert!(kind.is_timeseries());
+        assert_eq!(catalog.cached(), 1);
+        // Existing collections beyond the cap evict others; the answers stay right.
+        let docs = vec![bson::doc! {"_id": 1}];
+        for n in 0..MAX_CACHED + 10 {
+            let name = format!("c{n}");
+            store.insert_many(&name, docs.clone()).await.unwrap();
+            assert_eq!(
+                catalog.kind(&store, &name).await.unwrap(),
+                CollectionKind::Normal
+            );
+        }
+        assert!(catalog.cached() <= MAX_CACHED);
+        assert!(catalog
+            .kind(&store, "metrics")
+            .await
+            .unwrap()
+            .is_timeseries());
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! - `json` / `output`: JSON-in-strings in and out (revivers, ISO dates, hex ids);
 //! - `query`: the query, sort and projection of a request; `_id` string/ObjectId matching;
+//! - `id_pages`: walking every match in bounded pages by `_id` (multi-document updates);
 //! - `collections` / `catalog`: names, aliases, reserved names, collection kinds;
 //! - `scope`: one request's caller + collection, with its ACL filters and checks;
 //! - `metadata`: `_id`, `_type`, `_created*`, `_modified*`, `_version`;
@@ -15,6 +16,7 @@ pub mod catalog;
 pub mod collections;
 pub mod guard;
 pub mod id_forms;
+pub mod id_pages;
 pub mod insert;
 pub mod json;
 pub mod locks;

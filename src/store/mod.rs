@@ -37,6 +37,16 @@ pub enum StoreError {
     /// The query engine refused client data that exceeds one of its bounds.
     #[error("{0}")]
     Limit(engine::LimitError),
+    /// A sort no index provides would hold more document bytes than `sort_mb`.
+    #[error("Sort exceeded the memory limit of {limit_mb} MB")]
+    SortTooLarge { limit_mb: u64 },
+    /// `distinct` found more value bytes than `distinct_mb`.
+    #[error("distinct too big: its values exceed {limit_mb} MB")]
+    DistinctTooLarge { limit_mb: u64 },
+    /// The store failed internally while applying this one write (a bug, e.g. a panic);
+    /// the write was rolled back, the store goes on. The text is for logs only.
+    #[error("the write failed inside the store and was rolled back: {0}")]
+    WriteFailed(String),
 }
 
 impl From<engine::EngineError> for StoreError {
@@ -52,6 +62,36 @@ impl From<engine::EngineError> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Memory one request may make the store hold, in megabytes (0 = unlimited). Both
+/// backends apply them; MongoDB also enforces its own server-side limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryLimits {
+    /// Documents one aggregation reads (embedded) or returns (both backends).
+    pub aggregate_mb: u64,
+    /// Documents a sort without a providing index holds (the top skip + limit, or all).
+    pub sort_mb: u64,
+    /// The values one `distinct` collects.
+    pub distinct_mb: u64,
+}
+
+impl Default for MemoryLimits {
+    fn default() -> Self {
+        MemoryLimits {
+            aggregate_mb: 256,
+            sort_mb: 100,
+            distinct_mb: 16,
+        }
+    }
+}
+
+/// Megabytes as bytes; 0 (unlimited) as `u64::MAX`.
+pub(crate) fn mb_to_bytes(mb: u64) -> u64 {
+    match mb {
+        0 => u64::MAX,
+        mb => mb.saturating_mul(1024 * 1024),
+    }
+}
 
 /// Options of a find. `limit == 0` means no limit.
 #[derive(Debug, Clone, Default)]

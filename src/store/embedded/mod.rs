@@ -18,8 +18,10 @@
 //! `ttl_interval`.
 
 mod catalog;
+mod collect;
 mod plan;
 mod read;
+mod resilience;
 mod writer;
 
 use std::path::Path;
@@ -34,7 +36,7 @@ use redb::{Database, TableDefinition};
 
 use crate::store::{
     ChangeFeed, CollectionInfo, CollectionOptions, FindAndModifyOptions, FindOptions, IndexSpec,
-    Store, StoreError, StoreResult, UpdateOptions, UpdateOutcome,
+    MemoryLimits, Store, StoreError, StoreResult, UpdateOptions, UpdateOutcome,
 };
 use catalog::Catalog;
 use plan::Examined;
@@ -70,8 +72,8 @@ pub struct EmbeddedOptions {
     pub cache_size: usize,
     /// How often expired documents (TTL indexes, timeseries expiry) are deleted.
     pub ttl_interval: Duration,
-    /// Megabytes of documents one aggregation may read (0 = unlimited).
-    pub max_aggregate_mb: u64,
+    /// Memory one request may hold: aggregation input, unindexed sorts, `distinct`.
+    pub limits: MemoryLimits,
 }
 
 impl Default for EmbeddedOptions {
@@ -79,7 +81,7 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             cache_size: 256 * 1024 * 1024,
             ttl_interval: Duration::from_secs(5),
-            max_aggregate_mb: 256,
+            limits: MemoryLimits::default(),
         }
     }
 }
@@ -130,6 +132,7 @@ pub(crate) struct Shared {
     /// their snapshot's).
     pub catalog: RwLock<Arc<Catalog>>,
     pub stats: Stats,
+    pub limits: MemoryLimits,
 }
 
 /// How a find was (or would be) executed.
@@ -156,7 +159,6 @@ pub struct EmbeddedStore {
     feed: Arc<ChangeFeed>,
     shared: Arc<Shared>,
     ttl: Mutex<Option<TtlTask>>,
-    max_aggregate_mb: u64,
 }
 
 impl EmbeddedStore {
@@ -173,7 +175,10 @@ impl EmbeddedStore {
             .map_err(backend)?;
         let db = Arc::new(db);
         let feed = Arc::new(ChangeFeed::default());
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            limits: options.limits,
+            ..Shared::default()
+        });
         let writer = Writer::start(db.clone(), feed.clone(), shared.clone())?;
         let ttl = start_ttl(writer.submitter()?, options.ttl_interval)?;
         Ok(EmbeddedStore {
@@ -182,7 +187,6 @@ impl EmbeddedStore {
             feed,
             shared,
             ttl: Mutex::new(Some(ttl)),
-            max_aggregate_mb: options.max_aggregate_mb,
         })
     }
 
@@ -338,7 +342,7 @@ impl Store for EmbeddedStore {
         pipeline: &[Document],
     ) -> StoreResult<Vec<Document>> {
         let (collection, pipeline) = (collection.to_string(), pipeline.to_vec());
-        let limit_mb = self.max_aggregate_mb;
+        let limit_mb = self.shared.limits.aggregate_mb;
         self.read(move |s| s.aggregate(&collection, &pipeline, limit_mb))
             .await
     }
@@ -487,5 +491,7 @@ impl Store for EmbeddedStore {
     }
 }
 
+#[cfg(test)]
+mod bounds_tests;
 #[cfg(test)]
 mod tests;

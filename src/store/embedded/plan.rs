@@ -10,8 +10,8 @@
 //!
 //! An index also provides the sort when the sort keys follow its pinned prefix (in the
 //! index's direction or all reversed) and it is not multikey; then execution streams in
-//! order and stops after skip + limit. Without a usable constraint, a sort with a limit
-//! walks a sort-providing index in order. Every candidate document is re-checked with
+//! order and stops after skip + limit. Without a usable constraint, a sort walks a
+//! sort-providing index in order (rather than holding the matches for an in-memory sort). Every candidate document is re-checked with
 //! the full filter, so an index only ever narrows the scan.
 
 use std::collections::HashSet;
@@ -468,19 +468,16 @@ fn id_sort(sort: Option<&SortSpec>) -> Option<bool> {
     }
 }
 
-/// Chooses how to read the documents `filter` may match. `few`: the caller wants only
-/// the first few results in sort order (a limit, or find-and-modify), which makes a
-/// full walk of a sort-providing index worthwhile.
+/// Chooses how to read the documents `filter` may match.
 pub(crate) fn plan(
     filter: &Filter,
     query: &Document,
     sort: Option<&SortSpec>,
-    few: bool,
     meta: Option<&CollectionMeta>,
 ) -> Plan {
     let constraints = filter.constraints();
     let prefilter = Prefilter::new(&constraints);
-    let plan = choose(&constraints, query, sort, few, meta);
+    let plan = choose(&constraints, query, sort, meta);
     Plan { prefilter, ..plan }
 }
 
@@ -488,7 +485,6 @@ fn choose(
     constraints: &[(String, FieldConstraint)],
     query: &Document,
     sort: Option<&SortSpec>,
-    few: bool,
     meta: Option<&CollectionMeta>,
 ) -> Plan {
     let constraints = constraints.to_vec();
@@ -556,10 +552,10 @@ fn choose(
             ..Plan::collscan()
         };
     }
-    if few {
-        if let Some(plan) = sort_only {
-            return plan;
-        }
+    // Walking a sort-providing index streams in order; an in-memory sort would have
+    // to hold the matches (within --max-sort-mb).
+    if let Some(plan) = sort_only {
+        return plan;
     }
     Plan {
         sorted: sort.is_none(),
@@ -582,25 +578,8 @@ fn as_slices(range: &KeyRange) -> (Bound<&[u8]>, Bound<&[u8]>) {
     )
 }
 
-/// Sorts documents by `sort`; ties keep `_id` order whatever order the plan produced
-/// them in (so an index never changes a result). Keeps the first `top` when given.
-pub(crate) fn sort_documents(
-    plan: &Plan,
-    sort: &SortSpec,
-    docs: &mut Vec<Document>,
-    top: Option<usize>,
-) {
-    if !plan.natural_order() {
-        docs.sort_by_cached_key(|d| encode_id(d.get("_id").unwrap_or(&Bson::Null)));
-    }
-    match top {
-        Some(top) if top < docs.len() => sort.sort_top(docs, top),
-        _ => sort.sort(docs),
-    }
-}
-
-/// Runs `plan`: every document that matches `filter` goes to `visit` (in plan order)
-/// until it returns `false`.
+/// Runs `plan`: every document that matches `filter` goes to `visit` (in plan order,
+/// with its encoded size) until it returns `false`.
 ///
 /// `budget` bounds the work (documents plus index entries examined): past it,
 /// execution stops with [`over_budget`] (inline reads then move to the blocking pool).
@@ -612,7 +591,7 @@ pub(crate) fn execute<D, I>(
     filter: &Filter,
     budget: Budget,
     examined: &mut Examined,
-    visit: &mut dyn FnMut(Document) -> StoreResult<bool>,
+    visit: &mut dyn FnMut(Document, usize) -> StoreResult<bool>,
 ) -> StoreResult<()>
 where
     D: ReadableTable<&'static [u8], &'static [u8]>,
@@ -637,7 +616,7 @@ where
                     limit_mb: budget.limit_mb,
                 });
             }
-            visit(doc)
+            visit(doc, bytes.len())
         } else {
             Ok(true)
         }

@@ -11,6 +11,7 @@ use redb::{
 };
 
 use super::catalog::{data_table, Catalog, CollectionMeta, META, VERSION_KEY};
+use super::collect::{DistinctCollector, SortedCollector};
 use super::plan::{self, execute, Budget, Examined, Plan};
 use super::{backend, decode_doc, definition, Explain, Shared};
 use crate::store::engine::compare::Num;
@@ -110,7 +111,7 @@ impl<'s> Snapshot<'s> {
         collection: &str,
         plan: &Plan,
         filter: &Filter,
-        visit: &mut dyn FnMut(Document) -> StoreResult<bool>,
+        visit: &mut dyn FnMut(Document, usize) -> StoreResult<bool>,
     ) -> StoreResult<Examined> {
         let mut examined = Examined::default();
         let Some(data) = open_optional(&self.txn, &data_table(collection))? else {
@@ -163,37 +164,40 @@ impl<'s> Snapshot<'s> {
         let filter = Filter::parse(query)?;
         let projection = Projection::parse_optional(options.projection.as_ref())?;
         let sort = SortSpec::parse_optional(options.sort.as_ref())?;
-        let plan = plan::plan(
-            &filter,
-            query,
-            sort.as_ref(),
-            options.limit > 0,
-            self.meta(collection),
-        );
+        let plan = plan::plan(&filter, query, sort.as_ref(), self.meta(collection));
         let wanted = if options.limit == 0 {
             u64::MAX
         } else {
             options.skip.saturating_add(options.limit)
         };
         let mut results = Vec::new();
-        let examined = if plan.sorted {
-            self.run(collection, &plan, &filter, &mut |doc| {
-                results.push(doc);
-                Ok((results.len() as u64) < wanted)
-            })?
-        } else {
-            let examined = self.run(collection, &plan, &filter, &mut |doc| {
-                results.push(doc);
-                Ok(true)
-            })?;
-            if let Some(sort) = &sort {
-                let top = (wanted < results.len() as u64).then_some(wanted as usize);
-                plan::sort_documents(&plan, sort, &mut results, top);
+        let examined = match sort.as_ref().filter(|_| !plan.sorted) {
+            // In order already: skipped documents are counted, never held.
+            None => {
+                let mut seen = 0u64;
+                self.run(collection, &plan, &filter, &mut |doc, _| {
+                    seen += 1;
+                    if seen > options.skip {
+                        results.push(doc);
+                    }
+                    Ok(seen < wanted)
+                })?
             }
-            examined
+            // An in-memory sort holds at most the best skip + limit, within sort_mb.
+            Some(sort) => {
+                let keep = (wanted != u64::MAX).then(|| wanted.min(usize::MAX as u64) as usize);
+                let limit_mb = self.shared.limits.sort_mb;
+                let mut sorted = SortedCollector::new(sort, keep, plan.natural_order(), limit_mb);
+                let examined = self.run(collection, &plan, &filter, &mut |doc, size| {
+                    sorted.push(doc, size)?;
+                    Ok(true)
+                })?;
+                results = sorted.finish();
+                let skip = (options.skip.min(usize::MAX as u64) as usize).min(results.len());
+                results.drain(..skip);
+                examined
+            }
         };
-        let skip = (options.skip.min(usize::MAX as u64) as usize).min(results.len());
-        results.drain(..skip);
         if options.limit > 0 {
             results.truncate(options.limit.min(usize::MAX as u64) as usize);
         }
@@ -222,9 +226,9 @@ impl<'s> Snapshot<'s> {
                 None => Ok(0),
             };
         }
-        let plan = plan::plan(&filter, query, None, false, self.meta(collection));
+        let plan = plan::plan(&filter, query, None, self.meta(collection));
         let mut n = 0u64;
-        self.run(collection, &plan, &filter, &mut |_| {
+        self.run(collection, &plan, &filter, &mut |_, _| {
             n += 1;
             Ok(true)
         })?;
@@ -237,12 +241,15 @@ impl<'s> Snapshot<'s> {
         field: &str,
         query: &Document,
     ) -> StoreResult<Vec<Bson>> {
-        let (docs, _) = self.find(collection, query, &FindOptions::default())?;
-        Ok(crate::store::engine::distinct(
-            docs.iter(),
-            field,
-            &Filter::match_all(),
-        )?)
+        // Streams the matches: only the distinct values are held, within distinct_mb.
+        let mut values = DistinctCollector::new(field, self.shared.limits.distinct_mb)?;
+        let filter = Filter::parse(query)?;
+        let plan = plan::plan(&filter, query, None, self.meta(collection));
+        self.run(collection, &plan, &filter, &mut |doc, _| {
+            values.add(&doc)?;
+            Ok(true)
+        })?;
+        Ok(values.finish())
     }
 
     /// Runs `pipeline`; its input and foreign collections together may hold at most
@@ -346,10 +353,15 @@ impl ForeignSource for SnapshotSource<'_, '_> {
         }
         let mut docs = Vec::new();
         self.snapshot
-            .run(name, &Plan::collscan(), &Filter::match_all(), &mut |doc| {
-                docs.push(doc);
-                Ok(true)
-            })
+            .run(
+                name,
+                &Plan::collscan(),
+                &Filter::match_all(),
+                &mut |doc, _| {
+                    docs.push(doc);
+                    Ok(true)
+                },
+            )
             .map_err(|e| {
                 let text = e.to_string();
                 self.failure.borrow_mut().get_or_insert(e);

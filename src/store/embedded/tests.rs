@@ -1690,7 +1690,10 @@ async fn delete_one_or_many() {
 async fn aggregations_stop_at_their_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
     let options = EmbeddedOptions {
-        max_aggregate_mb: 1,
+        limits: MemoryLimits {
+            aggregate_mb: 1,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let store = EmbeddedStore::open_with(dir.path(), options).unwrap();

@@ -4,7 +4,9 @@
 //!
 //! Each operation is atomic on its own: every table change it makes is recorded in an
 //! undo log, and an operation that fails (duplicate key, bad update, ...) is rolled back
-//! inside the shared transaction before the next one runs. Since one thread applies
+//! inside the shared transaction before the next one runs. A panic inside one
+//! operation is caught and treated the same way (`resilience`): that write fails, the
+//! rest of its group commits, and the writer thread goes on. Since one thread applies
 //! all writes in order, a find-and-modify cannot race with anything.
 
 use std::collections::HashMap;
@@ -19,7 +21,9 @@ use tokio::sync::oneshot;
 use super::catalog::{
     data_table, is_id_index, validate_options, Catalog, CollectionMeta, IndexMeta, META,
 };
+use super::collect::SortedCollector;
 use super::plan::{self, execute, Budget, Examined};
+use super::resilience::{self, Reply};
 use super::{backend, decode_doc, definition, Shared};
 use crate::store::engine::path::walk_keys;
 use crate::store::engine::{ApplyContext, Filter, Projection, SortSpec, Update};
@@ -28,6 +32,14 @@ use crate::store::{
     ChangeEvent, ChangeFeed, ChangeOperation, CollectionOptions, FindAndModifyOptions, IndexSpec,
     StoreError, StoreResult, UpdateOptions, UpdateOutcome,
 };
+
+/// Unit tests only: an update whose result carries this field panics in the writer
+/// after writing it (never compiled into the server).
+#[cfg(test)]
+pub(super) const TEST_PANIC_FIELD: &str = "__test_panic_in_writer";
+/// Unit tests only: a group writing a document with this field panics before its commit.
+#[cfg(test)]
+pub(super) const TEST_PANIC_COMMIT_FIELD: &str = "__test_panic_before_commit";
 
 /// Most writes committed together; bounds latency of a commit under load.
 const MAX_BATCH: usize = 512;
@@ -94,8 +106,6 @@ pub enum WriteOutcome {
     Done,
 }
 
-type Reply = oneshot::Sender<StoreResult<WriteOutcome>>;
-
 // Jobs are moved once through the queue; boxing the large variant buys nothing.
 #[allow(clippy::large_enum_variant)]
 enum Job {
@@ -116,6 +126,7 @@ impl Submitter {
     /// Queues `op` and waits (blocking) for its outcome.
     pub fn submit_blocking(&self, op: WriteOp) -> StoreResult<WriteOutcome> {
         let (reply, answer) = oneshot::channel();
+        let reply = Reply::new(reply);
         self.0
             .send(Job::Write { op, reply })
             .map_err(|_| StoreError::Closed)?;
@@ -150,6 +161,7 @@ impl Writer {
 
     pub async fn submit(&self, op: WriteOp) -> StoreResult<WriteOutcome> {
         let (reply, answer) = oneshot::channel();
+        let reply = Reply::new(reply);
         {
             let queue = self.queue.lock().map_err(|_| StoreError::Closed)?;
             let sender = queue.as_ref().ok_or(StoreError::Closed)?;
@@ -179,7 +191,7 @@ impl Writer {
 
 /// The catalog on disk; collections written by older versions (data tables without
 /// metadata) are registered.
-fn initial_catalog(db: &Database) -> StoreResult<Catalog> {
+pub(super) fn initial_catalog(db: &Database) -> StoreResult<Catalog> {
     let txn = db.begin_write().map_err(backend)?;
     let mut catalog = {
         let meta = txn.open_table(META).map_err(backend)?;
@@ -237,7 +249,20 @@ fn run(
             }
         }
         if !batch.is_empty() {
-            commit_batch(&db, &feed, &shared, &mut catalog, batch);
+            // A panic outside any one operation (committing, persisting the catalog)
+            // fails what the group had not answered yet: an uncommitted transaction is
+            // dropped (aborted), every caller is answered, and the catalog is read back
+            // from the database, which is the truth whether the commit happened or not.
+            let outcome = resilience::catch("a group commit", || {
+                commit_batch(&db, &feed, &shared, &mut catalog, batch);
+                Ok(())
+            });
+            if outcome.is_err() {
+                match initial_catalog(&db) {
+                    Ok(reloaded) => catalog = Arc::new(reloaded),
+                    Err(err) => tracing::error!("store writer: cannot reload the catalog: {err}"),
+                }
+            }
         }
         if let Some(done) = stop {
             let _ = done.send(());
@@ -254,7 +279,7 @@ struct Done {
     dropped: Vec<String>,
 }
 
-fn commit_batch(
+pub(super) fn commit_batch(
     db: &Database,
     feed: &ChangeFeed,
     shared: &Shared,
@@ -263,7 +288,7 @@ fn commit_batch(
 ) {
     let fail_all = |batch: Vec<Reply>, err: StoreError| {
         for reply in batch {
-            let _ = reply.send(Err(err.clone()));
+            reply.send(Err(err.clone()));
         }
     };
     let mut txn = match db.begin_write() {
@@ -295,7 +320,7 @@ fn commit_batch(
                 events: Vec::new(),
                 dropped: Vec::new(),
             };
-            let outcome = apply(&mut ctx, op, &mut done);
+            let outcome = resilience::catch("a write", || apply(&mut ctx, op, &mut done));
             let undo = std::mem::take(&mut ctx.undo);
             if outcome.is_err() {
                 if let Err(err) = ctx.rollback(undo) {
@@ -322,6 +347,16 @@ fn commit_batch(
         shared.stats.examined(ctx.examined);
         *catalog = ctx.catalog.clone();
     }
+    #[cfg(test)]
+    if results.iter().any(|(done, _)| {
+        done.events.iter().any(|e| {
+            e.full_document
+                .as_ref()
+                .is_some_and(|d| d.contains_key(TEST_PANIC_COMMIT_FIELD))
+        })
+    }) {
+        panic!("test hook: this group panics before its commit");
+    }
     let committed = match fatal {
         Some(err) => {
             let _ = txn.abort();
@@ -344,7 +379,7 @@ fn commit_batch(
                 for name in done.dropped {
                     feed.bump(&name);
                 }
-                let _ = reply.send(done.outcome);
+                reply.send(done.outcome);
             }
         }
         Err(err) => {
@@ -694,7 +729,7 @@ fn matching(
     sort: Option<&SortSpec>,
     limit: Option<usize>,
 ) -> StoreResult<Vec<Document>> {
-    let plan = plan::plan(filter, query, sort, limit.is_some(), Some(meta));
+    let plan = plan::plan(filter, query, sort, Some(meta));
     let index_slot = plan
         .index()
         .and_then(|ix| meta.indexes.iter().position(|i| Arc::ptr_eq(i, ix)))
@@ -702,32 +737,41 @@ fn matching(
     let data = ctx.table_ref(slots.0)?;
     let index = index_slot.map(|s| ctx.table_ref(s)).transpose()?;
     let mut found = Vec::new();
-    let wanted = if plan.sorted {
-        limit.unwrap_or(usize::MAX)
-    } else {
-        usize::MAX
-    };
+    let wanted = limit.unwrap_or(usize::MAX);
     let mut examined = Examined::default();
-    execute(
-        &plan,
-        data,
-        index,
-        filter,
-        Budget::UNLIMITED,
-        &mut examined,
-        &mut |doc| {
-            found.push(doc);
-            Ok(found.len() < wanted)
-        },
-    )?;
-    ctx.examined.keys += examined.keys;
-    ctx.examined.docs += examined.docs;
-    if let (Some(limit), false) = (limit, plan.sorted) {
-        match sort {
-            Some(sort) => plan::sort_documents(&plan, sort, &mut found, Some(limit)),
-            None => found.truncate(limit),
+    match sort.filter(|_| !plan.sorted) {
+        None => execute(
+            &plan,
+            data,
+            index,
+            filter,
+            Budget::UNLIMITED,
+            &mut examined,
+            &mut |doc, _| {
+                found.push(doc);
+                Ok(found.len() < wanted)
+            },
+        )?,
+        // The first `limit` in sort order, holding at most about twice that many.
+        Some(sort) => {
+            let mut sorted = SortedCollector::new(sort, limit, plan.natural_order(), 0);
+            execute(
+                &plan,
+                data,
+                index,
+                filter,
+                Budget::UNLIMITED,
+                &mut examined,
+                &mut |doc, size| {
+                    sorted.push(doc, size)?;
+                    Ok(true)
+                },
+            )?;
+            found = sorted.finish();
         }
     }
+    ctx.examined.keys += examined.keys;
+    ctx.examined.docs += examined.docs;
     Ok(found)
 }
 
@@ -791,6 +835,10 @@ fn store_update(
     let new = id_first(new);
     meta.check_document(&new)?;
     put_doc(ctx, meta, slots, &encode_id(&id), Some(old), &new)?;
+    #[cfg(test)]
+    if new.contains_key(TEST_PANIC_FIELD) {
+        panic!("test hook: this update panics inside the writer");
+    }
     events.push(ChangeEvent {
         collection: meta.name.clone(),
         operation,

@@ -9,6 +9,10 @@
 //!   deployment without transactions (a standalone server) it falls back to an ordered
 //!   insert and deletes what it inserted when a later document fails; other readers
 //!   (and the change stream) may then briefly see the partial batch.
+//! * Memory per request: finds and aggregations run with `allowDiskUse: false` (the
+//!   server's own in-memory sort/stage limits apply), and what this node collects is
+//!   capped like the embedded store's: aggregation results by `aggregate_mb`,
+//!   `distinct` values by `distinct_mb` (`MemoryLimits`).
 //! * Change events come only from change streams (`changes.rs`): one per watched
 //!   collection on this node. The store's own acknowledged writes bump the
 //!   collection's generation at once, so caches (roles) do not wait for the stream.
@@ -34,8 +38,8 @@ use mongodb::{Client, Collection, Database};
 
 use crate::auth::builtin::USERS_COLLECTION;
 use crate::store::{
-    ChangeFeed, CollectionInfo, CollectionOptions, FindAndModifyOptions, FindOptions, IndexSpec,
-    Store, StoreError, StoreResult, UpdateOptions, UpdateOutcome,
+    mb_to_bytes, ChangeFeed, CollectionInfo, CollectionOptions, FindAndModifyOptions, FindOptions,
+    IndexSpec, MemoryLimits, Store, StoreError, StoreResult, UpdateOptions, UpdateOutcome,
 };
 use changes::Pumps;
 use convert::{codes, server_code, store_error};
@@ -65,6 +69,7 @@ pub struct MongoStore {
     closed: AtomicBool,
     /// False once the deployment refused a transaction (standalone server).
     transactions: Arc<AtomicBool>,
+    limits: MemoryLimits,
 }
 
 impl MongoStore {
@@ -128,6 +133,7 @@ impl MongoStore {
             runtime,
             closed: AtomicBool::new(false),
             transactions: Arc::new(AtomicBool::new(true)),
+            limits: MemoryLimits::default(),
         };
         // Role and user caches on every node depend on seeing `users` change.
         if !store
@@ -137,6 +143,12 @@ impl MongoStore {
             tracing::warn!("the users change stream is not open yet; changes by other nodes reach caches once it is");
         }
         Ok(store)
+    }
+
+    /// Sets the per-request memory limits (`MemoryLimits::default()` until then).
+    pub fn with_limits(mut self, limits: MemoryLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn database_name(&self) -> &str {
@@ -318,7 +330,7 @@ impl Store for MongoStore {
         let coll = self.collection(collection);
         let (name, filter, options) = (collection.to_string(), filter.clone(), options.clone());
         self.run(async move {
-            let mut find = coll.find(filter);
+            let mut find = coll.find(filter).allow_disk_use(false);
             if let Some(projection) = options.projection {
                 find = find.projection(projection);
             }
@@ -370,10 +382,21 @@ impl Store for MongoStore {
     ) -> StoreResult<Vec<Bson>> {
         let coll = self.collection(collection);
         let (name, field, filter) = (collection.to_string(), field.to_string(), filter.clone());
+        let limit_mb = self.limits.distinct_mb;
         self.run(async move {
-            coll.distinct(field, filter)
+            let values = coll
+                .distinct(field, filter)
                 .await
-                .map_err(|err| store_error(&name, err))
+                .map_err(|err| store_error(&name, err))?;
+            let bytes = values.iter().fold(0u64, |sum, value| {
+                let mut key = Vec::new();
+                crate::store::engine::compare::hash_key(value, &mut key);
+                sum.saturating_add(key.len() as u64)
+            });
+            if bytes > mb_to_bytes(limit_mb) {
+                return Err(StoreError::DistinctTooLarge { limit_mb });
+            }
+            Ok(values)
         })
         .await
     }
@@ -385,15 +408,30 @@ impl Store for MongoStore {
     ) -> StoreResult<Vec<Document>> {
         let coll = self.collection(collection);
         let (name, pipeline) = (collection.to_string(), pipeline.to_vec());
+        let limit_mb = self.limits.aggregate_mb;
         self.run(async move {
-            let cursor = coll
+            let mut cursor = coll
                 .aggregate(pipeline)
+                .allow_disk_use(false)
                 .await
-                .map_err(|err| store_error(&name, err))?;
-            cursor
-                .try_collect()
+                .map_err(|err| store_error(&name, err))?
+                .with_type::<bson::RawDocumentBuf>();
+            // The results are held here until the reply: at most `aggregate_mb` of them.
+            let (mut results, mut bytes) = (Vec::new(), 0u64);
+            while let Some(raw) = cursor
+                .try_next()
                 .await
-                .map_err(|err| store_error(&name, err))
+                .map_err(|err| store_error(&name, err))?
+            {
+                bytes = bytes.saturating_add(raw.as_bytes().len() as u64);
+                if bytes > mb_to_bytes(limit_mb) {
+                    return Err(StoreError::TooLarge { limit_mb });
+                }
+                results.push(Document::try_from(raw.as_ref()).map_err(|err| {
+                    StoreError::Backend(format!("undecodable aggregation result: {err}"))
+                })?);
+            }
+            Ok(results)
         })
         .await
     }

@@ -1046,3 +1046,48 @@ async fn mongo_many_watched_collections_do_not_starve_requests() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_aggregation_results_and_distinct_values_are_bounded() {
+    let test = "mongo_aggregation_results_and_distinct_values_are_bounded";
+    let Some(url) = mongo_url() else {
+        skipped(test);
+        return;
+    };
+    let limits = MemoryLimits {
+        aggregate_mb: 1,
+        distinct_mb: 1,
+        ..Default::default()
+    };
+    let store = MongoStore::connect_with(&url, &unique_db(), Duration::from_millis(100))
+        .await
+        .expect("connect")
+        .with_limits(limits);
+    // 150 documents of ~10 KB: about 1.5 MB.
+    let padding = "x".repeat(10_000);
+    let docs: Vec<Document> = (0..150i32)
+        .map(|i| doc! {"_id": i, "group": i % 3, "v": format!("{i}{padding}")})
+        .collect();
+    store.insert_many("wide", docs).await.unwrap();
+    let everything = [doc! {"$match": {}}];
+    let err = store.aggregate("wide", &everything).await.unwrap_err();
+    assert_eq!(err, StoreError::TooLarge { limit_mb: 1 });
+    let few = [doc! {"$match": {"_id": {"$lt": 10}}}];
+    assert_eq!(store.aggregate("wide", &few).await.unwrap().len(), 10);
+    let err = store.distinct("wide", "v", &doc! {}).await.unwrap_err();
+    assert_eq!(err, StoreError::DistinctTooLarge { limit_mb: 1 });
+    let groups = store.distinct("wide", "group", &doc! {}).await.unwrap();
+    assert_eq!(groups.len(), 3);
+    // Finds run without disk use: a sort is fine within the server's own limit.
+    let options = FindOptions {
+        sort: Some(doc! {"v": -1}),
+        limit: 2,
+        ..Default::default()
+    };
+    assert_eq!(
+        store.find("wide", &doc! {}, &options).await.unwrap().len(),
+        2
+    );
+    let _ = store.db.drop().await;
+    store.close().await.unwrap();
+}
