@@ -68,7 +68,7 @@ impl Supervisor {
                 };
                 let state = FamilyState {
                     handler: start_handler(&services),
-                    lanes: PriorityLanes::default(),
+                    lanes: PriorityLanes::new(services.config.limits.priority_aging),
                     in_flight: 0,
                     limit,
                     served: 0,
@@ -153,7 +153,8 @@ impl Handler<Dispatch> for Supervisor {
             let reply = error_reply(&request.envelope.id, &err);
             request.reply_to.send(Completed {
                 reply: Some(reply),
-                session: None,
+                request_bytes: request.bytes,
+                ..Completed::default()
             });
             return;
         };
