@@ -165,6 +165,10 @@ pub struct Limits {
     /// How long a waiting request takes to gain one priority level, so lower priorities are never starved. 0 = strict priority.
     #[arg(long, env = "OPENCORE_PRIORITY_AGING", default_value = "1s", value_parser = parse_duration)]
     pub priority_aging: Duration,
+    /// Requests one connection may have waiting above priority 0 (per worker); more of its
+    /// requests wait at priority 0, where connections take turns.
+    #[arg(long, env = "OPENCORE_MAX_PRIORITIZED_PER_CONNECTION", default_value_t = 16)]
+    pub max_prioritized_per_connection: usize,
     // --- end of memory bounds ---
     /// Interval of server pings (to clients that signed in with ping=true) and token refresh checks.
     #[arg(long, env = "OPENCORE_PING_INTERVAL", default_value = "10s", value_parser = parse_duration)]
@@ -214,6 +218,7 @@ impl Default for Limits {
             max_connections_per_ip: 256,
             exempt_loopback: false,
             priority_aging: Duration::from_secs(1),
+            max_prioritized_per_connection: 16,
             ping_interval: Duration::from_secs(10),
             idle_timeout: Duration::ZERO,
             signin_timeout: Duration::from_secs(60),

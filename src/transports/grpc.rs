@@ -159,7 +159,7 @@ impl FlowServiceImpl {
                 reply_to: ReplyTo::Once(reply),
                 received: Instant::now(),
                 bytes,
-                origin: 0,
+                origin: unary_origin(ip),
             };
             Supervisor::local(&services).do_send(Dispatch(request));
         });
@@ -181,6 +181,15 @@ impl FlowServiceImpl {
             .map(Response::new)
             .map_err(|err| Status::internal(err.to_string()))
     }
+}
+
+/// Unary calls have no connection: for fair scheduling, all calls from one address
+/// count as one origin (kept apart from connection ids by the top bit).
+fn unary_origin(ip: std::net::IpAddr) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    ip.hash(&mut hasher);
+    hasher.finish() | (1 << 63)
 }
 
 fn status_for_error(err: &OpenCoreError) -> Status {
