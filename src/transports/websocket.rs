@@ -14,6 +14,7 @@ use actix_ws::Message;
 use futures_util::StreamExt;
 
 use crate::actors::connection::outbound::Sink;
+use crate::actors::connection::budget::Tier;
 use crate::actors::connection::{ConnectionActor, Inbound, Start};
 use crate::error::OpenCoreError;
 use crate::services::{Services, TransportKind};
@@ -32,8 +33,9 @@ pub async fn upgrade(
         Ok(permit) => permit,
         Err(err) => return Ok(refusal(&err)),
     };
-    // The connection actor sets the real (tier) limit before the first frame is read.
-    let frame_limit = FrameLimit::new(0);
+    // Starts at the before-sign-in limit; the connection actor raises it with its tier.
+    let first_tier = Tier::before_signin(&services.config.limits);
+    let frame_limit = FrameLimit::new(first_tier.max_message_size + 4);
     let guarded: PayloadStream = Box::pin(FrameGuard::new(body.into_inner(), frame_limit.clone()));
     let mut payload = actix_web::dev::Payload::from(guarded);
     let body = web::Payload::from_request(&request, &mut payload).await?;

@@ -123,25 +123,23 @@ async fn websocket_frames_over_the_unauthenticated_limit_are_refused() {
     let mut frame = (body.len() as u32).to_le_bytes().to_vec();
     frame.extend_from_slice(&body);
     let _ = ws.send(WsMessage::binary(frame)).await;
-    let deadline = Instant::now() + WAIT;
     let mut served = false;
     let mut refused = false;
-    while Instant::now() < deadline {
+    let ended = loop {
         match tokio::time::timeout(WAIT, ws.next()).await {
             Ok(Some(Ok(WsMessage::Binary(bytes)))) if bytes.len() > 4 => {
                 let envelope = Envelope::decode(bytes.as_ref()).unwrap();
                 served |= envelope.command == "getelement";
                 refused |= code_of(&envelope) == Some(2063);
             }
+            Ok(Some(Ok(WsMessage::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => break true,
             Ok(Some(Ok(_))) => continue,
-            _ => break,
+            Err(_) => break false,
         }
-    }
+    };
     assert!(!served, "a 2 MiB frame was served before sign-in");
-    assert!(
-        refused || !served,
-        "the connection must end (with an error when it can be delivered)"
-    );
+    // The error envelope arrives unless the reset of the unread upload overtakes it.
+    assert!(ended, "the connection stayed open (refused: {refused})");
     // The server still serves others.
     let mut client = RawClient::connect(server.tcp()).await;
     client.signin(ADMIN, ADMIN_PASSWORD).await;
