@@ -5,7 +5,7 @@
 //! the socket's peer address: headers such as X-Forwarded-For are never trusted.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -20,6 +20,7 @@ struct Counts {
     exempt_loopback: bool,
     total: AtomicUsize,
     per_ip: DashMap<IpAddr, usize>,
+    refused: AtomicU64,
 }
 
 /// The live-connection counts of the server (held by `Services`).
@@ -44,6 +45,7 @@ impl Admission {
                 exempt_loopback: limits.exempt_loopback,
                 total: AtomicUsize::new(0),
                 per_ip: DashMap::new(),
+                refused: AtomicU64::new(0),
             }),
         }
     }
@@ -55,6 +57,7 @@ impl Admission {
         let before = counts.total.fetch_add(1, Ordering::AcqRel);
         if before >= counts.max_total {
             counts.total.fetch_sub(1, Ordering::AcqRel);
+            counts.refused.fetch_add(1, Ordering::Relaxed);
             return Err(OpenCoreError::TooManyConnections(counts.max_total));
         }
         let per_ip = ip
@@ -65,6 +68,7 @@ impl Admission {
             if *entry >= counts.max_per_ip {
                 drop(entry);
                 counts.total.fetch_sub(1, Ordering::AcqRel);
+                counts.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(OpenCoreError::TooManyConnectionsFromIp {
                     ip: ip.to_string(),
                     limit: counts.max_per_ip,
@@ -80,6 +84,11 @@ impl Admission {
 
     pub fn live(&self) -> usize {
         self.counts.total.load(Ordering::Acquire)
+    }
+
+    /// Connections refused by either cap since start.
+    pub fn refused(&self) -> u64 {
+        self.counts.refused.load(Ordering::Relaxed)
     }
 
     pub fn live_from(&self, ip: IpAddr) -> usize {
@@ -125,11 +134,12 @@ mod tests {
     use super::*;
 
     fn admission(total: usize, per_ip: usize, exempt: bool) -> Admission {
-        let mut limits = Limits::default();
-        limits.max_connections = total;
-        limits.max_connections_per_ip = per_ip;
-        limits.exempt_loopback = exempt;
-        Admission::new(&limits)
+        Admission::new(&Limits {
+            max_connections: total,
+            max_connections_per_ip: per_ip,
+            exempt_loopback: exempt,
+            ..Limits::default()
+        })
     }
 
     #[test]

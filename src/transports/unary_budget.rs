@@ -124,8 +124,10 @@ mod tests {
 
     #[test]
     fn calls_from_one_address_share_the_in_flight_limit() {
-        let mut limits = Limits::default();
-        limits.unauth_max_in_flight = 2;
+        let limits = Limits {
+            unauth_max_in_flight: 2,
+            ..Limits::default()
+        };
         let budget = UnaryBudget::new(&limits);
         let ip: IpAddr = "10.1.1.1".parse().unwrap();
         let a = budget.admit(ip, false, 10).unwrap();
@@ -142,8 +144,10 @@ mod tests {
 
     #[test]
     fn rate_is_per_address() {
-        let mut limits = Limits::default();
-        limits.rate_limit = 3;
+        let limits = Limits {
+            rate_limit: 3,
+            ..Limits::default()
+        };
         let budget = UnaryBudget::new(&limits);
         let ip: IpAddr = "10.1.1.1".parse().unwrap();
         let admitted = (0..10)

@@ -218,7 +218,7 @@ mod tests {
         let mut wire = Vec::new();
         for len in [0u64, 5, 125, 126, 300, 70_000] {
             wire.extend(frame_header(len));
-            wire.extend(std::iter::repeat(7u8).take(len as usize));
+            wire.extend(std::iter::repeat_n(7u8, len as usize));
         }
         for cut in [1, 2, 3, 7, 100, 65_536] {
             let chunks: Vec<Vec<u8>> = wire.chunks(cut).map(<[u8]>::to_vec).collect();

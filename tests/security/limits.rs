@@ -584,7 +584,7 @@ async fn attack(tcp: std::net::SocketAddr) -> Vec<TcpStream> {
     write_some(&mut parked, &framed(&early)).await;
     let announced = MIB - 256;
     let mut partial = (announced as u32).to_le_bytes().to_vec();
-    partial.extend(std::iter::repeat(b'x').take(announced - 1024));
+    partial.extend(std::iter::repeat_n(b'x', announced - 1024));
     write_some(&mut parked, &partial).await;
     // 2. Out-of-order envelopes just under the envelope limit, as many as the window
     //    takes (the old window took 100 of any size).
@@ -598,7 +598,7 @@ async fn attack(tcp: std::net::SocketAddr) -> Vec<TcpStream> {
     // 3. An oversized envelope (2 MiB announced, 256 KiB sent).
     let mut oversized = TcpStream::connect(tcp).await.unwrap();
     let mut wire = ((2 * MIB) as u32).to_le_bytes().to_vec();
-    wire.extend(std::iter::repeat(b'y').take(256 * 1024));
+    wire.extend(std::iter::repeat_n(b'y', 256 * 1024));
     write_some(&mut oversized, &wire).await;
     vec![parked, flood, oversized]
 }

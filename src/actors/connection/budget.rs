@@ -100,9 +100,11 @@ mod tests {
 
     #[test]
     fn before_signin_is_never_larger_than_signed_in() {
-        let mut limits = Limits::default();
-        limits.max_in_flight = 2;
-        limits.max_message_size = 1000;
+        let limits = Limits {
+            max_in_flight: 2,
+            max_message_size: 1000,
+            ..Limits::default()
+        };
         let tier = Tier::before_signin(&limits);
         assert_eq!(tier.max_in_flight, 2);
         assert_eq!(tier.max_message_size, 1000);
