@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use crate::auth::ResolvedUser;
 use crate::proto::Envelope;
+use crate::transports::unary_budget::UnaryPermit;
 
 /// Who a request claims to be, before the identity policy checks it.
 #[derive(Debug, Clone)]
@@ -46,8 +47,12 @@ pub struct Request {
     pub received: Instant,
     /// Encoded size of the request envelope: what it costs its connection's in-flight budget.
     pub bytes: usize,
-    /// The connection it came from (0 for unary RPCs), for fair scheduling and logs.
+    /// The connection it came from (unary RPCs: one origin per client address), for
+    /// fair scheduling.
     pub origin: u64,
+    /// Unary RPCs: the call's share of its address's budget, held until the request is
+    /// finished, even if the caller gave up waiting.
+    pub budget: Option<UnaryPermit>,
 }
 
 /// A connection's identity after a successful sign-in.

@@ -132,8 +132,8 @@ impl FlowServiceImpl {
         let ip = remote
             .map(|a| a.ip())
             .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-        // Held until the reply is in hand.
-        let _permit = self
+        // Held by the request until it is finished (not just until this call returns).
+        let permit = self
             .services
             .unary_budget
             .admit(ip, !token.is_empty(), bytes)
@@ -160,6 +160,7 @@ impl FlowServiceImpl {
                 received: Instant::now(),
                 bytes,
                 origin: unary_origin(ip),
+                budget: Some(permit),
             };
             Supervisor::local(&services).do_send(Dispatch(request));
         });

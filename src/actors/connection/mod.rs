@@ -327,6 +327,7 @@ impl ConnectionActor {
             received: Instant::now(),
             bytes: size,
             origin: self.id,
+            budget: None,
         }));
     }
 

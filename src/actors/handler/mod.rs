@@ -58,6 +58,7 @@ impl Handler<Execute> for CommandHandler {
                 peer,
                 reply_to,
                 bytes,
+                budget,
                 ..
             } = request;
             let request_id = envelope.id.clone();
@@ -87,6 +88,7 @@ impl Handler<Execute> for CommandHandler {
             completed.request_bytes = bytes;
             completed.signed_in = signed_in.get() || completed.session.is_some();
             reply_to.send(completed);
+            drop(budget);
         })
     }
 }
