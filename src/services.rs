@@ -81,6 +81,9 @@ pub struct Services {
     pub connections: DashMap<u64, ConnectionEntry>,
     /// Connection caps (global and per client address); each live connection holds a permit.
     pub admission: Admission,
+    /// The same caps for the gRPC port's HTTP/2 sockets (each of their streams is also a
+    /// connection under `admission`).
+    pub grpc_sockets: Admission,
     /// Rate and in-flight limits of gRPC unary calls, per client address.
     pub unary_budget: UnaryBudget,
     /// Every supervisor (one per worker thread), for the admin view.
@@ -99,6 +102,7 @@ impl Services {
     pub fn new(config: ServeConfig, store: SharedStore, directory: Directory) -> Arc<Self> {
         let client_config = client_config_json(&config);
         let admission = Admission::new(&config.limits);
+        let grpc_sockets = Admission::new(&config.limits);
         let unary_budget = UnaryBudget::new(&config.limits);
         Arc::new(Services {
             config,
@@ -107,6 +111,7 @@ impl Services {
             counters: Counters::default(),
             connections: DashMap::new(),
             admission,
+            grpc_sockets,
             unary_budget,
             supervisors: Mutex::new(Vec::new()),
             client_config,

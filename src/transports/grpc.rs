@@ -40,6 +40,8 @@ use crate::proto::{
 };
 use crate::protocol::envelope::pack;
 use crate::services::{Services, TransportKind};
+use crate::transports::admission::ConnectionPermit;
+use crate::transports::grpc_socket::AdmittedSocket;
 use crate::transports::workers::Workers;
 
 /// What a client may receive in one gRPC message (tonic's and grpcio's default limit).
@@ -57,7 +59,7 @@ pub async fn serve(
 ) {
     let mut lanes = Vec::new();
     for worker in workers.handles() {
-        let (sender, receiver) = mpsc::unbounded_channel::<std::net::TcpStream>();
+        let (sender, receiver) = mpsc::unbounded_channel::<(std::net::TcpStream, ConnectionPermit)>();
         let service =
             FlowServiceServer::new(FlowServiceImpl::new(services.clone(), workers.clone()))
                 .max_decoding_message_size(services.config.limits.max_message_size)
@@ -66,8 +68,10 @@ pub async fn serve(
         worker.spawn_fn(move || {
             actix_rt::spawn(async move {
                 // Adopt each socket on this worker's reactor.
-                let incoming =
-                    UnboundedReceiverStream::new(receiver).map(tokio::net::TcpStream::from_std);
+                let incoming = UnboundedReceiverStream::new(receiver).map(|(socket, permit)| {
+                    tokio::net::TcpStream::from_std(socket)
+                        .map(|socket| AdmittedSocket::new(socket, permit))
+                });
                 let result = tonic::transport::Server::builder()
                     .add_service(service)
                     .serve_with_incoming_shutdown(incoming, async move {
@@ -86,13 +90,21 @@ pub async fn serve(
         "grpc",
         || listener.accept(),
         stop,
-        |(socket, _)| {
+        |(socket, peer): (tokio::net::TcpStream, std::net::SocketAddr)| {
+            let permit = match services.grpc_sockets.admit(Some(peer.ip())) {
+                Ok(permit) => permit,
+                Err(err) => {
+                    // No HTTP/2 yet to carry a status: the socket is just closed.
+                    tracing::warn!(%peer, %err, "refused grpc socket");
+                    return;
+                }
+            };
             // Small replies must not wait for Nagle's algorithm.
             let _ = socket.set_nodelay(true);
             let Ok(socket) = socket.into_std() else {
                 return;
             };
-            if !lanes.is_empty() && lanes[next % lanes.len()].send(socket).is_err() {
+            if !lanes.is_empty() && lanes[next % lanes.len()].send((socket, permit)).is_err() {
                 tracing::warn!("a worker's grpc server has stopped; dropped a connection");
             }
             next = next.wrapping_add(1);

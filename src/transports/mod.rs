@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod grpc;
+pub mod grpc_socket;
 pub mod http;
 pub mod stream;
 pub mod unary_budget;

@@ -341,6 +341,44 @@ async fn connections_per_address_are_capped_on_every_transport() {
     assert_eq!(reply.command, "getelement");
 }
 
+/// Whether a fresh gRPC socket can sign in.
+async fn grpc_socket_works(server: &TestServer) -> bool {
+    let attempt = async {
+        let mut client = FlowServiceClient::connect(format!("http://{}", server.grpc()))
+            .await
+            .ok()?;
+        client
+            .signin(SigninRequest {
+                username: ADMIN.into(),
+                password: ADMIN_PASSWORD.into(),
+                ..Default::default()
+            })
+            .await
+            .ok()
+    };
+    matches!(tokio::time::timeout(WAIT, attempt).await, Ok(Some(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_grpc_sockets_per_address_are_capped() {
+    let server = TestServer::start_with(|c| c.limits.max_connections_per_ip = 2);
+    let (mut first, _) = grpc_admin(&server).await;
+    let (second, _) = grpc_admin(&server).await;
+    assert!(
+        !grpc_socket_works(&server).await,
+        "a third HTTP/2 socket from one address was served"
+    );
+    let signin = SigninRequest {
+        username: ADMIN.into(),
+        password: ADMIN_PASSWORD.into(),
+        ..Default::default()
+    };
+    first.signin(signin).await.unwrap();
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(grpc_socket_works(&server).await, "a closed socket kept its slot");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_wide_connection_cap_refuses_clearly() {
     let server = TestServer::start_with(|c| c.limits.max_connections = 2);
