@@ -125,6 +125,51 @@ pub struct Limits {
     /// How long a client may stay over the outbound limit before it is disconnected.
     #[arg(long, env = "OPENCORE_SLOW_CLIENT_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub slow_client_grace: Duration,
+    // --- Memory bounds per connection and per server (issue 7, limits) ---
+    /// Bytes of out-of-order envelopes a stream connection may hold while waiting for a missing seq.
+    #[arg(long, env = "OPENCORE_SEQ_WINDOW_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub seq_window_bytes: usize,
+    /// Bytes of request envelopes one connection may have in flight (waiting or running); more get an error reply.
+    #[arg(long, env = "OPENCORE_MAX_IN_FLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_in_flight_bytes: usize,
+    /// Close a connection whose peer does not accept a write (TCP, unix socket, WebSocket, gRPC) for this long. 0 = never.
+    #[arg(long, env = "OPENCORE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+    /// Largest envelope accepted from a connection that has not signed in yet, in bytes.
+    #[arg(long, env = "OPENCORE_UNAUTH_MAX_MESSAGE_SIZE", default_value_t = 1024 * 1024)]
+    pub unauth_max_message_size: usize,
+    /// Requests a connection that has not signed in may have in flight.
+    #[arg(long, env = "OPENCORE_UNAUTH_MAX_IN_FLIGHT", default_value_t = 8)]
+    pub unauth_max_in_flight: usize,
+    /// Bytes of requests a connection that has not signed in may have in flight.
+    #[arg(long, env = "OPENCORE_UNAUTH_MAX_IN_FLIGHT_BYTES", default_value_t = 1024 * 1024)]
+    pub unauth_max_in_flight_bytes: usize,
+    /// Out-of-order envelopes a connection that has not signed in may hold.
+    #[arg(long, env = "OPENCORE_UNAUTH_SEQ_WINDOW", default_value_t = 8)]
+    pub unauth_seq_window: usize,
+    /// Bytes of out-of-order envelopes a connection that has not signed in may hold.
+    #[arg(long, env = "OPENCORE_UNAUTH_SEQ_WINDOW_BYTES", default_value_t = 256 * 1024)]
+    pub unauth_seq_window_bytes: usize,
+    /// Bytes queued towards a client that has not signed in; over it the connection is closed at once.
+    #[arg(long, env = "OPENCORE_UNAUTH_MAX_OUTBOUND_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub unauth_max_outbound_bytes: usize,
+    /// Live connections the whole server accepts (all transports); more are refused.
+    #[arg(long, env = "OPENCORE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Live connections one client IP address may hold (the socket's address; X-Forwarded-For is ignored).
+    #[arg(long, env = "OPENCORE_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+    /// Exempt loopback clients (127.0.0.1, ::1, the unix socket) from the per-IP cap; the global cap still applies.
+    #[arg(long, env = "OPENCORE_EXEMPT_LOOPBACK")]
+    pub exempt_loopback: bool,
+    /// How long a waiting request takes to gain one priority level, so lower priorities are never starved. 0 = strict priority.
+    #[arg(long, env = "OPENCORE_PRIORITY_AGING", default_value = "1s", value_parser = parse_duration)]
+    pub priority_aging: Duration,
+    /// Requests one connection may have waiting above priority 0 (per worker); more of its
+    /// requests wait at priority 0, where connections take turns.
+    #[arg(long, env = "OPENCORE_MAX_PRIORITIZED_PER_CONNECTION", default_value_t = 16)]
+    pub max_prioritized_per_connection: usize,
+    // --- end of memory bounds ---
     /// Interval of server pings (to clients that signed in with ping=true) and token refresh checks.
     #[arg(long, env = "OPENCORE_PING_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub ping_interval: Duration,
@@ -132,8 +177,8 @@ pub struct Limits {
     /// (some official clients are silent when idle, so this is off by default).
     #[arg(long, env = "OPENCORE_IDLE_TIMEOUT", default_value = "0s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
-    /// Close a connection that has not signed in after this long. 0 = never.
-    #[arg(long, env = "OPENCORE_SIGNIN_TIMEOUT", default_value = "0s", value_parser = parse_duration)]
+    /// Close a connection that has not signed in (password, token or guest) after this long. 0 = never.
+    #[arg(long, env = "OPENCORE_SIGNIN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub signin_timeout: Duration,
     /// Concurrent password checks (bcrypt) per worker; further sign-ins wait in priority lanes.
     #[arg(long, env = "OPENCORE_AUTH_CONCURRENCY", default_value_t = 1)]
@@ -170,9 +215,23 @@ impl Default for Limits {
             seq_window: 100,
             max_outbound_bytes: 64 * 1024 * 1024,
             slow_client_grace: Duration::from_secs(10),
+            seq_window_bytes: 64 * 1024 * 1024,
+            max_in_flight_bytes: 256 * 1024 * 1024,
+            write_timeout: Duration::from_secs(30),
+            unauth_max_message_size: 1024 * 1024,
+            unauth_max_in_flight: 8,
+            unauth_max_in_flight_bytes: 1024 * 1024,
+            unauth_seq_window: 8,
+            unauth_seq_window_bytes: 256 * 1024,
+            unauth_max_outbound_bytes: 2 * 1024 * 1024,
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            exempt_loopback: false,
+            priority_aging: Duration::from_secs(1),
+            max_prioritized_per_connection: 16,
             ping_interval: Duration::from_secs(10),
             idle_timeout: Duration::ZERO,
-            signin_timeout: Duration::ZERO,
+            signin_timeout: Duration::from_secs(60),
             auth_concurrency: 1,
             data_concurrency: 256,
             max_query_results: 10_000,

@@ -84,6 +84,20 @@ pub enum OpenCoreError {
     #[error("{0}")]
     Limit(crate::store::engine::LimitError),
 
+    // 2060-2079: per-connection and per-server resource limits
+    #[error("Too many request bytes in flight (limit {0} bytes); wait for replies before sending more")]
+    TooManyInFlightBytes(usize),
+    #[error("Too many connections: the server accepts at most {0}")]
+    TooManyConnections(usize),
+    #[error("Too many connections from {ip}: at most {limit} per address")]
+    TooManyConnectionsFromIp { ip: String, limit: usize },
+    #[error("Message of {size} bytes exceeds the limit of {limit} bytes for connections that have not signed in")]
+    MessageTooLargeBeforeSignin { size: usize, limit: usize },
+    #[error("Not signed in within {0} seconds; closing the connection")]
+    SigninTimeout(u64),
+    #[error("Too many requests in flight before sign-in (limit {0}); sign in or wait for replies")]
+    TooManyInFlightBeforeSignin(usize),
+
     // 3xxx: authentication and authorization
     #[error("Not signed in, and missing jwt")]
     NotSignedIn,
@@ -181,6 +195,12 @@ impl OpenCoreError {
             Limit(limit) => limit.code(),
             SortTooLarge { .. } => 2040,
             DistinctTooLarge { .. } => 2041,
+            TooManyInFlightBytes(_) => 2060,
+            TooManyConnections(_) => 2061,
+            TooManyConnectionsFromIp { .. } => 2062,
+            MessageTooLargeBeforeSignin { .. } => 2063,
+            SigninTimeout(_) => 2064,
+            TooManyInFlightBeforeSignin(_) => 2065,
             NotSignedIn => 3000,
             InvalidToken { .. } => 3001,
             InvalidSigninToken(_) => 3002,
@@ -208,7 +228,9 @@ impl OpenCoreError {
     /// The gRPC status a unary RPC reports for an error with this wire code.
     pub fn grpc_code_for(code: i32) -> tonic::Code {
         match code {
-            2004 | 2005 | 2006 | 2008 | 2019 | 2022 | 2024 | 2040 | 2041 => tonic::Code::ResourceExhausted,
+            2004 | 2005 | 2006 | 2008 | 2019 | 2022 | 2024 | 2040 | 2041 | 2060..=2063 | 2065 => {
+                tonic::Code::ResourceExhausted
+            }
             2001 => tonic::Code::Unimplemented,
             3005 | 3010 | 3012..=3019 => tonic::Code::PermissionDenied,
             3011 => tonic::Code::NotFound,
@@ -312,6 +334,15 @@ mod tests {
             OpenCoreError::SortTooLarge { limit_mb: 1 },
             OpenCoreError::DistinctTooLarge { limit_mb: 1 },
             OpenCoreError::StoreWriteFailed,
+            OpenCoreError::TooManyInFlightBytes(1),
+            OpenCoreError::TooManyConnections(1),
+            OpenCoreError::TooManyConnectionsFromIp {
+                ip: "a".into(),
+                limit: 1,
+            },
+            OpenCoreError::MessageTooLargeBeforeSignin { size: 2, limit: 1 },
+            OpenCoreError::SigninTimeout(1),
+            OpenCoreError::TooManyInFlightBeforeSignin(1),
             OpenCoreError::NotSignedIn,
             OpenCoreError::InvalidToken {
                 command: "a".into(),

@@ -14,6 +14,8 @@ use crate::config::ServeConfig;
 use crate::documents::catalog::Catalog;
 use crate::documents::locks::KeyLocks;
 use crate::store::SharedStore;
+use crate::transports::admission::Admission;
+use crate::transports::unary_budget::UnaryBudget;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransportKind {
@@ -77,6 +79,13 @@ pub struct Services {
     pub directory: Directory,
     pub counters: Counters,
     pub connections: DashMap<u64, ConnectionEntry>,
+    /// Connection caps (global and per client address); each live connection holds a permit.
+    pub admission: Admission,
+    /// The same caps for the gRPC port's HTTP/2 sockets (each of their streams is also a
+    /// connection under `admission`).
+    pub grpc_sockets: Admission,
+    /// Rate and in-flight limits of gRPC unary calls, per client address.
+    pub unary_budget: UnaryBudget,
     /// Every supervisor (one per worker thread), for the admin view.
     pub supervisors: Mutex<Vec<Addr<Supervisor>>>,
     /// JSON served at `/config` and in `SigninResponse.config`.
@@ -92,12 +101,18 @@ pub struct Services {
 impl Services {
     pub fn new(config: ServeConfig, store: SharedStore, directory: Directory) -> Arc<Self> {
         let client_config = client_config_json(&config);
+        let admission = Admission::new(&config.limits);
+        let grpc_sockets = Admission::new(&config.limits);
+        let unary_budget = UnaryBudget::new(&config.limits);
         Arc::new(Services {
             config,
             store,
             directory,
             counters: Counters::default(),
             connections: DashMap::new(),
+            admission,
+            grpc_sockets,
+            unary_budget,
             supervisors: Mutex::new(Vec::new()),
             client_config,
             catalog: Catalog::default(),

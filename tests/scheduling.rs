@@ -16,6 +16,8 @@ async fn higher_priority_jumps_the_backlog() {
         c.bcrypt_cost = 8;
     });
     let mut client = RawClient::connect(server.tcp()).await;
+    // Signed in first: before sign-in a connection may have only 8 requests in flight.
+    client.signin(ADMIN, ADMIN_PASSWORD).await;
     let signin = SigninRequest {
         username: ADMIN.into(),
         password: ADMIN_PASSWORD.into(),
@@ -34,8 +36,9 @@ async fn higher_priority_jumps_the_backlog() {
     batch.push(urgent);
     // One write, so the whole backlog is queued before the first sign-in finishes.
     let mut bytes = bytes::BytesMut::new();
-    for (seq, envelope) in batch.iter_mut().enumerate() {
-        envelope.seq = seq as i32;
+    for envelope in batch.iter_mut() {
+        envelope.seq = client.seq;
+        client.seq += 1;
         opencore::protocol::frame::encode_frame(
             &prost::Message::encode_to_vec(envelope),
             &mut bytes,

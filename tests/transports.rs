@@ -96,8 +96,24 @@ async fn grpc_stream_accepts_large_envelopes_and_keeps_replies_under_4_mib() {
         decode::<GetElementResponse>(&reply).xpath,
         "Did you say hi ?"
     );
-    // 5 MiB in: accepted (clients inline files that large); the 5 MiB echo cannot go
-    // out on gRPC, so it becomes a clear error instead of a broken stream.
+    // 5 MiB in, once signed in (before sign-in envelopes are limited to 1 MiB): accepted
+    // (clients inline files that large); the 5 MiB echo cannot go out on gRPC, so it
+    // becomes a clear error instead of a broken stream.
+    let signin = Envelope {
+        command: "signin".into(),
+        id: "signin".into(),
+        data: Some(pack(&SigninRequest {
+            username: ADMIN.into(),
+            password: ADMIN_PASSWORD.into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    sender.send(signin).await.unwrap();
+    assert_eq!(
+        replies.message().await.unwrap().unwrap().command,
+        "signinreply"
+    );
     let big =
         Envelope::decode(getelement(0, "big", &"x".repeat(5 * 1024 * 1024)).as_slice()).unwrap();
     sender.send(big).await.unwrap();

@@ -60,7 +60,14 @@ impl Handler<Stats> for AdminActor {
                 "version": env!("CARGO_PKG_VERSION"),
                 "uptime_seconds": uptime,
                 "draining": services.is_draining(),
-                "connections": {"open": services.connections.len(), "by_transport": by_transport},
+                "connections": {
+                    "open": services.connections.len(),
+                    "by_transport": by_transport,
+                    "admitted": services.admission.live(),
+                    "refused": services.admission.refused(),
+                    "max": services.config.limits.max_connections,
+                    "max_per_ip": services.config.limits.max_connections_per_ip,
+                },
                 "counters": {
                     "connections_opened": counters.connections_opened.load(Ordering::Relaxed),
                     "connections_closed": counters.connections_closed.load(Ordering::Relaxed),

@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use crate::auth::ResolvedUser;
 use crate::proto::Envelope;
+use crate::transports::unary_budget::UnaryPermit;
 
 /// Who a request claims to be, before the identity policy checks it.
 #[derive(Debug, Clone)]
@@ -44,6 +45,14 @@ pub struct Request {
     pub peer: Arc<str>,
     pub reply_to: ReplyTo,
     pub received: Instant,
+    /// Encoded size of the request envelope: what it costs its connection's in-flight budget.
+    pub bytes: usize,
+    /// The connection it came from (unary RPCs: one origin per client address), for
+    /// fair scheduling.
+    pub origin: u64,
+    /// Unary RPCs: the call's share of its address's budget, held until the request is
+    /// finished, even if the caller gave up waiting.
+    pub budget: Option<UnaryPermit>,
 }
 
 /// A connection's identity after a successful sign-in.
@@ -57,11 +66,16 @@ pub struct SessionUpdate {
 
 /// The end of a request: the reply (if the command has one) and, for sign-in, the
 /// connection's new identity.
-#[derive(Message)]
+#[derive(Message, Default)]
 #[rtype(result = "()")]
 pub struct Completed {
     pub reply: Option<Envelope>,
     pub session: Option<SessionUpdate>,
+    /// The request's `Request::bytes`, released from its connection's in-flight budget.
+    pub request_bytes: usize,
+    /// The request ran as a known principal (session, valid token, or guest): the
+    /// connection counts as signed in from now on and gets its full limits.
+    pub signed_in: bool,
 }
 
 /// Requests into the supervisor.

@@ -68,7 +68,10 @@ impl Supervisor {
                 };
                 let state = FamilyState {
                     handler: start_handler(&services),
-                    lanes: PriorityLanes::default(),
+                    lanes: PriorityLanes::new(
+                        services.config.limits.priority_aging,
+                        services.config.limits.max_prioritized_per_connection,
+                    ),
                     in_flight: 0,
                     limit,
                     served: 0,
@@ -153,7 +156,8 @@ impl Handler<Dispatch> for Supervisor {
             let reply = error_reply(&request.envelope.id, &err);
             request.reply_to.send(Completed {
                 reply: Some(reply),
-                session: None,
+                request_bytes: request.bytes,
+                ..Completed::default()
             });
             return;
         };
@@ -165,7 +169,8 @@ impl Handler<Dispatch> for Supervisor {
             self.start(family, command, request, ctx);
         } else {
             let priority = request.envelope.priority;
-            state.lanes.push(priority, (command, request));
+            let origin = request.origin;
+            state.lanes.push(priority, origin, (command, request));
         }
     }
 }

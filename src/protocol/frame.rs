@@ -30,6 +30,16 @@ impl FrameDecoder {
         }
     }
 
+    /// A new limit for the frames that follow (a connection's limit grows once it signs
+    /// in). A frame whose prefix was already accepted keeps the limit it was checked against.
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
     pub fn extend(&mut self, bytes: &[u8]) {
         self.buffer.extend_from_slice(bytes);
     }
@@ -58,6 +68,7 @@ impl FrameDecoder {
             });
         }
         if self.buffer.len() < LENGTH_PREFIX + size {
+            // Only now, with the length checked against the limit, room for the body.
             self.buffer
                 .reserve(LENGTH_PREFIX + size - self.buffer.len());
             return Ok(None);
@@ -126,5 +137,27 @@ mod tests {
         let mut decoder = FrameDecoder::new(10);
         decoder.extend(&0u32.to_le_bytes());
         assert_eq!(decoder.next_frame(), Err(FrameError::Empty));
+    }
+
+    #[test]
+    fn a_refused_prefix_allocates_nothing_for_its_body() {
+        let mut decoder = FrameDecoder::new(1024);
+        let before = decoder.buffer.capacity();
+        decoder.extend(&(512 * 1024 * 1024u32).to_le_bytes());
+        assert!(decoder.next_frame().is_err());
+        assert_eq!(decoder.buffer.capacity(), before);
+    }
+
+    #[test]
+    fn the_limit_can_grow() {
+        let mut decoder = FrameDecoder::new(4);
+        decoder.extend(&8u32.to_le_bytes());
+        assert!(decoder.next_frame().is_err());
+        let mut decoder = FrameDecoder::new(4);
+        decoder.set_max_frame(8);
+        let mut wire = BytesMut::new();
+        encode_frame(b"12345678", &mut wire);
+        decoder.extend(&wire);
+        assert_eq!(decoder.next_frame().unwrap().unwrap().len(), 8);
     }
 }

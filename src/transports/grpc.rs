@@ -1,7 +1,10 @@
 //! gRPC: `openiap.FlowService`. `SetupStream` is a connection like any other (without
 //! `seq` ordering); the unary RPCs are mapped onto the same commands, so they get the
 //! same authorization, limits and priority lanes. RPCs whose command the server does
-//! not serve yet keep tonic's default `UNIMPLEMENTED`.
+//! not serve yet keep tonic's default `UNIMPLEMENTED`. Each `SetupStream` counts under
+//! the connection caps; unary calls share a per-address rate and in-flight budget
+//! (`unary_budget`), so they cannot be used to bypass the stream limits. Refusals are
+//! `RESOURCE_EXHAUSTED`.
 //!
 //! Every worker thread runs its own tonic server; the accept loop hands each socket
 //! to a worker, so a connection's HTTP/2 tasks and its connection actor share one
@@ -18,7 +21,7 @@ use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::actors::connection::outbound::Sink;
-use crate::actors::connection::{ConnectionActor, Inbound};
+use crate::actors::connection::{ConnectionActor, Inbound, Start};
 use crate::actors::messages::{Dispatch, Identity, ReplyTo};
 use crate::actors::supervisor::Supervisor;
 use crate::error::OpenCoreError;
@@ -37,11 +40,15 @@ use crate::proto::{
 };
 use crate::protocol::envelope::pack;
 use crate::services::{Services, TransportKind};
+use crate::transports::admission::ConnectionPermit;
+use crate::transports::grpc_socket::AdmittedSocket;
 use crate::transports::workers::Workers;
 
 /// What a client may receive in one gRPC message (tonic's and grpcio's default limit).
 pub const MAX_SEND_MESSAGE: usize = 4 * 1024 * 1024;
-const OUTBOUND_CHANNEL: usize = 256;
+/// Envelopes between a connection's writer and tonic. Small: up to 4 MiB each, and the
+/// connection's own queue (bounded in bytes) holds the rest.
+const OUTBOUND_CHANNEL: usize = 16;
 
 /// Accepts gRPC connections and deals them out to the workers' tonic servers.
 pub async fn serve(
@@ -52,7 +59,7 @@ pub async fn serve(
 ) {
     let mut lanes = Vec::new();
     for worker in workers.handles() {
-        let (sender, receiver) = mpsc::unbounded_channel::<std::net::TcpStream>();
+        let (sender, receiver) = mpsc::unbounded_channel::<(std::net::TcpStream, ConnectionPermit)>();
         let service =
             FlowServiceServer::new(FlowServiceImpl::new(services.clone(), workers.clone()))
                 .max_decoding_message_size(services.config.limits.max_message_size)
@@ -61,8 +68,10 @@ pub async fn serve(
         worker.spawn_fn(move || {
             actix_rt::spawn(async move {
                 // Adopt each socket on this worker's reactor.
-                let incoming =
-                    UnboundedReceiverStream::new(receiver).map(tokio::net::TcpStream::from_std);
+                let incoming = UnboundedReceiverStream::new(receiver).map(|(socket, permit)| {
+                    tokio::net::TcpStream::from_std(socket)
+                        .map(|socket| AdmittedSocket::new(socket, permit))
+                });
                 let result = tonic::transport::Server::builder()
                     .add_service(service)
                     .serve_with_incoming_shutdown(incoming, async move {
@@ -81,13 +90,21 @@ pub async fn serve(
         "grpc",
         || listener.accept(),
         stop,
-        |(socket, _)| {
+        |(socket, peer): (tokio::net::TcpStream, std::net::SocketAddr)| {
+            let permit = match services.grpc_sockets.admit(Some(peer.ip())) {
+                Ok(permit) => permit,
+                Err(err) => {
+                    // No HTTP/2 yet to carry a status: the socket is just closed.
+                    tracing::warn!(%peer, %err, "refused grpc socket");
+                    return;
+                }
+            };
             // Small replies must not wait for Nagle's algorithm.
             let _ = socket.set_nodelay(true);
             let Ok(socket) = socket.into_std() else {
                 return;
             };
-            if !lanes.is_empty() && lanes[next % lanes.len()].send(socket).is_err() {
+            if !lanes.is_empty() && lanes[next % lanes.len()].send((socket, permit)).is_err() {
                 tracing::warn!("a worker's grpc server has stopped; dropped a connection");
             }
             next = next.wrapping_add(1);
@@ -112,8 +129,8 @@ impl FlowServiceImpl {
         Q: Message + Name,
         R: Message + Name + Default,
     {
-        let peer = request
-            .remote_addr()
+        let remote = request.remote_addr();
+        let peer = remote
             .map(|a| a.to_string())
             .unwrap_or_else(|| "grpc".into());
         let token = request
@@ -123,6 +140,16 @@ impl FlowServiceImpl {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
+        let bytes = request.get_ref().encoded_len();
+        let ip = remote
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+        // Held by the request until it is finished (not just until this call returns).
+        let permit = self
+            .services
+            .unary_budget
+            .admit(ip, !token.is_empty(), bytes)
+            .map_err(|err| status_for_error(&err))?;
         let identity = if token.is_empty() {
             Identity::Anonymous
         } else {
@@ -143,6 +170,9 @@ impl FlowServiceImpl {
                 peer: peer.into(),
                 reply_to: ReplyTo::Once(reply),
                 received: Instant::now(),
+                bytes,
+                origin: unary_origin(ip),
+                budget: Some(permit),
             };
             Supervisor::local(&services).do_send(Dispatch(request));
         });
@@ -166,6 +196,19 @@ impl FlowServiceImpl {
     }
 }
 
+/// Unary calls have no connection: for fair scheduling, all calls from one address
+/// count as one origin (kept apart from connection ids by the top bit).
+fn unary_origin(ip: std::net::IpAddr) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    ip.hash(&mut hasher);
+    hasher.finish() | (1 << 63)
+}
+
+fn status_for_error(err: &OpenCoreError) -> Status {
+    Status::new(OpenCoreError::grpc_code_for(err.code()), err.to_string())
+}
+
 /// Maps an error reply onto a gRPC status by its stable code.
 fn status_for(error: &ErrorResponse) -> Status {
     Status::new(
@@ -185,8 +228,16 @@ impl FlowService for FlowServiceImpl {
         if self.services.is_draining() {
             return Err(Status::unavailable("server is shutting down"));
         }
-        let peer = request
-            .remote_addr()
+        let remote = request.remote_addr();
+        let permit = self
+            .services
+            .admission
+            .admit(remote.map(|a| a.ip()))
+            .map_err(|err| {
+                tracing::warn!(%err, "refused grpc stream");
+                status_for_error(&err)
+            })?;
+        let peer = remote
             .map(|a| a.to_string())
             .unwrap_or_else(|| "grpc".into());
         let inbound = request.into_inner();
@@ -199,10 +250,14 @@ impl FlowService for FlowServiceImpl {
             });
             ConnectionActor::start(
                 services,
-                TransportKind::Grpc,
-                peer,
-                inbound,
-                Sink::Grpc(sender),
+                Start {
+                    transport: TransportKind::Grpc,
+                    peer,
+                    inbound,
+                    sink: Sink::Grpc(sender),
+                    permit,
+                    frame_limit: None,
+                },
             );
         });
         // Returning at once sends the response headers, which tonic clients wait for.

@@ -3,8 +3,10 @@
 //! It turns inbound bytes into envelopes (stream transports), restores the client's
 //! `seq` order, applies per-connection limits (size, in-flight, rate), attaches the
 //! claimed identity, and hands each request to its worker's supervisor. Replies and
-//! server pushes come back here to be numbered and queued for the writer.
+//! server pushes come back here to be numbered and queued for the writer. Its limits
+//! are those of its tier (`budget.rs`): small until it signs in.
 
+pub mod budget;
 pub mod outbound;
 pub mod reorder;
 
@@ -28,6 +30,9 @@ use crate::proto::{Envelope, PingRequest, RefreshToken};
 use crate::protocol::envelope::{error_reply, push};
 use crate::protocol::frame::FrameDecoder;
 use crate::services::{ConnectionEntry, Counters, Services, TransportKind};
+use crate::transports::admission::ConnectionPermit;
+use crate::transports::ws_guard::FrameLimit;
+use budget::Tier;
 use outbound::{Outbound, Sink};
 use reorder::SeqWindow;
 
@@ -37,6 +42,8 @@ pub enum Inbound {
     Bytes(Bytes),
     /// A whole envelope (gRPC).
     Envelope(Envelope),
+    /// The transport refused a frame announcing `size` bytes, over the connection's limit.
+    TooLarge(usize),
     /// The transport failed; the connection ends.
     Failed(String),
 }
@@ -54,51 +61,84 @@ pub struct ConnectionActor {
     decoder: FrameDecoder,
     window: Option<SeqWindow>,
     session: Option<SessionUpdate>,
+    /// The limits in force: before sign-in until a request ran as a known principal.
+    tier: Tier,
     in_flight: usize,
+    in_flight_bytes: usize,
     rate: RateLimiter,
     outbound: Outbound,
     replies: Option<Recipient<Completed>>,
+    me: Option<Addr<ConnectionActor>>,
     inbound: Option<SpawnHandle>,
     opened: Instant,
     last_inbound: Instant,
     over_limit_since: Option<Instant>,
     draining: bool,
     refreshing: bool,
+    /// Set once the connection is being closed for exceeding a limit.
+    closing: bool,
+    /// WebSocket only: the frame limit its transport enforces, raised with the tier.
+    frame_limit: Option<FrameLimit>,
+    /// This connection's slot under the connection caps; released when the actor is dropped.
+    _permit: ConnectionPermit,
+}
+
+/// How a transport starts a connection actor.
+pub struct Start<S> {
+    pub transport: TransportKind,
+    pub peer: String,
+    pub inbound: S,
+    pub sink: Sink,
+    pub permit: ConnectionPermit,
+    pub frame_limit: Option<FrameLimit>,
 }
 
 impl ConnectionActor {
     /// Starts a connection actor on the current worker thread.
-    pub fn start<S>(
-        services: Arc<Services>,
-        transport: TransportKind,
-        peer: String,
-        inbound: S,
-        sink: Sink,
-    ) -> Addr<Self>
+    pub fn start<S>(services: Arc<Services>, start: Start<S>) -> Addr<Self>
     where
         S: Stream<Item = Inbound> + 'static,
     {
+        let Start {
+            transport,
+            peer,
+            inbound,
+            sink,
+            permit,
+            frame_limit,
+        } = start;
         let limits = &services.config.limits;
+        let tier = Tier::initial(limits);
+        if let Some(frame_limit) = &frame_limit {
+            frame_limit.set(ws_frame_limit(&tier));
+        }
+        let write_timeout = limits.write_timeout;
         let actor = ConnectionActor {
             id: services.next_connection_id(),
             transport,
             peer: peer.into(),
             supervisor: Supervisor::local(&services),
-            decoder: FrameDecoder::new(limits.max_message_size),
+            decoder: FrameDecoder::new(tier.max_message_size),
             window: transport
                 .is_sequenced()
-                .then(|| SeqWindow::new(limits.seq_window)),
+                .then(|| SeqWindow::new(tier.seq_window, tier.seq_window_bytes)),
             session: None,
+            tier,
             in_flight: 0,
+            in_flight_bytes: 0,
             rate: RateLimiter::new(limits.rate_limit),
             outbound: Outbound::default(),
             replies: None,
+            me: None,
             inbound: None,
             opened: Instant::now(),
             last_inbound: Instant::now(),
             over_limit_since: None,
             draining: false,
             refreshing: false,
+            closing: false,
+            frame_limit,
+            _permit: permit,
             services,
         };
         ConnectionActor::create(move |ctx| {
@@ -107,7 +147,7 @@ impl ConnectionActor {
             let writer = actor.outbound.clone();
             let addr = ctx.address();
             actix::spawn(async move {
-                if let Err(err) = writer.run_writer(sink).await {
+                if let Err(err) = writer.run_writer(sink, write_timeout).await {
                     tracing::debug!(%err, "connection writer ended");
                     addr.do_send(Control::Close);
                 }
@@ -132,11 +172,52 @@ impl ConnectionActor {
             envelope = error_reply(&envelope.rid, &err);
             size = envelope.encoded_len();
         }
+        if self.closing {
+            return;
+        }
         let queued = self.outbound.enqueue(envelope, size);
-        if queued > self.services.config.limits.max_outbound_bytes
-            && self.over_limit_since.is_none()
-        {
+        let limit = self.tier.max_outbound_bytes;
+        if queued <= limit {
+            return;
+        }
+        // Before sign-in there is no grace; after it, the grace never lets the queue
+        // grow past twice its limit.
+        if !self.tier.signed_in || queued > limit.saturating_mul(2) {
+            return self.close_overflowing(queued);
+        }
+        if self.over_limit_since.is_none() {
             self.over_limit_since = Some(Instant::now());
+        }
+    }
+
+    /// Closes at once, dropping what is queued: the client does not read its replies.
+    fn close_overflowing(&mut self, queued: usize) {
+        tracing::warn!(connection = self.id, peer = %self.peer, queued, limit = self.tier.max_outbound_bytes,
+            signed_in = self.tier.signed_in, "closing client: outbound queue over its limit");
+        Counters::bump(&self.services.counters.slow_client_disconnects);
+        self.closing = true;
+        self.outbound.discard();
+        self.stop_self();
+    }
+
+    fn stop_self(&mut self) {
+        if let Some(addr) = &self.me {
+            addr.do_send(Control::Close);
+        }
+    }
+
+    /// The client signed in (or used a token, or acts as guest): full limits from now on.
+    fn enter_signed_in(&mut self) {
+        if self.tier.signed_in {
+            return;
+        }
+        self.tier = Tier::signed_in(&self.services.config.limits);
+        self.decoder.set_max_frame(self.tier.max_message_size);
+        if let Some(window) = self.window.as_mut() {
+            window.set_limits(self.tier.seq_window, self.tier.seq_window_bytes);
+        }
+        if let Some(frame_limit) = &self.frame_limit {
+            frame_limit.set(ws_frame_limit(&self.tier));
         }
     }
 
@@ -148,18 +229,31 @@ impl ConnectionActor {
         ctx.stop();
     }
 
+    /// An envelope (or frame) over the tier's size limit: error, then close.
+    fn too_large(&mut self, size: usize, ctx: &mut Context<Self>) {
+        let err = self.tier.too_large(&self.services.config.limits, size);
+        tracing::warn!(connection = self.id, transport = self.transport.as_str(), peer = %self.peer, %err, "closing connection");
+        Counters::bump(&self.services.counters.protocol_violations);
+        self.send(error_reply("", &err));
+        ctx.stop();
+    }
+
     fn on_bytes(&mut self, bytes: Bytes, ctx: &mut Context<Self>) {
         self.decoder.extend(&bytes);
         loop {
             match self.decoder.next_frame() {
-                Ok(Some(frame)) => match Envelope::decode(frame) {
-                    Ok(envelope) => self.on_envelope(envelope, ctx),
-                    Err(err) => return self.violation(format!("undecodable envelope: {err}"), ctx),
-                },
+                Ok(Some(frame)) => {
+                    let size = frame.len();
+                    match Envelope::decode(frame) {
+                        Ok(envelope) => self.on_envelope(envelope, size, ctx),
+                        Err(err) => {
+                            return self.violation(format!("undecodable envelope: {err}"), ctx)
+                        }
+                    }
+                }
                 Ok(None) => return,
-                Err(crate::protocol::frame::FrameError::TooLarge { size, limit }) => {
-                    let err = OpenCoreError::MessageTooLarge { size, limit };
-                    return self.violation(err.to_string(), ctx);
+                Err(crate::protocol::frame::FrameError::TooLarge { size, .. }) => {
+                    return self.too_large(size, ctx);
                 }
                 Err(err) => return self.violation(err.to_string(), ctx),
             }
@@ -169,20 +263,23 @@ impl ConnectionActor {
         }
     }
 
-    fn on_envelope(&mut self, envelope: Envelope, ctx: &mut Context<Self>) {
+    fn on_envelope(&mut self, envelope: Envelope, size: usize, ctx: &mut Context<Self>) {
         let Some(window) = self.window.as_mut() else {
-            return self.process(envelope, ctx);
+            return self.process(envelope, size, ctx);
         };
-        if let Err(err) = window.accept(envelope) {
+        if let Err(err) = window.accept(envelope, size) {
             return self.violation(err.to_string(), ctx);
         }
-        while let Some(ready) = self.window.as_mut().and_then(SeqWindow::pop_ready) {
-            self.process(ready, ctx);
+        while let Some((ready, size)) = self.window.as_mut().and_then(SeqWindow::pop_ready) {
+            self.process(ready, size, ctx);
+            if self.closing {
+                return;
+            }
         }
     }
 
     /// One envelope in client order: limits, identity, dispatch.
-    fn process(&mut self, mut envelope: Envelope, _ctx: &mut Context<Self>) {
+    fn process(&mut self, mut envelope: Envelope, size: usize, _ctx: &mut Context<Self>) {
         self.last_inbound = Instant::now();
         if envelope.command.bytes().any(|b| b.is_ascii_uppercase()) {
             envelope.command = envelope.command.to_ascii_lowercase();
@@ -200,10 +297,10 @@ impl ConnectionActor {
             Some(OpenCoreError::ShuttingDown)
         } else if !self.rate.try_acquire() {
             Some(OpenCoreError::RateLimited(limits.rate_limit))
-        } else if self.in_flight >= limits.max_in_flight {
-            Some(OpenCoreError::TooManyInFlight(limits.max_in_flight))
         } else {
-            None
+            self.tier
+                .admit_request(limits, self.in_flight, self.in_flight_bytes, size)
+                .err()
         };
         if let Some(err) = rejection {
             Counters::bump(&self.services.counters.errors);
@@ -221,12 +318,16 @@ impl ConnectionActor {
             return;
         };
         self.in_flight += 1;
+        self.in_flight_bytes += size;
         self.supervisor.do_send(Dispatch(Request {
             envelope,
             identity,
             peer: self.peer.clone(),
             reply_to: ReplyTo::Connection(replies),
             received: Instant::now(),
+            bytes: size,
+            origin: self.id,
+            budget: None,
         }));
     }
 
@@ -239,7 +340,7 @@ impl ConnectionActor {
     /// Once a second: slow clients, idle and unauthenticated connections.
     fn housekeeping(&mut self, ctx: &mut Context<Self>) {
         let limits = &self.services.config.limits;
-        if self.outbound.queued_bytes() <= limits.max_outbound_bytes {
+        if self.outbound.queued_bytes() <= self.tier.max_outbound_bytes {
             self.over_limit_since = None;
         } else if let Some(since) = self.over_limit_since {
             if since.elapsed() >= limits.slow_client_grace {
@@ -254,10 +355,12 @@ impl ConnectionActor {
             return ctx.stop();
         }
         if !limits.signin_timeout.is_zero()
-            && self.session.is_none()
+            && !self.tier.signed_in
             && self.opened.elapsed() >= limits.signin_timeout
         {
             tracing::info!(connection = self.id, peer = %self.peer, "closing connection that never signed in");
+            let err = OpenCoreError::SigninTimeout(limits.signin_timeout.as_secs());
+            self.send(error_reply("", &err));
             ctx.stop();
         }
     }
@@ -335,6 +438,7 @@ impl Actor for ConnectionActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.replies = Some(ctx.address().recipient());
+        self.me = Some(ctx.address());
         Counters::bump(&self.services.counters.connections_opened);
         self.services.connections.insert(
             self.id,
@@ -367,7 +471,15 @@ impl StreamHandler<Inbound> for ConnectionActor {
     fn handle(&mut self, item: Inbound, ctx: &mut Context<Self>) {
         match item {
             Inbound::Bytes(bytes) => self.on_bytes(bytes, ctx),
-            Inbound::Envelope(envelope) => self.on_envelope(envelope, ctx),
+            Inbound::Envelope(envelope) => {
+                // gRPC: tonic decoded it (up to --max-message-size); the tier may be smaller.
+                let size = envelope.encoded_len();
+                if size > self.tier.max_message_size {
+                    return self.too_large(size, ctx);
+                }
+                self.on_envelope(envelope, size, ctx)
+            }
+            Inbound::TooLarge(size) => self.too_large(size, ctx),
             Inbound::Failed(reason) => {
                 tracing::debug!(connection = self.id, %reason, "transport failed");
                 ctx.stop();
@@ -387,6 +499,10 @@ impl Handler<Completed> for ConnectionActor {
 
     fn handle(&mut self, completed: Completed, ctx: &mut Context<Self>) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(completed.request_bytes);
+        if completed.signed_in || completed.session.is_some() {
+            self.enter_signed_in();
+        }
         if let Some(session) = completed.session {
             self.session = Some(session);
         }
@@ -422,4 +538,9 @@ impl Handler<Control> for ConnectionActor {
             Control::Close => ctx.stop(),
         }
     }
+}
+
+/// A WebSocket frame may carry one whole envelope plus its length prefix.
+fn ws_frame_limit(tier: &Tier) -> usize {
+    tier.max_message_size.saturating_add(crate::protocol::frame::LENGTH_PREFIX)
 }

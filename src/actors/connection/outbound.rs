@@ -1,11 +1,14 @@
 //! Envelopes on their way to one client. The connection actor numbers and queues them;
 //! a writer task on the same thread drains the queue in batches into the transport.
-//! The queue's byte size is what the slow-client limit watches.
+//! The queue's byte size is what the slow-client limit watches. Every write must make
+//! progress within the write timeout, so a peer that stops reading releases its socket
+//! and buffers instead of pinning them forever.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
@@ -71,6 +74,16 @@ impl Outbound {
         self.state.borrow().queue.is_empty()
     }
 
+    /// Drops everything queued (the connection is being closed for it).
+    pub fn discard(&self) {
+        let mut state = self.state.borrow_mut();
+        state.queue.clear();
+        state.bytes = 0;
+        state.closed = true;
+        drop(state);
+        self.notify.notify_one();
+    }
+
     /// No more envelopes; the writer flushes what is queued and closes the transport.
     pub fn close(&self) {
         self.state.borrow_mut().closed = true;
@@ -90,17 +103,39 @@ impl Outbound {
         self.state.borrow().closed
     }
 
-    /// The writer loop. Ends when the queue is closed and empty, or the transport fails.
-    pub async fn run_writer(self, mut sink: Sink) -> io::Result<()> {
+    /// The writer loop. Ends when the queue is closed and empty, or the transport fails,
+    /// or one write makes no progress for `write_timeout` (zero: no timeout).
+    pub async fn run_writer(self, mut sink: Sink, write_timeout: Duration) -> io::Result<()> {
         let mut buffer = BytesMut::with_capacity(16 * 1024);
+        let deadline = Deadline(write_timeout);
         loop {
             match self.take_batch() {
-                Some(batch) => write_batch(&mut sink, batch, &mut buffer).await?,
+                Some(batch) => write_batch(&mut sink, batch, &mut buffer, deadline).await?,
                 None if self.is_closed() => break,
                 None => self.notify.notified().await,
             }
         }
-        close(sink).await
+        deadline.run(close(sink)).await
+    }
+}
+
+/// The longest one write may wait for the peer.
+#[derive(Clone, Copy)]
+struct Deadline(Duration);
+
+impl Deadline {
+    async fn run<T, E>(
+        self,
+        write: impl std::future::Future<Output = Result<T, E>>,
+    ) -> io::Result<T> {
+        let result = if self.0.is_zero() {
+            write.await
+        } else {
+            tokio::time::timeout(self.0, write)
+                .await
+                .map_err(|_| timed_out(self.0))?
+        };
+        result.map_err(|_| closed())
     }
 }
 
@@ -108,6 +143,7 @@ async fn write_batch(
     sink: &mut Sink,
     batch: Vec<Envelope>,
     buffer: &mut BytesMut,
+    deadline: Deadline,
 ) -> io::Result<()> {
     match sink {
         Sink::Stream(writer) => {
@@ -115,21 +151,32 @@ async fn write_batch(
             for envelope in &batch {
                 encode_frame(&envelope.encode_to_vec(), buffer);
             }
-            writer.write_all(buffer).await?;
-            writer.flush().await
+            drop(batch);
+            // Each write must make progress in time; a large batch to a slow but
+            // reading peer is fine.
+            let mut written = 0;
+            while written < buffer.len() {
+                let n = deadline.run(writer.write(&buffer[written..])).await?;
+                if n == 0 {
+                    return Err(closed());
+                }
+                written += n;
+            }
+            deadline.run(writer.flush()).await
         }
         Sink::WebSocket(session) => {
             for envelope in batch {
                 let body = Bytes::from(envelope.encode_to_vec());
                 let prefix = Bytes::copy_from_slice(&(body.len() as u32).to_le_bytes());
-                session.binary(prefix).await.map_err(|_| closed())?;
-                session.binary(body).await.map_err(|_| closed())?;
+                deadline.run(session.binary(prefix)).await?;
+                deadline.run(session.binary(body)).await?;
             }
             Ok(())
         }
         Sink::Grpc(sender) => {
+            // The channel is small and tonic drains it only as HTTP/2 flow control allows.
             for envelope in batch {
-                sender.send(Ok(envelope)).await.map_err(|_| closed())?;
+                deadline.run(sender.send(Ok(envelope))).await?;
             }
             Ok(())
         }
@@ -145,6 +192,13 @@ async fn close(sink: Sink) -> io::Result<()> {
             Ok(())
         }
     }
+}
+
+fn timed_out(after: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("peer accepted no data for {after:?} (write timeout)"),
+    )
 }
 
 fn closed() -> io::Error {

@@ -2,7 +2,9 @@
 //! as its own future (so slow commands do not block fast ones); a panic while handling
 //! becomes an `error` reply for that request and nothing else.
 
+use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -55,15 +57,20 @@ impl Handler<Execute> for CommandHandler {
                 identity: claimed,
                 peer,
                 reply_to,
+                bytes,
+                budget,
                 ..
             } = request;
             let request_id = envelope.id.clone();
             let command_name = envelope.command.clone();
+            let signed_in = Rc::new(Cell::new(false));
             let work = {
                 let services = services.clone();
+                let signed_in = signed_in.clone();
                 async move {
                     let user =
                         identity::resolve(&services, &claimed, &envelope.command, &peer).await?;
+                    signed_in.set(user.is_some());
                     if command.needs_user() && user.is_none() {
                         return Err(OpenCoreError::NotSignedIn);
                     }
@@ -77,8 +84,11 @@ impl Handler<Execute> for CommandHandler {
                         .await
                 }
             };
-            let completed = guarded(work, &request_id, command_name, &services).await;
+            let mut completed = guarded(work, &request_id, command_name, &services).await;
+            completed.request_bytes = bytes;
+            completed.signed_in = signed_in.get() || completed.session.is_some();
             reply_to.send(completed);
+            drop(budget);
         })
     }
 }
@@ -98,12 +108,13 @@ where
         Ok(Ok(outcome)) => Completed {
             reply: Some(outcome.reply),
             session: outcome.session,
+            ..Completed::default()
         },
         Ok(Err(err)) => {
             Counters::bump(&services.counters.errors);
             Completed {
                 reply: Some(error_reply(request_id, &err)),
-                session: None,
+                ..Completed::default()
             }
         }
         Err(_) => {
@@ -112,7 +123,7 @@ where
             let err = OpenCoreError::HandlerPanicked(command);
             Completed {
                 reply: Some(error_reply(request_id, &err)),
-                session: None,
+                ..Completed::default()
             }
         }
     }
