@@ -125,7 +125,7 @@ pub struct Limits {
     /// How long a client may stay over the outbound limit before it is disconnected.
     #[arg(long, env = "OPENCORE_SLOW_CLIENT_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub slow_client_grace: Duration,
-    // --- Memory bounds per connection and per server (issue 7, limits) ---
+    // --- Memory bounds per connection and per server ---
     /// Bytes of out-of-order envelopes a stream connection may hold while waiting for a missing seq.
     #[arg(long, env = "OPENCORE_SEQ_WINDOW_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub seq_window_bytes: usize,
@@ -189,12 +189,14 @@ pub struct Limits {
     /// Most documents one `query` returns (`top` is clamped to it; `top` 0 means 500).
     #[arg(long, env = "OPENCORE_MAX_QUERY_RESULTS", default_value_t = 10_000)]
     pub max_query_results: usize,
-    /// Megabytes of documents one aggregation may read from the embedded store (its
-    /// input and `$lookup`/`$unionWith` collections); past it, the aggregation fails
-    /// with "Query size exceeded N mb". 0 = unlimited. MongoDB enforces its own limits.
+    /// Megabytes one aggregation may hold at any moment: documents read (input and
+    /// `$lookup`/`$unionWith` collections), what each stage produces, `$group` and
+    /// `$lookup` state and values built by expressions; past it, the aggregation fails
+    /// with "Query size exceeded N mb". Also caps results collected from MongoDB.
+    /// 0 = unlimited.
     #[arg(long, env = "OPENCORE_MAX_AGGREGATE_MB", default_value_t = 256)]
     pub max_aggregate_mb: u64,
-    // Store memory bounds per request (issue 7, store part).
+    // Store memory bounds per request.
     /// Megabytes of documents a sort that no index provides may hold (the best
     /// skip + top of a `query`, every match without a limit); past it the request fails
     /// with error 2040. 0 = unlimited. MongoDB: `allowDiskUse` is off, its own limit applies.
