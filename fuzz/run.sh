@@ -4,7 +4,8 @@
 # Targets: frame_envelope json_bson filter_match update_apply projection aggregate.
 # Findings land in fuzz/out/<target>/default/{crashes,hangs}; a second run resumes.
 # Environment: FUZZ_NICE (default 19), FUZZ_MEM_MB (default 1024), FUZZ_TIMEOUT_MS
-# (default 2000), FUZZ_MAX_LEN (default 1048576, AFL++'s own maximum).
+# (default 2000), FUZZ_MAX_LEN (default 1048576, AFL++'s own maximum), FUZZ_NO_BUILD=1
+# (fuzz the binary already built).
 set -euo pipefail
 
 target=${1:?usage: fuzz/run.sh <target> <seconds>}
@@ -17,7 +18,9 @@ if ! command -v cargo-afl >/dev/null; then
 fi
 [ -d "corpus/$target" ] || { echo "no target $target (see fuzz/README.md)" >&2; exit 2; }
 
-cargo afl build --release --locked --bin "$target"
+if [ -z "${FUZZ_NO_BUILD:-}" ]; then
+    cargo afl build --release --locked --bin "$target"
+fi
 
 out="out/$target"
 mkdir -p "$out"

@@ -1497,10 +1497,21 @@ fn eval_nary(o: Op, args: &[Expr], root: &Document, vars: &Vars) -> Result<V> {
             )))
         }
         Op::Range => {
-            let start = int_arg(&vals[0], "$range requires a numeric starting value")?;
-            let end = int_arg(&vals[1], "$range requires a numeric ending value")?;
+            // MongoDB takes 32-bit bounds and step; with them `i += step` below stays
+            // far inside i64 (a 64-bit start near i64::MAX overflowed it).
+            let start = int32_arg(
+                &vals[0],
+                "$range requires a starting value that can be represented as a 32-bit integer",
+            )?;
+            let end = int32_arg(
+                &vals[1],
+                "$range requires an ending value that can be represented as a 32-bit integer",
+            )?;
             let step = if vals.len() == 3 {
-                int_arg(&vals[2], "$range requires a numeric step value")?
+                int32_arg(
+                    &vals[2],
+                    "$range requires a step value that can be represented as a 32-bit integer",
+                )?
             } else {
                 1
             };
@@ -1709,6 +1720,15 @@ fn int_arg(v: &V, msg: &str) -> Result<i64> {
             .as_exact_i64()
             .ok_or_else(|| EngineError::expr(msg.to_string())),
         None => Err(EngineError::expr(format!("{msg}, found: {}", type_of(v)))),
+    }
+}
+
+/// An integral argument that fits 32 bits, widened to i64.
+fn int32_arg(v: &V, msg: &str) -> Result<i64> {
+    let n = int_arg(v, msg)?;
+    match i32::try_from(n) {
+        Ok(_) => Ok(n),
+        Err(_) => Err(EngineError::expr(format!("{msg}, found value: {n}"))),
     }
 }
 

@@ -274,3 +274,30 @@ fn bad_pipelines_error_instead_of_panicking() {
         );
     }
 }
+
+/// Found by fuzzing (fuzz/regressions/aggregate/): a 64-bit `$range` start near
+/// i64::MAX overflowed the loop counter (a panic with overflow checks, a wrap-around
+/// and a 16M-element array without). Bounds and step must fit 32 bits, as in MongoDB.
+#[test]
+fn range_takes_32_bit_bounds_only() {
+    let huge = eval(
+        bson!({"$range": [9223372036854775806i64, 9223372036854775807i64, 5]}),
+        doc! {},
+    );
+    assert!(huge.unwrap_err().to_string().contains("32-bit integer"));
+    for args in [
+        bson!([0, 5_000_000_000i64]),
+        bson!([0, 10, 5_000_000_000i64]),
+        bson!([-5_000_000_000i64, 0]),
+    ] {
+        assert!(eval(bson!({"$range": args}), doc! {}).is_err());
+    }
+    assert_eq!(
+        eval(bson!({"$range": [2147483640, 2147483647, 5]}), doc! {}).unwrap(),
+        Some(bson!([2147483640, 2147483645]))
+    );
+    assert_eq!(
+        eval(bson!({"$range": [0, 10i64, 3.0]}), doc! {}).unwrap(),
+        Some(bson!([0, 3, 6, 9]))
+    );
+}
