@@ -1467,13 +1467,15 @@ fn eval_nary(o: Op, args: &[Expr], root: &Document, vars: &Vars) -> Result<V> {
                     type_of(&vals[0])
                 )));
             };
-            let n1 = int_arg(
+            // 32-bit, as in MongoDB: `-n1` below overflowed for i64::MIN, and the
+            // wrapped count then sliced out of bounds.
+            let n1 = int32_arg(
                 &vals[1],
                 "Second argument to $slice must be a numeric value",
             )?;
             let len = a.len() as i64;
             let (start, count) = if vals.len() == 3 {
-                let n2 = int_arg(&vals[2], "Third argument to $slice must be numeric")?;
+                let n2 = int32_arg(&vals[2], "Third argument to $slice must be numeric")?;
                 if n2 <= 0 {
                     return Err(EngineError::expr(format!(
                         "Third argument to $slice must be positive: {n2}"

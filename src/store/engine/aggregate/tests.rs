@@ -301,3 +301,30 @@ fn range_takes_32_bit_bounds_only() {
         Some(bson!([0, 3, 6, 9]))
     );
 }
+
+/// Found by fuzzing (fuzz/regressions/aggregate/): `{$slice: [arr, i64::MIN]}`
+/// negated i64::MIN (a panic with overflow checks; without, the wrapped count sliced
+/// out of bounds and panicked anyway). The count and start must fit 32 bits.
+#[test]
+fn slice_expression_takes_32_bit_arguments_only() {
+    let arr = doc! {"c": [1, 2, 3]};
+    for args in [
+        bson!(["$c", i64::MIN]),
+        bson!(["$c", i64::MIN, i64::MAX]),
+        bson!(["$c", 0, 5_000_000_000i64]),
+    ] {
+        assert!(eval(bson!({"$slice": args}), arr.clone()).is_err());
+    }
+    assert_eq!(
+        eval(bson!({"$slice": ["$c", i32::MIN]}), arr.clone()).unwrap(),
+        Some(bson!([1, 2, 3]))
+    );
+    assert_eq!(
+        eval(bson!({"$slice": ["$c", -2]}), arr.clone()).unwrap(),
+        Some(bson!([2, 3]))
+    );
+    assert_eq!(
+        eval(bson!({"$slice": ["$c", 1, i32::MAX]}), arr).unwrap(),
+        Some(bson!([2, 3]))
+    );
+}
