@@ -1520,11 +1520,17 @@ fn eval_nary(o: Op, args: &[Expr], root: &Document, vars: &Vars) -> Result<V> {
             if step == 0 {
                 return Err(EngineError::expr("$range requires a non-zero step value"));
             }
+            // MongoDB's 100 MiB limit on the array, counted in our own element size: a
+            // 16M-element cap let one `{$expr: {$range: [0, 2e9]}}` take 1.8 GB per
+            // document evaluated.
+            let max_elements = RANGE_MEMORY_LIMIT / std::mem::size_of::<Bson>();
             let mut out = Vec::new();
             let mut i = start;
             while (step > 0 && i < end) || (step < 0 && i > end) {
-                if out.len() >= 1 << 24 {
-                    return Err(EngineError::expr("$range would produce too many elements"));
+                if out.len() >= max_elements {
+                    return Err(EngineError::expr(format!(
+                        "$range would use too much memory and cannot spill to disk. Memory limit: {RANGE_MEMORY_LIMIT} bytes"
+                    )));
                 }
                 out.push(Bson::Int32(i as i32));
                 i += step;
@@ -1724,6 +1730,9 @@ fn int_arg(v: &V, msg: &str) -> Result<i64> {
         None => Err(EngineError::expr(format!("{msg}, found: {}", type_of(v)))),
     }
 }
+
+/// The most memory one `$range` result may take (MongoDB's limit).
+const RANGE_MEMORY_LIMIT: usize = 100 << 20;
 
 /// An integral argument that fits 32 bits, widened to i64.
 fn int32_arg(v: &V, msg: &str) -> Result<i64> {

@@ -328,3 +328,14 @@ fn slice_expression_takes_32_bit_arguments_only() {
         Some(bson!([2, 3]))
     );
 }
+
+/// Found by fuzzing (fuzz/regressions/filter_match/): `{$expr: {$range: [0, 2e9]}}`
+/// built a 16M-element array (1.8 GB) for every document it was evaluated on. The
+/// array is now capped at MongoDB's 100 MiB.
+#[test]
+fn range_is_bounded_in_memory() {
+    let err = eval(bson!({"$range": [0, 2_000_000_000]}), doc! {}).unwrap_err();
+    assert!(err.to_string().contains("Memory limit: 104857600 bytes"), "{err}");
+    let within = eval(bson!({"$size": {"$range": [0, 100_000]}}), doc! {}).unwrap();
+    assert_eq!(within, Some(Bson::Int32(100_000)));
+}
