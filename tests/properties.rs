@@ -522,3 +522,14 @@ fn seed_corpus_replays_cleanly() {
 fn fuzzer_crashes_stay_fixed() {
     replay("regressions");
 }
+
+/// Findings left to other parts of issue 7 (see fuzz/README.md): 20,000-segment paths
+/// that overflow the stack (path-segment cap, helper B) and nested `$lookup` pipelines
+/// whose output grows exponentially (`--max-aggregate-mb` on what stages produce). A
+/// stack overflow aborts the whole test binary, so this runs only on demand:
+/// `cargo test --test properties -- --ignored` once those fixes are merged.
+#[test]
+#[ignore = "needs the path-segment cap and the aggregate output budget of issue 7"]
+fn pending_findings_are_fixed() {
+    replay("pending");
+}
