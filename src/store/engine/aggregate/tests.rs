@@ -335,7 +335,10 @@ fn slice_expression_takes_32_bit_arguments_only() {
 #[test]
 fn range_is_bounded_in_memory() {
     let err = eval(bson!({"$range": [0, 2_000_000_000]}), doc! {}).unwrap_err();
-    assert!(err.to_string().contains("Memory limit: 104857600 bytes"), "{err}");
+    assert!(
+        err.to_string().contains("Memory limit: 104857600 bytes"),
+        "{err}"
+    );
     let within = eval(bson!({"$size": {"$range": [0, 100_000]}}), doc! {}).unwrap();
     assert_eq!(within, Some(Bson::Int32(100_000)));
 }
