@@ -14,8 +14,11 @@ pub mod json_bson;
 pub mod projection;
 pub mod update_apply;
 
+/// A target's entry point: arbitrary bytes in, a panic on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name of its corpus directory and binary.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("frame_envelope", frame_envelope::run),
     ("json_bson", json_bson::run),
     ("filter_match", filter_match::run),

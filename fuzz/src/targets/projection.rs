@@ -50,14 +50,13 @@ pub fn check(spec: &Document, query: &Document, sort: Option<&Document>, documen
             }
         }
     }
-    for stage in [
+    let stages = [
         Projection::parse_project_stage(spec),
         Projection::parse_add_fields(spec),
-    ] {
-        if let Ok(projection) = stage {
-            for document in documents {
-                let _ = projection.apply(document, None);
-            }
+    ];
+    for projection in stages.iter().flatten() {
+        for document in documents {
+            let _ = projection.apply(document, None);
         }
     }
     for (skip, limit) in [(0, 0), (1, 2)] {
