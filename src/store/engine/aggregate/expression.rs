@@ -1553,13 +1553,15 @@ fn eval_nary(o: Op, args: &[Expr], root: &Document, vars: &Vars) -> Result<V> {
                     type_of(&vals[0])
                 )));
             };
-            let n1 = int_arg(
+            // 32-bit, as in MongoDB: `-n1` below overflowed for i64::MIN, and the
+            // wrapped count then sliced out of bounds.
+            let n1 = int32_arg(
                 &vals[1],
                 "Second argument to $slice must be a numeric value",
             )?;
             let len = a.len() as i64;
             let (start, count) = if vals.len() == 3 {
-                let n2 = int_arg(&vals[2], "Third argument to $slice must be numeric")?;
+                let n2 = int32_arg(&vals[2], "Third argument to $slice must be numeric")?;
                 if n2 <= 0 {
                     return Err(EngineError::expr(format!(
                         "Third argument to $slice must be positive: {n2}"
@@ -1583,10 +1585,21 @@ fn eval_nary(o: Op, args: &[Expr], root: &Document, vars: &Vars) -> Result<V> {
             )))
         }
         Op::Range => {
-            let start = int_arg(&vals[0], "$range requires a numeric starting value")?;
-            let end = int_arg(&vals[1], "$range requires a numeric ending value")?;
+            // MongoDB takes 32-bit bounds and step; with them `i += step` below stays
+            // far inside i64 (a 64-bit start near i64::MAX overflowed it).
+            let start = int32_arg(
+                &vals[0],
+                "$range requires a starting value that can be represented as a 32-bit integer",
+            )?;
+            let end = int32_arg(
+                &vals[1],
+                "$range requires an ending value that can be represented as a 32-bit integer",
+            )?;
             let step = if vals.len() == 3 {
-                int_arg(&vals[2], "$range requires a numeric step value")?
+                int32_arg(
+                    &vals[2],
+                    "$range requires a step value that can be represented as a 32-bit integer",
+                )?
             } else {
                 1
             };
@@ -1603,9 +1616,6 @@ fn eval_nary(o: Op, args: &[Expr], root: &Document, vars: &Vars) -> Result<V> {
             let mut out = Vec::with_capacity(count as usize);
             let mut i = start;
             while (step > 0 && i < end) || (step < 0 && i > end) {
-                if out.len() >= 1 << 24 {
-                    return Err(EngineError::expr("$range would produce too many elements"));
-                }
                 out.push(Bson::Int32(i as i32));
                 i = match i.checked_add(step) {
                     Some(next) => next,
@@ -1805,6 +1815,16 @@ fn int_arg(v: &V, msg: &str) -> Result<i64> {
             .as_exact_i64()
             .ok_or_else(|| EngineError::expr(msg.to_string())),
         None => Err(EngineError::expr(format!("{msg}, found: {}", type_of(v)))),
+    }
+}
+
+
+/// An integral argument that fits 32 bits, widened to i64.
+fn int32_arg(v: &V, msg: &str) -> Result<i64> {
+    let n = int_arg(v, msg)?;
+    match i32::try_from(n) {
+        Ok(_) => Ok(n),
+        Err(_) => Err(EngineError::expr(format!("{msg}, found value: {n}"))),
     }
 }
 

@@ -274,3 +274,69 @@ fn bad_pipelines_error_instead_of_panicking() {
         );
     }
 }
+
+/// Found by fuzzing (fuzz/regressions/aggregate/): a 64-bit `$range` start near
+/// i64::MAX overflowed the loop counter (a panic with overflow checks, a wrap-around
+/// and a 16M-element array without). Bounds and step must fit 32 bits, as in MongoDB.
+#[test]
+fn range_takes_32_bit_bounds_only() {
+    let huge = eval(
+        bson!({"$range": [9223372036854775806i64, 9223372036854775807i64, 5]}),
+        doc! {},
+    );
+    assert!(huge.unwrap_err().to_string().contains("32-bit integer"));
+    for args in [
+        bson!([0, 5_000_000_000i64]),
+        bson!([0, 10, 5_000_000_000i64]),
+        bson!([-5_000_000_000i64, 0]),
+    ] {
+        assert!(eval(bson!({"$range": args}), doc! {}).is_err());
+    }
+    assert_eq!(
+        eval(bson!({"$range": [2147483640, 2147483647, 5]}), doc! {}).unwrap(),
+        Some(bson!([2147483640, 2147483645]))
+    );
+    assert_eq!(
+        eval(bson!({"$range": [0, 10i64, 3.0]}), doc! {}).unwrap(),
+        Some(bson!([0, 3, 6, 9]))
+    );
+}
+
+/// Found by fuzzing (fuzz/regressions/aggregate/): `{$slice: [arr, i64::MIN]}`
+/// negated i64::MIN (a panic with overflow checks; without, the wrapped count sliced
+/// out of bounds and panicked anyway). The count and start must fit 32 bits.
+#[test]
+fn slice_expression_takes_32_bit_arguments_only() {
+    let arr = doc! {"c": [1, 2, 3]};
+    for args in [
+        bson!(["$c", i64::MIN]),
+        bson!(["$c", i64::MIN, i64::MAX]),
+        bson!(["$c", 0, 5_000_000_000i64]),
+    ] {
+        assert!(eval(bson!({"$slice": args}), arr.clone()).is_err());
+    }
+    assert_eq!(
+        eval(bson!({"$slice": ["$c", i32::MIN]}), arr.clone()).unwrap(),
+        Some(bson!([1, 2, 3]))
+    );
+    assert_eq!(
+        eval(bson!({"$slice": ["$c", -2]}), arr.clone()).unwrap(),
+        Some(bson!([2, 3]))
+    );
+    assert_eq!(
+        eval(bson!({"$slice": ["$c", 1, i32::MAX]}), arr).unwrap(),
+        Some(bson!([2, 3]))
+    );
+}
+
+/// Found by fuzzing (fuzz/regressions/filter_match/): `{$expr: {$range: [0, 2e9]}}`
+/// built a 16M-element array (1.8 GB) for every document it was evaluated on. The
+/// array is now capped at MongoDB's 100 MiB.
+#[test]
+fn range_is_bounded_in_memory() {
+    let err = eval(bson!({"$range": [0, 2_000_000_000]}), doc! {}).unwrap_err();
+    // Refused before anything is allocated: the element count is known up front.
+    assert!(err.to_string().contains("MAX_VALUE_BYTES"), "{err}");
+    let within = eval(bson!({"$size": {"$range": [0, 100_000]}}), doc! {}).unwrap();
+    assert_eq!(within, Some(Bson::Int32(100_000)));
+}
