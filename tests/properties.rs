@@ -523,13 +523,10 @@ fn fuzzer_crashes_stay_fixed() {
     replay("regressions");
 }
 
-/// Findings left to other parts of issue 7 (see fuzz/README.md): 20,000-segment paths
-/// that overflow the stack (path-segment cap, helper B) and nested `$lookup` pipelines
-/// whose output grows exponentially (`--max-aggregate-mb` on what stages produce). A
-/// stack overflow aborts the whole test binary, so this runs only on demand:
-/// `cargo test --test properties -- --ignored` once those fixes are merged.
+/// Inputs whose values grow exponentially (nested `$lookup`, `$reduce` and `$let`
+/// doubling): the engine's value-size cap and the aggregation byte budget refuse them
+/// before they hold more than a few MiB.
 #[test]
-#[ignore = "needs the path-segment cap and the aggregate output budget of issue 7"]
-fn pending_findings_are_fixed() {
-    replay("pending");
+fn memory_growth_inputs_are_refused() {
+    replay("memory-growth");
 }

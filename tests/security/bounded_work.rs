@@ -139,7 +139,7 @@ async fn reduce_that_builds_a_deep_value_is_refused() {
     let mut user = plain_user(&server, "bw-reduce").await;
     insert_one(&mut user, COLLECTION, json!({"a": 1})).await.unwrap();
     let pipeline = json!([{"$project": {"deep": {"$reduce": {
-        "input": {"$range": [0, 200000]}, "initialValue": [], "in": ["$$value"]
+        "input": {"$range": [0, 100000]}, "initialValue": [], "in": ["$$value"]
     }}}}]);
     let reply = raw_aggregate(&mut user, COLLECTION, pipeline).await;
     assert_eq!(error_code(&reply), Some(2021), "{:?}", error_message(&reply));
@@ -165,9 +165,35 @@ async fn huge_range_is_refused_before_allocating() {
     still_serving(&server, "bw-range").await;
 }
 
-/// 300 documents of ~1 KiB: 300 KiB read, well under a 1 MB budget.
+/// A 1.5 KB `query` whose `$expr` chains 40 `$let`s, each binding an array of two copies
+/// of the previous variable: before the fix every scope deep-copied all the variables
+/// in it and array slots were counted at a sixth of their size, so one request took
+/// about 1 GB of memory (found by the fuzzer, `fuzz/memory-growth/`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn let_chains_that_double_their_values_are_refused() {
+    let server = start_server(|_| {});
+    let mut user = plain_user(&server, "bw-let").await;
+    insert_one(&mut user, COLLECTION, json!({"c": "x".repeat(64)}))
+        .await
+        .unwrap();
+    let mut body = json!({"$size": "$$v39"});
+    for level in (0..40).rev() {
+        let previous = if level == 0 {
+            "$c".to_string()
+        } else {
+            format!("$$v{}", level - 1)
+        };
+        body = json!({"$let": {"vars": {format!("v{level}"): [previous.clone(), previous]}, "in": body}});
+    }
+    let reply = raw_query(&mut user, json!({"$expr": {"$gt": [body, 0]}}), json!({})).await;
+    assert_eq!(error_code(&reply), Some(2024), "{:?} {:?}", error_message(&reply), reply);
+    still_serving(&server, "bw-let").await;
+}
+
+/// 120 documents of ~1 KiB (about 0.5 MB as held in memory, metadata and ACL included):
+/// under a 1 MB budget.
 async fn seed_kilobyte_documents(client: &mut RawClient, collection: &str) {
-    let items: Vec<Value> = (0..300)
+    let items: Vec<Value> = (0..120)
         .map(|i| json!({"n": i, "pad": "x".repeat(1000)}))
         .collect();
     insert_many(client, collection, Value::Array(items), true)
@@ -180,7 +206,7 @@ async fn group_push_beyond_the_aggregate_budget_is_refused() {
     let server = start_server(|config| config.limits.max_aggregate_mb = 1);
     let mut user = plain_user(&server, "bw-group").await;
     seed_kilobyte_documents(&mut user, COLLECTION).await;
-    // Each $push holds a copy of every document: 8 x 300 KiB produced from 300 KiB read.
+    // Each $push holds a copy of every document: 8 copies of what was read.
     let mut group = serde_json::Map::new();
     group.insert("_id".into(), Value::Null);
     for i in 0..8 {
@@ -192,7 +218,7 @@ async fn group_push_beyond_the_aggregate_budget_is_refused() {
     assert!(error_message(&reply).unwrap().contains("1 mb"));
     // A small aggregation on the same server still runs.
     let ok = aggregate(&mut user, COLLECTION, json!([{"$count": "n"}])).await;
-    assert_eq!(ok.unwrap(), vec![json!({"n": 300})]);
+    assert_eq!(ok.unwrap(), vec![json!({"n": 120})]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +226,7 @@ async fn lookup_blow_up_is_refused() {
     let server = start_server(|config| config.limits.max_aggregate_mb = 1);
     let mut user = plain_user(&server, "bw-lookup").await;
     seed_kilobyte_documents(&mut user, COLLECTION).await;
-    // Every document joins every document: 300 x 300 KiB held, a tiny reply.
+    // Every document joins every document: 120 x 120 documents held, a tiny reply.
     let pipeline = json!([
         {"$lookup": {"from": COLLECTION, "pipeline": [], "as": "all"}},
         {"$project": {"k": {"$size": "$all"}}}
@@ -215,7 +241,7 @@ async fn sort_beyond_the_aggregate_budget_is_refused() {
     let server = start_server(|config| config.limits.max_aggregate_mb = 1);
     let mut user = plain_user(&server, "bw-sort").await;
     seed_kilobyte_documents(&mut user, COLLECTION).await;
-    // $unwind fans 300 documents out to 2,400 before an in-memory sort.
+    // $unwind fans 120 documents out to 960 before an in-memory sort.
     let pipeline = json!([
         {"$addFields": {"k": [1, 2, 3, 4, 5, 6, 7, 8]}},
         {"$unwind": "$k"},

@@ -18,6 +18,9 @@ use opencore::store::engine::Pipeline;
 const DEFAULT_LIMIT: i32 = 500;
 
 /// Line 0: the pipeline. Lines 1..: extra documents.
+/// The aggregation byte budget the target runs under, in megabytes.
+const AGGREGATE_BUDGET_MB: u64 = 16;
+
 pub fn run(data: &[u8]) {
     let lines = super::input::lines(data);
     let Some(text) = lines.first() else {
@@ -68,7 +71,9 @@ pub fn check(stages: Vec<Document>, has_limit: bool, documents: &[Document]) {
         .iter()
         .map(|name| (name.clone(), documents.to_vec()))
         .collect();
-    if let Ok(results) = pipeline.run(documents.to_vec(), &sources) {
+    // Under a byte budget, as the server runs every aggregation (`--max-aggregate-mb`;
+    // small here so that inputs whose output grows exponentially fail fast).
+    if let Ok(results) = pipeline.run_with_budget(documents.to_vec(), &sources, AGGREGATE_BUDGET_MB) {
         if !has_limit {
             assert!(
                 results.len() <= DEFAULT_LIMIT as usize,

@@ -609,7 +609,9 @@ where
             return Ok(true);
         }
         let doc = decode_raw(raw)?;
-        if match_all || filter.matches(&doc) {
+        // An expression that fails (or exceeds a limit) fails the read, as in MongoDB,
+        // instead of quietly not matching.
+        if match_all || filter.try_matches(&doc)? {
             examined.bytes += bytes.len() as u64;
             if examined.bytes > budget.bytes {
                 return Err(StoreError::TooLarge {

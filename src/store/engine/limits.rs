@@ -109,8 +109,10 @@ pub struct Size {
     pub depth: usize,
 }
 
-/// Fixed cost of one value slot (a `Bson` plus its key or vector cell).
-const SLOT_BYTES: u64 = 16;
+/// Fixed cost of one value slot: the `Bson` itself plus its key's `String` or its
+/// map bucket. Counting the real slot size keeps arrays of small values (which
+/// cost their slot, not their payload) from being undercounted several times over.
+pub const SLOT_BYTES: u64 = std::mem::size_of::<Bson>() as u64 + 16;
 
 /// Measures a value without recursion (an explicit stack), so it is safe on
 /// values of any depth: the one place a too-deep value can be detected.

@@ -298,7 +298,11 @@ fn stages_are_charged_for_what_they_produce() {
 #[test]
 fn sorts_name_the_limit_when_their_working_set_does_not_fit() {
     // Small documents: the sort keys are a large share of what is held.
-    let input: Vec<Document> = (0..20_000).map(|i| doc! {"a": i}).collect();
+    // As many as fit in 90% of the 1 MiB budget, so the input itself fits and the
+    // sort's keys are what overflows.
+    let per_doc = crate::store::engine::limits::measure_doc(&doc! {"a": 0}).bytes;
+    let count = (1024 * 1024 * 9 / 10 / per_doc) as i32;
+    let input: Vec<Document> = (0..count).map(|i| doc! {"a": i}).collect();
     let err = run(
         vec![doc! {"$sort": {"a": 1, "b": 1, "c": 1}}],
         input.clone(),
@@ -322,7 +326,7 @@ fn sorts_name_the_limit_when_their_working_set_does_not_fit() {
         1,
     )
     .unwrap();
-    assert_eq!(top[0].get_i32("a").unwrap(), 19_999);
+    assert_eq!(top[0].get_i32("a").unwrap(), count - 1);
 }
 
 /// Specs as deep as the JSON parser lets through parse on a 2 MiB thread

@@ -5,6 +5,7 @@
 //! `$eq: ["$nope", null]` is false).
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use bson::{Bson, Document};
 
@@ -13,12 +14,10 @@ use crate::store::engine::compare::{
     compare_bson, f64_to_decimal, fmt_bson, num_add, num_mul, truthy, type_name, Num,
 };
 use crate::store::engine::error::EngineError;
-use crate::store::engine::limits::measure;
+use crate::store::engine::limits::{measure, SLOT_BYTES as SLOT};
 use crate::store::engine::path::get_expr_path_value;
 use crate::store::engine::Result;
 
-/// Bytes of one array slot in [`measure`]'s accounting.
-const SLOT: u64 = 16;
 
 /// Collects the values an expression builds into one array or object,
 /// refusing as soon as their total passes the budget (each element was
@@ -36,10 +35,18 @@ impl Building {
 }
 
 /// User variables in scope (`$$name`), innermost last.
+///
+/// Values are shared (`Arc`), so opening a scope (`$let`, `$map`, `$filter`,
+/// `$reduce`) copies handles, not values: a chain of `$let`s that each double
+/// the previous variable would otherwise hold every value once per level. The
+/// bytes bound in one scope chain are counted and capped like one built value
+/// ([`check_new_value`]), so variables cannot pile up past that cap either.
 #[derive(Debug, Clone, Default)]
 pub struct Vars {
     /// `None` = bound to "missing" (e.g. `let: {x: "$nope"}`).
-    entries: Vec<(String, Option<Bson>)>,
+    entries: Vec<(String, Option<Arc<Bson>>)>,
+    /// Measured bytes of the values bound in this chain of scopes.
+    held: u64,
 }
 
 impl Vars {
@@ -53,17 +60,25 @@ impl Vars {
             .iter()
             .rev()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_ref())
+            .map(|(_, v)| v.as_deref())
     }
 
-    pub fn with(&self, name: &str, value: Bson) -> Vars {
+    /// A child scope with `name` bound to `value`.
+    pub fn with(&self, name: &str, value: Bson) -> Result<Vars> {
         let mut v = self.clone();
-        v.entries.push((name.to_string(), Some(value)));
-        v
+        v.push(name, Some(value))?;
+        Ok(v)
     }
 
-    pub fn push(&mut self, name: &str, value: Option<Bson>) {
-        self.entries.push((name.to_string(), value));
+    /// Binds `name` in this scope; refused when the scope chain would hold more
+    /// than one built value may.
+    pub fn push(&mut self, name: &str, value: Option<Bson>) -> Result<()> {
+        if let Some(value) = &value {
+            self.held = self.held.saturating_add(measure(value).bytes);
+            check_new_value(self.held)?;
+        }
+        self.entries.push((name.to_string(), value.map(Arc::new)));
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -845,10 +860,10 @@ fn eval_op(node: &OpNode, root: &Document, vars: &Vars) -> Result<V> {
                 if out.len() >= lim {
                     break;
                 }
-                let scope = vars.with(var, el);
+                let scope = vars.with(var, el)?;
                 if truthy(eval(cond, root, &scope)?.as_ref()) {
                     if let Some((_, Some(v))) = scope.entries.into_iter().last() {
-                        out.push(v);
+                        out.push(Arc::unwrap_or_clone(v));
                     }
                 }
             }
@@ -868,7 +883,7 @@ fn eval_op(node: &OpNode, root: &Document, vars: &Vars) -> Result<V> {
             let mut out = Vec::with_capacity(arr.len());
             let mut size = Building::default();
             for el in arr {
-                let scope = vars.with(var, el);
+                let scope = vars.with(var, el)?;
                 let v = eval(body, root, &scope)?.unwrap_or(Bson::Null);
                 size.add(&v)?;
                 out.push(v);
@@ -892,7 +907,7 @@ fn eval_op(node: &OpNode, root: &Document, vars: &Vars) -> Result<V> {
             };
             let mut acc = eval(initial, root, vars)?.unwrap_or(Bson::Null);
             for el in arr {
-                let scope = vars.with("value", acc).with("this", el);
+                let scope = vars.with("value", acc)?.with("this", el)?;
                 acc = eval(body, root, &scope)?.unwrap_or(Bson::Null);
                 // The only loop that feeds a value back into itself: bound
                 // its depth and size every round, before it can grow on.
@@ -906,7 +921,7 @@ fn eval_op(node: &OpNode, root: &Document, vars: &Vars) -> Result<V> {
             let mut scope = vars.clone();
             for (k, ve) in defs {
                 let v = eval(ve, root, vars)?;
-                scope.push(k, v);
+                scope.push(k, v)?;
             }
             eval(body, root, &scope)
         }

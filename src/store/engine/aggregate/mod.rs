@@ -972,7 +972,7 @@ fn run_lookup(
                 let mut scope = vars.clone();
                 for (name, e) in &l.lets {
                     let v = e.eval(&d, vars)?;
-                    scope.push(name, v);
+                    scope.push(name, v)?;
                 }
                 let joined = p.run_held(candidates, foreign, &scope)?;
                 // Charged again below as part of the output document.
