@@ -22,7 +22,9 @@ pub async fn insert(scope: &Scope, items: Vec<Document>) -> Result<Vec<Document>
     let mut documents = Vec::with_capacity(items.len());
     let mut acls: Vec<Vec<Ace>> = Vec::with_capacity(items.len());
     let mut known: Vec<(String, String)> = Vec::new();
+    let mut chosen_ids: Vec<bool> = Vec::with_capacity(items.len());
     for item in items {
+        chosen_ids.push(metadata::has_id(&item));
         let (document, acl, extras) = prepare(scope, item, now).await?;
         known.extend(extras.iter().map(|e| (e.id.clone(), e.name.clone())));
         documents.push(document);
@@ -35,7 +37,14 @@ pub async fn insert(scope: &Scope, items: Vec<Document>) -> Result<Vec<Document>
     for (document, acl) in documents.iter_mut().zip(&acls) {
         set_acl(document, scope.location(), acl);
     }
-    let _claimed = id_forms::claim(scope, &documents).await?;
+    // Generated ids are unpredictable (`metadata::new_id`): only chosen ones can have
+    // a twin stored in the other form.
+    let chosen: Vec<&Document> = documents
+        .iter()
+        .zip(&chosen_ids)
+        .filter_map(|(document, chosen)| chosen.then_some(document))
+        .collect();
+    let _claimed = id_forms::claim(scope, &chosen).await?;
     scope
         .store()
         .insert_many(&scope.collection, documents.clone())

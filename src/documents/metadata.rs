@@ -18,8 +18,24 @@ use crate::auth::ResolvedUser;
 pub const CREATED_FIELDS: [&str; 3] = ["_created", "_createdby", "_createdbyid"];
 pub const MODIFIED_FIELDS: [&str; 3] = ["_modified", "_modifiedby", "_modifiedbyid"];
 
+/// A new id: an ObjectId made of the time in seconds, a process-wide counter and 4
+/// random bytes. The driver's `ObjectId::new()` has no random part per id (a fixed
+/// per-process value and a counter), so anyone who saw one id could predict the next
+/// and claim it first in its other form; with 32 random bits that takes billions of
+/// guesses, which is why inserts check only client-chosen ids for a stored twin
+/// (`id_forms`). Time and counter first keep new ids in ascending order, so the
+/// store appends them at the end of its key order.
 pub fn new_id() -> String {
-    ObjectId::new().to_hex()
+    static COUNTER: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
+    let counter = COUNTER
+        .get_or_init(|| std::sync::atomic::AtomicU32::new(rand::random()))
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seconds = DateTime::now().timestamp_millis().div_euclid(1000) as u32;
+    let mut bytes = [0u8; 12];
+    bytes[..4].copy_from_slice(&seconds.to_be_bytes());
+    bytes[4..8].copy_from_slice(&counter.to_be_bytes());
+    bytes[8..].copy_from_slice(&rand::random::<[u8; 4]>());
+    ObjectId::from_bytes(bytes).to_hex()
 }
 
 /// `_id` as text: strings as they are, ObjectIds as hex, anything else as JSON.
@@ -146,5 +162,21 @@ mod tests {
             version_filter(&doc! {}),
             doc! {"_version": {"$exists": false}}
         );
+    }
+
+    #[test]
+    fn new_ids_cannot_be_predicted_from_earlier_ones() {
+        // The driver's ObjectId::new() has no random part per id; ours end in 4 random
+        // bytes, and time and counter keep them ascending.
+        let ids: Vec<ObjectId> = (0..64)
+            .map(|_| ObjectId::parse_str(new_id()).expect("a 24-hex id"))
+            .collect();
+        let tails: std::collections::HashSet<[u8; 4]> = ids
+            .iter()
+            .map(|id| id.bytes()[8..].try_into().expect("4 bytes"))
+            .collect();
+        assert!(tails.len() > 60, "random tails repeat: {}", tails.len());
+        let ascending = ids.windows(2).filter(|w| w[0] < w[1]).count();
+        assert!(ascending >= 62, "ids mostly ascending: {ascending}");
     }
 }
