@@ -167,7 +167,11 @@ pub struct Limits {
     pub priority_aging: Duration,
     /// Requests one connection may have waiting above priority 0 (per worker); more of its
     /// requests wait at priority 0, where connections take turns.
-    #[arg(long, env = "OPENCORE_MAX_PRIORITIZED_PER_CONNECTION", default_value_t = 16)]
+    #[arg(
+        long,
+        env = "OPENCORE_MAX_PRIORITIZED_PER_CONNECTION",
+        default_value_t = 16
+    )]
     pub max_prioritized_per_connection: usize,
     // --- end of memory bounds ---
     /// Interval of server pings (to clients that signed in with ping=true) and token refresh checks.

@@ -85,7 +85,9 @@ pub enum OpenCoreError {
     Limit(crate::store::engine::LimitError),
 
     // 2060-2079: per-connection and per-server resource limits
-    #[error("Too many request bytes in flight (limit {0} bytes); wait for replies before sending more")]
+    #[error(
+        "Too many request bytes in flight (limit {0} bytes); wait for replies before sending more"
+    )]
     TooManyInFlightBytes(usize),
     #[error("Too many connections: the server accepts at most {0}")]
     TooManyConnections(usize),

@@ -7,10 +7,12 @@
 mod common;
 mod data_support;
 
-#[path = "security/identity.rs"]
-mod identity;
+#[path = "security/bad_input.rs"]
+mod bad_input;
 #[path = "security/bounded_work.rs"]
 mod bounded_work;
+#[path = "security/identity.rs"]
+mod identity;
 #[path = "security/limits.rs"]
 mod limits;
 #[path = "security/store_bounds.rs"]

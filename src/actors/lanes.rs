@@ -137,7 +137,9 @@ impl<T> PriorityLanes<T> {
             let effective = lane as u128 + self.levels_gained(since, now);
             let better = match best {
                 None => true,
-                Some((top, top_since, _)) => effective > top || (effective == top && since < top_since),
+                Some((top, top_since, _)) => {
+                    effective > top || (effective == top && since < top_since)
+                }
             };
             if better {
                 best = Some((effective, since, lane));
@@ -253,6 +255,9 @@ mod tests {
         let start = Instant::now();
         lanes.push_at(0, 1, "low", start);
         lanes.push_at(3, 2, "high", start + Duration::from_secs(3600));
-        assert_eq!(lanes.pop_at(start + Duration::from_secs(7200)), Some("high"));
+        assert_eq!(
+            lanes.pop_at(start + Duration::from_secs(7200)),
+            Some("high")
+        );
     }
 }

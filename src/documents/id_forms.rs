@@ -51,10 +51,7 @@ fn duplicate(scope: &Scope, hex: &str) -> OpenCoreError {
 /// inserts never wait for each other in a cycle) and refuses the batch when one of
 /// them is stored in its other form, or appears twice in the batch. Keep the guards
 /// until the write is stored.
-pub async fn claim(
-    scope: &Scope,
-    documents: &[&Document],
-) -> Result<Vec<KeyGuard>, OpenCoreError> {
+pub async fn claim(scope: &Scope, documents: &[&Document]) -> Result<Vec<KeyGuard>, OpenCoreError> {
     let mut keys: Vec<String> = documents
         .iter()
         .filter_map(|d| d.get("_id"))

@@ -59,7 +59,8 @@ pub async fn serve(
 ) {
     let mut lanes = Vec::new();
     for worker in workers.handles() {
-        let (sender, receiver) = mpsc::unbounded_channel::<(std::net::TcpStream, ConnectionPermit)>();
+        let (sender, receiver) =
+            mpsc::unbounded_channel::<(std::net::TcpStream, ConnectionPermit)>();
         let service =
             FlowServiceServer::new(FlowServiceImpl::new(services.clone(), workers.clone()))
                 .max_decoding_message_size(services.config.limits.max_message_size)

@@ -110,10 +110,8 @@ impl Drop for UnaryPermit {
     fn drop(&mut self) {
         if let Some(mut entry) = self.shared.entries.get_mut(&self.ip) {
             let (count, bytes) = entry.in_flight[self.slot];
-            entry.in_flight[self.slot] = (
-                count.saturating_sub(1),
-                bytes.saturating_sub(self.bytes),
-            );
+            entry.in_flight[self.slot] =
+                (count.saturating_sub(1), bytes.saturating_sub(self.bytes));
         }
     }
 }
@@ -137,7 +135,9 @@ mod tests {
             Err(OpenCoreError::TooManyInFlightBeforeSignin(2))
         ));
         // Another address has its own budget.
-        budget.admit("10.1.1.2".parse().unwrap(), false, 10).unwrap();
+        budget
+            .admit("10.1.1.2".parse().unwrap(), false, 10)
+            .unwrap();
         drop(a);
         budget.admit(ip, false, 10).unwrap();
     }

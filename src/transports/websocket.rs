@@ -13,8 +13,8 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use actix_ws::Message;
 use futures_util::StreamExt;
 
-use crate::actors::connection::outbound::Sink;
 use crate::actors::connection::budget::Tier;
+use crate::actors::connection::outbound::Sink;
 use crate::actors::connection::{ConnectionActor, Inbound, Start};
 use crate::error::OpenCoreError;
 use crate::services::{Services, TransportKind};
@@ -29,7 +29,10 @@ pub async fn upgrade(
         return Ok(HttpResponse::ServiceUnavailable().body("server is shutting down"));
     }
     // The socket's address; X-Forwarded-For and the like are never trusted.
-    let permit = match services.admission.admit(request.peer_addr().map(|a| a.ip())) {
+    let permit = match services
+        .admission
+        .admit(request.peer_addr().map(|a| a.ip()))
+    {
         Ok(permit) => permit,
         Err(err) => return Ok(refusal(&err)),
     };

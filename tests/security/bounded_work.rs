@@ -58,11 +58,18 @@ async fn raw_aggregate(client: &mut RawClient, collection: &str, pipeline: Value
 async fn projection_with_20000_segments_is_refused() {
     let server = start_server(|_| {});
     let mut user = plain_user(&server, "bw-proj").await;
-    insert_one(&mut user, COLLECTION, json!({"a": 1})).await.unwrap();
+    insert_one(&mut user, COLLECTION, json!({"a": 1}))
+        .await
+        .unwrap();
     let mut projection = serde_json::Map::new();
     projection.insert(long_path(20_000), json!(1));
     let reply = raw_query(&mut user, json!({}), Value::Object(projection)).await;
-    assert_eq!(error_code(&reply), Some(2020), "{:?}", error_message(&reply));
+    assert_eq!(
+        error_code(&reply),
+        Some(2020),
+        "{:?}",
+        error_message(&reply)
+    );
     let message = error_message(&reply).unwrap();
     assert!(message.contains("200"), "names the limit: {message}");
     still_serving(&server, "bw-proj").await;
@@ -72,7 +79,9 @@ async fn projection_with_20000_segments_is_refused() {
 async fn set_key_with_20000_segments_is_refused() {
     let server = start_server(|_| {});
     let mut user = plain_user(&server, "bw-set").await;
-    let doc = insert_one(&mut user, COLLECTION, json!({"a": 1})).await.unwrap();
+    let doc = insert_one(&mut user, COLLECTION, json!({"a": 1}))
+        .await
+        .unwrap();
     let mut set = serde_json::Map::new();
     set.insert(long_path(20_000), json!(1));
     let request = opencore::proto::UpdateDocumentRequest {
@@ -82,7 +91,12 @@ async fn set_key_with_20000_segments_is_refused() {
         ..Default::default()
     };
     let reply = user.request("updatedocument", &request).await;
-    assert_eq!(error_code(&reply), Some(2020), "{:?}", error_message(&reply));
+    assert_eq!(
+        error_code(&reply),
+        Some(2020),
+        "{:?}",
+        error_message(&reply)
+    );
     still_serving(&server, "bw-set").await;
     // The store writer survived too: a normal update still commits.
     let outcome = update_document(
@@ -99,7 +113,9 @@ async fn set_key_with_20000_segments_is_refused() {
 async fn update_that_nests_deeper_than_the_document_limit_is_refused() {
     let server = start_server(|_| {});
     let mut user = plain_user(&server, "bw-deepset").await;
-    let doc = insert_one(&mut user, COLLECTION, json!({"a": 1})).await.unwrap();
+    let doc = insert_one(&mut user, COLLECTION, json!({"a": 1}))
+        .await
+        .unwrap();
     let mut set = serde_json::Map::new();
     set.insert(long_path(150), json!(1));
     let err = update_document(
@@ -123,7 +139,12 @@ async fn deeply_nested_json_names_the_limit() {
         filter = json!({"$and": [filter]});
     }
     let reply = raw_query(&mut user, filter, json!({})).await;
-    assert_eq!(error_code(&reply), Some(2021), "{:?}", error_message(&reply));
+    assert_eq!(
+        error_code(&reply),
+        Some(2021),
+        "{:?}",
+        error_message(&reply)
+    );
     let mut item = json!(1);
     for _ in 0..101 {
         item = json!({"x": item});
@@ -137,12 +158,19 @@ async fn deeply_nested_json_names_the_limit() {
 async fn reduce_that_builds_a_deep_value_is_refused() {
     let server = start_server(|_| {});
     let mut user = plain_user(&server, "bw-reduce").await;
-    insert_one(&mut user, COLLECTION, json!({"a": 1})).await.unwrap();
+    insert_one(&mut user, COLLECTION, json!({"a": 1}))
+        .await
+        .unwrap();
     let pipeline = json!([{"$project": {"deep": {"$reduce": {
         "input": {"$range": [0, 100000]}, "initialValue": [], "in": ["$$value"]
     }}}}]);
     let reply = raw_aggregate(&mut user, COLLECTION, pipeline).await;
-    assert_eq!(error_code(&reply), Some(2021), "{:?}", error_message(&reply));
+    assert_eq!(
+        error_code(&reply),
+        Some(2021),
+        "{:?}",
+        error_message(&reply)
+    );
     still_serving(&server, "bw-reduce").await;
 }
 
@@ -150,10 +178,17 @@ async fn reduce_that_builds_a_deep_value_is_refused() {
 async fn huge_range_is_refused_before_allocating() {
     let server = start_server(|_| {});
     let mut user = plain_user(&server, "bw-range").await;
-    insert_one(&mut user, COLLECTION, json!({"a": 1})).await.unwrap();
+    insert_one(&mut user, COLLECTION, json!({"a": 1}))
+        .await
+        .unwrap();
     let pipeline = json!([{"$project": {"r": {"$range": [0, 1_000_000_000]}}}]);
     let reply = raw_aggregate(&mut user, COLLECTION, pipeline).await;
-    assert_eq!(error_code(&reply), Some(2019), "{:?}", error_message(&reply));
+    assert_eq!(
+        error_code(&reply),
+        Some(2019),
+        "{:?}",
+        error_message(&reply)
+    );
     // Also where no aggregation budget applies: a find projection expression.
     let reply = raw_query(
         &mut user,
@@ -186,7 +221,13 @@ async fn let_chains_that_double_their_values_are_refused() {
         body = json!({"$let": {"vars": {format!("v{level}"): [previous.clone(), previous]}, "in": body}});
     }
     let reply = raw_query(&mut user, json!({"$expr": {"$gt": [body, 0]}}), json!({})).await;
-    assert_eq!(error_code(&reply), Some(2024), "{:?} {:?}", error_message(&reply), reply);
+    assert_eq!(
+        error_code(&reply),
+        Some(2024),
+        "{:?} {:?}",
+        error_message(&reply),
+        reply
+    );
     still_serving(&server, "bw-let").await;
 }
 
@@ -214,7 +255,12 @@ async fn group_push_beyond_the_aggregate_budget_is_refused() {
     }
     let pipeline = json!([{"$group": group}, {"$project": {"_id": 1}}]);
     let reply = raw_aggregate(&mut user, COLLECTION, pipeline).await;
-    assert_eq!(error_code(&reply), Some(2019), "{:?}", error_message(&reply));
+    assert_eq!(
+        error_code(&reply),
+        Some(2019),
+        "{:?}",
+        error_message(&reply)
+    );
     assert!(error_message(&reply).unwrap().contains("1 mb"));
     // A small aggregation on the same server still runs.
     let ok = aggregate(&mut user, COLLECTION, json!([{"$count": "n"}])).await;
@@ -232,7 +278,12 @@ async fn lookup_blow_up_is_refused() {
         {"$project": {"k": {"$size": "$all"}}}
     ]);
     let reply = raw_aggregate(&mut user, COLLECTION, pipeline).await;
-    assert_eq!(error_code(&reply), Some(2019), "{:?}", error_message(&reply));
+    assert_eq!(
+        error_code(&reply),
+        Some(2019),
+        "{:?}",
+        error_message(&reply)
+    );
     still_serving(&server, "bw-lookup").await;
 }
 
@@ -250,7 +301,11 @@ async fn sort_beyond_the_aggregate_budget_is_refused() {
     ]);
     let reply = raw_aggregate(&mut user, COLLECTION, pipeline).await;
     let code = error_code(&reply);
-    assert!(code == Some(2019) || code == Some(2022), "{:?}", error_message(&reply));
+    assert!(
+        code == Some(2019) || code == Some(2022),
+        "{:?}",
+        error_message(&reply)
+    );
     still_serving(&server, "bw-sort").await;
 }
 
@@ -259,7 +314,9 @@ async fn stages_outside_the_allowlist_are_for_admins() {
     let server = start_server(|_| {});
     let mut user = plain_user(&server, "bw-stage").await;
     let mut admin = admin(&server).await;
-    insert_one(&mut user, COLLECTION, json!({"a": 1})).await.unwrap();
+    insert_one(&mut user, COLLECTION, json!({"a": 1}))
+        .await
+        .unwrap();
     let cases = [
         json!([{"$documents": [{"x": 1}]}]),
         json!([{"$queryStats": {}}]),
@@ -290,15 +347,28 @@ async fn stages_outside_the_allowlist_are_for_admins() {
 async fn stacked_stages_nest_values_only_up_to_the_limit() {
     let server = start_server(|_| {});
     let mut user = plain_user(&server, "bw-stack").await;
-    insert_one(&mut user, COLLECTION, json!({"a": 1})).await.unwrap();
-    let wrap = |n: usize| Value::Array((0..n).map(|_| json!({"$project": {"a": ["$a"]}})).collect());
+    insert_one(&mut user, COLLECTION, json!({"a": 1}))
+        .await
+        .unwrap();
+    let wrap =
+        |n: usize| Value::Array((0..n).map(|_| json!({"$project": {"a": ["$a"]}})).collect());
     // Just under the in-memory limit (200): computed, serialised and sent (deeper
     // than serde_json parses by default, so only the envelope is checked).
     let reply = raw_aggregate(&mut user, COLLECTION, wrap(190)).await;
-    assert_eq!(reply.command, "aggregatereply", "{:?}", error_message(&reply));
+    assert_eq!(
+        reply.command,
+        "aggregatereply",
+        "{:?}",
+        error_message(&reply)
+    );
     // Past it: refused, naming the limit (this once grew without bound).
     let reply = raw_aggregate(&mut user, COLLECTION, wrap(400)).await;
-    assert_eq!(error_code(&reply), Some(2021), "{:?}", error_message(&reply));
+    assert_eq!(
+        error_code(&reply),
+        Some(2021),
+        "{:?}",
+        error_message(&reply)
+    );
     assert!(error_message(&reply).unwrap().contains("200"));
     still_serving(&server, "bw-stack").await;
 }

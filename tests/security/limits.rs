@@ -94,8 +94,7 @@ async fn unauthenticated_envelopes_are_limited_to_1_mib() {
     let error = error_of(&reply).expect("an error");
     assert_eq!(error.code, 2063, "{}", error.message);
     assert!(
-        error.message.contains("limit of 1048576 bytes")
-            && error.message.contains("not signed in"),
+        error.message.contains("limit of 1048576 bytes") && error.message.contains("not signed in"),
         "{}",
         error.message
     );
@@ -310,7 +309,11 @@ async fn connections_per_address_are_capped_on_every_transport() {
     let reply = refused.recv().await.expect("an error envelope");
     let error = error_of(&reply).expect("an error");
     assert_eq!(error.code, 2062);
-    assert!(error.message.contains("at most 3 per address"), "{}", error.message);
+    assert!(
+        error.message.contains("at most 3 per address"),
+        "{}",
+        error.message
+    );
     assert!(refused.closed().await);
     // WebSocket: 429 with the message.
     match tokio_tungstenite::connect_async(format!("ws://{}/ws/v2", server.http())).await {
@@ -329,7 +332,11 @@ async fn connections_per_address_are_capped_on_every_transport() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
-    assert!(status.message().contains("per address"), "{}", status.message());
+    assert!(
+        status.message().contains("per address"),
+        "{}",
+        status.message()
+    );
 
     // A closed connection gives its slot back.
     drop(held.pop());
@@ -376,7 +383,10 @@ async fn idle_grpc_sockets_per_address_are_capped() {
     first.signin(signin).await.unwrap();
     drop(second);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(grpc_socket_works(&server).await, "a closed socket kept its slot");
+    assert!(
+        grpc_socket_works(&server).await,
+        "a closed socket kept its slot"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -456,10 +466,7 @@ async fn grpc_unary_calls_share_the_in_flight_limit_of_their_address() {
         }
     });
     let results = futures_util::future::join_all(calls).await;
-    let refused: Vec<_> = results
-        .iter()
-        .filter_map(|r| r.as_ref().err())
-        .collect();
+    let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(!refused.is_empty(), "all 16 ran at once");
     for status in &refused {
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
@@ -564,7 +571,15 @@ impl ServerProcess {
             .unwrap()
             .port();
         let child = Command::new(binary)
-            .args(["serve", "--bind", "127.0.0.1", "--grpc-port", "0", "--http-port", "0"])
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1",
+                "--grpc-port",
+                "0",
+                "--http-port",
+                "0",
+            ])
             .args(["--no-pipe", "--bcrypt-cost", "4", "--workers", "2"])
             .args(["--tcp-port", &port.to_string()])
             .arg("--data-dir")

@@ -73,7 +73,8 @@ pub fn check(stages: Vec<Document>, has_limit: bool, documents: &[Document]) {
         .collect();
     // Under a byte budget, as the server runs every aggregation (`--max-aggregate-mb`;
     // small here so that inputs whose output grows exponentially fail fast).
-    if let Ok(results) = pipeline.run_with_budget(documents.to_vec(), &sources, AGGREGATE_BUDGET_MB) {
+    if let Ok(results) = pipeline.run_with_budget(documents.to_vec(), &sources, AGGREGATE_BUDGET_MB)
+    {
         if !has_limit {
             assert!(
                 results.len() <= DEFAULT_LIMIT as usize,

@@ -66,14 +66,18 @@ impl Tier {
         bytes: usize,
     ) -> Result<(), OpenCoreError> {
         if in_flight >= self.max_in_flight {
-            return Err(if !self.signed_in && self.max_in_flight < limits.max_in_flight {
-                OpenCoreError::TooManyInFlightBeforeSignin(self.max_in_flight)
-            } else {
-                OpenCoreError::TooManyInFlight(self.max_in_flight)
-            });
+            return Err(
+                if !self.signed_in && self.max_in_flight < limits.max_in_flight {
+                    OpenCoreError::TooManyInFlightBeforeSignin(self.max_in_flight)
+                } else {
+                    OpenCoreError::TooManyInFlight(self.max_in_flight)
+                },
+            );
         }
         if in_flight_bytes.saturating_add(bytes) > self.max_in_flight_bytes {
-            return Err(OpenCoreError::TooManyInFlightBytes(self.max_in_flight_bytes));
+            return Err(OpenCoreError::TooManyInFlightBytes(
+                self.max_in_flight_bytes,
+            ));
         }
         Ok(())
     }
@@ -132,7 +136,9 @@ mod tests {
         );
         assert_eq!(
             tier.admit_request(&limits, 1, tier.max_in_flight_bytes - 5, 10),
-            Err(OpenCoreError::TooManyInFlightBytes(tier.max_in_flight_bytes))
+            Err(OpenCoreError::TooManyInFlightBytes(
+                tier.max_in_flight_bytes
+            ))
         );
     }
 }

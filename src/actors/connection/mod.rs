@@ -542,5 +542,6 @@ impl Handler<Control> for ConnectionActor {
 
 /// A WebSocket frame may carry one whole envelope plus its length prefix.
 fn ws_frame_limit(tier: &Tier) -> usize {
-    tier.max_message_size.saturating_add(crate::protocol::frame::LENGTH_PREFIX)
+    tier.max_message_size
+        .saturating_add(crate::protocol::frame::LENGTH_PREFIX)
 }

@@ -18,7 +18,6 @@ use crate::store::engine::limits::{measure, SLOT_BYTES as SLOT};
 use crate::store::engine::path::get_expr_path_value;
 use crate::store::engine::Result;
 
-
 /// Collects the values an expression builds into one array or object,
 /// refusing as soon as their total passes the budget (each element was
 /// cloned or computed already; this bounds how many of them pile up).
@@ -1832,7 +1831,6 @@ fn int_arg(v: &V, msg: &str) -> Result<i64> {
         None => Err(EngineError::expr(format!("{msg}, found: {}", type_of(v)))),
     }
 }
-
 
 /// An integral argument that fits 32 bits, widened to i64.
 fn int32_arg(v: &V, msg: &str) -> Result<i64> {
