@@ -196,7 +196,8 @@ pub struct Limits {
     /// Megabytes one aggregation may hold at any moment: documents read (input and
     /// `$lookup`/`$unionWith` collections), what each stage produces, `$group` and
     /// `$lookup` state and values built by expressions; past it, the aggregation fails
-    /// with "Query size exceeded N mb". Also caps results collected from MongoDB.
+    /// with "Query size exceeded N mb". Also caps the documents a plain `query` holds
+    /// and the aggregation results collected from MongoDB.
     /// 0 = unlimited.
     #[arg(long, env = "OPENCORE_MAX_AGGREGATE_MB", default_value_t = 256)]
     pub max_aggregate_mb: u64,

@@ -236,3 +236,31 @@ async fn a_bad_update_fails_only_that_request() {
         .await
         .unwrap();
 }
+
+/// A plain `query` (no sort) holds at most `--max-aggregate-mb` of matched documents:
+/// before, `top` large documents were all held at once, so a user who stored a few
+/// hundred big documents could make one request take gigabytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_queries_hold_at_most_the_memory_limit() {
+    let server = TestServer::start_with(|c| c.limits.max_aggregate_mb = 1);
+    let mut client = admin(&server).await;
+    wide_collection(&mut client, "plainheld").await;
+    let all = QueryRequest {
+        collectionname: "plainheld".into(),
+        query: "{}".into(),
+        top: 300,
+        ..Default::default()
+    };
+    let (code, message) = query_error(&mut client, all).await;
+    assert_eq!(code, 2019, "{message}");
+    assert!(message.contains("1 mb"), "{message}");
+    // A page that fits, and a far skip (counted, not held), are served.
+    let page = QueryRequest {
+        collectionname: "plainheld".into(),
+        query: "{}".into(),
+        top: 20,
+        skip: 250,
+        ..Default::default()
+    };
+    assert_eq!(query_request(&mut client, page).await.unwrap().len(), 20);
+}

@@ -172,12 +172,24 @@ impl<'s> Snapshot<'s> {
         };
         let mut results = Vec::new();
         let examined = match sort.as_ref().filter(|_| !plan.sorted) {
-            // In order already: skipped documents are counted, never held.
+            // In order already: skipped documents are counted, never held, and what is
+            // held stays within the per-request memory limit (`--max-aggregate-mb`), so
+            // `top` large documents cannot take the process's memory.
             None => {
                 let mut seen = 0u64;
-                self.run(collection, &plan, &filter, &mut |doc, _| {
+                let limit_mb = self.shared.limits.aggregate_mb;
+                let limit = match limit_mb {
+                    0 => u64::MAX,
+                    mb => mb.saturating_mul(1024 * 1024),
+                };
+                let mut held = 0u64;
+                self.run(collection, &plan, &filter, &mut |doc, size| {
                     seen += 1;
                     if seen > options.skip {
+                        held = held.saturating_add(size as u64);
+                        if held > limit {
+                            return Err(StoreError::TooLarge { limit_mb });
+                        }
                         results.push(doc);
                     }
                     Ok(seen < wanted)

@@ -1727,7 +1727,12 @@ async fn aggregations_stop_at_their_memory_limit() {
     }}];
     let err = store.aggregate("small", &lookup).await.unwrap_err();
     assert!(matches!(err, StoreError::TooLarge { .. }), "{err:?}");
-    // Finds are limited by their `top` instead, and are not affected.
+    // Finds hold at most the same limit of matched documents; a page that fits is served.
     let all = store.find("big", &doc! {}, &FindOptions::default()).await;
-    assert_eq!(all.unwrap().len(), 200);
+    assert!(matches!(all, Err(StoreError::TooLarge { limit_mb: 1 })), "{all:?}");
+    let page = FindOptions {
+        limit: 50,
+        ..Default::default()
+    };
+    assert_eq!(store.find("big", &doc! {}, &page).await.unwrap().len(), 50);
 }
