@@ -178,10 +178,7 @@ impl<'s> Snapshot<'s> {
             None => {
                 let mut seen = 0u64;
                 let limit_mb = self.shared.limits.aggregate_mb;
-                let limit = match limit_mb {
-                    0 => u64::MAX,
-                    mb => mb.saturating_mul(1024 * 1024),
-                };
+                let limit = crate::store::mb_to_bytes(limit_mb);
                 let mut held = 0u64;
                 self.run(collection, &plan, &filter, &mut |doc, size| {
                     seen += 1;

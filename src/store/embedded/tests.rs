@@ -1729,7 +1729,10 @@ async fn aggregations_stop_at_their_memory_limit() {
     assert!(matches!(err, StoreError::TooLarge { .. }), "{err:?}");
     // Finds hold at most the same limit of matched documents; a page that fits is served.
     let all = store.find("big", &doc! {}, &FindOptions::default()).await;
-    assert!(matches!(all, Err(StoreError::TooLarge { limit_mb: 1 })), "{all:?}");
+    assert!(
+        matches!(all, Err(StoreError::TooLarge { limit_mb: 1 })),
+        "{all:?}"
+    );
     let page = FindOptions {
         limit: 50,
         ..Default::default()

@@ -327,8 +327,11 @@ impl Store for MongoStore {
         filter: &Document,
         options: &FindOptions,
     ) -> StoreResult<Vec<Document>> {
-        let coll = self.collection(collection);
+        let coll = self
+            .collection(collection)
+            .clone_with_type::<bson::RawDocumentBuf>();
         let (name, filter, options) = (collection.to_string(), filter.clone(), options.clone());
+        let limit_mb = self.limits.aggregate_mb;
         self.run(async move {
             let mut find = coll.find(filter).allow_disk_use(false);
             if let Some(projection) = options.projection {
@@ -344,10 +347,7 @@ impl Store for MongoStore {
                 find = find.limit(i64::try_from(options.limit).unwrap_or(i64::MAX));
             }
             let cursor = find.await.map_err(|err| store_error(&name, err))?;
-            cursor
-                .try_collect()
-                .await
-                .map_err(|err| store_error(&name, err))
+            collect_bounded(cursor, &name, limit_mb).await
         })
         .await
     }
@@ -410,28 +410,13 @@ impl Store for MongoStore {
         let (name, pipeline) = (collection.to_string(), pipeline.to_vec());
         let limit_mb = self.limits.aggregate_mb;
         self.run(async move {
-            let mut cursor = coll
+            let cursor = coll
                 .aggregate(pipeline)
                 .allow_disk_use(false)
                 .await
                 .map_err(|err| store_error(&name, err))?
                 .with_type::<bson::RawDocumentBuf>();
-            // The results are held here until the reply: at most `aggregate_mb` of them.
-            let (mut results, mut bytes) = (Vec::new(), 0u64);
-            while let Some(raw) = cursor
-                .try_next()
-                .await
-                .map_err(|err| store_error(&name, err))?
-            {
-                bytes = bytes.saturating_add(raw.as_bytes().len() as u64);
-                if bytes > mb_to_bytes(limit_mb) {
-                    return Err(StoreError::TooLarge { limit_mb });
-                }
-                results.push(Document::try_from(raw.as_ref()).map_err(|err| {
-                    StoreError::Backend(format!("undecodable aggregation result: {err}"))
-                })?);
-            }
-            Ok(results)
+            collect_bounded(cursor, &name, limit_mb).await
         })
         .await
     }
@@ -748,4 +733,29 @@ fn outcome_of(result: mongodb::results::UpdateResult) -> UpdateOutcome {
         modified: result.modified_count,
         upserted_id: result.upserted_id,
     }
+}
+
+/// Drains a cursor of results that are held here until the reply: at most `limit_mb`
+/// megabytes of them (`--max-aggregate-mb`; 0 = unlimited), else `TooLarge` (2019).
+async fn collect_bounded(
+    mut cursor: mongodb::Cursor<bson::RawDocumentBuf>,
+    name: &str,
+    limit_mb: u64,
+) -> StoreResult<Vec<Document>> {
+    let (mut results, mut bytes) = (Vec::new(), 0u64);
+    while let Some(raw) = cursor
+        .try_next()
+        .await
+        .map_err(|err| store_error(name, err))?
+    {
+        bytes = bytes.saturating_add(raw.as_bytes().len() as u64);
+        if bytes > mb_to_bytes(limit_mb) {
+            return Err(StoreError::TooLarge { limit_mb });
+        }
+        results.push(
+            Document::try_from(raw.as_ref())
+                .map_err(|err| StoreError::Backend(format!("undecodable result: {err}")))?,
+        );
+    }
+    Ok(results)
 }
