@@ -87,6 +87,12 @@ impl Directory {
             .map_err(|_| OpenCoreError::Internal)
     }
 
+    /// Whether `token` carries a valid signature and is unexpired: no store read, so it
+    /// can pick the limits for a request before the request is admitted.
+    pub fn signature_valid(&self, token: &str) -> bool {
+        self.signer.verify(token).is_ok()
+    }
+
     pub fn settings(&self) -> &DirectorySettings {
         &self.settings
     }

@@ -22,7 +22,7 @@ use crate::error::OpenCoreError;
 use crate::history;
 use crate::proto::{UpdateDocumentRequest, UpdateDocumentResponse, UpdateResult};
 use crate::store::{FindOptions, UpdateOptions};
-use crate::users::rules;
+use crate::users::rules::{self, merge_operator};
 
 const ATTEMPTS: usize = 5;
 /// Documents read and updated per round.
@@ -90,15 +90,6 @@ fn stamp(scope: &Scope, update: &mut Document) {
     metadata::stamp_modified(&mut stamps, &scope.user, DateTime::now());
     merge_operator(update, "$set", stamps);
     merge_operator(update, "$inc", doc! {"_version": 1});
-}
-
-fn merge_operator(update: &mut Document, operator: &str, fields: Document) {
-    match update.get_document_mut(operator) {
-        Ok(existing) => existing.extend(fields),
-        Err(_) => {
-            update.insert(operator, fields);
-        }
-    }
 }
 
 /// The next page of matches (whole documents when history needs them, else ids).

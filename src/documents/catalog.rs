@@ -6,7 +6,7 @@
 //! `dropcollection` drop the cached answer.
 
 use bson::Document;
-use dashmap::{DashMap, DashSet};
+use dashmap::DashMap;
 
 use super::collections;
 use crate::error::OpenCoreError;
@@ -86,7 +86,7 @@ const MAX_CACHED: usize = 64;
 #[derive(Default)]
 pub struct Catalog {
     kinds: DashMap<String, CollectionKind>,
-    history_indexed: DashSet<String>,
+    history_indexed: DashMap<String, ()>,
 }
 
 impl Catalog {
@@ -111,11 +111,7 @@ impl Catalog {
         };
         let kind = CollectionKind::from_info(&info.kind, &info.options);
         if self.kinds.len() >= MAX_CACHED {
-            // The key is cloned first: removing while iterating would deadlock a shard.
-            let victim = self.kinds.iter().next().map(|e| e.key().clone());
-            if let Some(victim) = victim {
-                self.kinds.remove(&victim);
-            }
+            evict_one(&self.kinds);
         }
         self.kinds.insert(info.name, kind.clone());
         Ok(kind)
@@ -135,7 +131,7 @@ impl Catalog {
     /// Makes sure the history collection has its lookup index `{id: 1, _version: -1}`
     /// (once per server and collection; failures are logged, history works without it).
     pub async fn ensure_history_index(&self, store: &dyn Store, history: &str) {
-        if self.history_indexed.contains(history) {
+        if self.history_indexed.contains_key(history) {
             return;
         }
         let spec = IndexSpec {
@@ -145,17 +141,23 @@ impl Catalog {
         match store.create_index(history, &spec).await {
             Ok(_) => {
                 if self.history_indexed.len() >= MAX_CACHED {
-                    let victim = self.history_indexed.iter().next().map(|e| e.key().clone());
-                    if let Some(victim) = victim {
-                        self.history_indexed.remove(&victim);
-                    }
+                    evict_one(&self.history_indexed);
                 }
-                self.history_indexed.insert(history.to_string());
+                self.history_indexed.insert(history.to_string(), ());
             }
             Err(err) => {
                 tracing::warn!(%err, collection = history, "could not create the history index")
             }
         }
+    }
+}
+
+/// Makes room in a full cache by removing an arbitrary entry. The key is cloned first:
+/// removing while iterating would deadlock a shard.
+fn evict_one<V>(cache: &DashMap<String, V>) {
+    let victim = cache.iter().next().map(|entry| entry.key().clone());
+    if let Some(victim) = victim {
+        cache.remove(&victim);
     }
 }
 

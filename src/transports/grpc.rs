@@ -149,7 +149,12 @@ impl FlowServiceImpl {
         let permit = self
             .services
             .unary_budget
-            .admit(ip, !token.is_empty(), bytes)
+            .admit(
+                ip,
+                // A verified signature, not a header's presence, buys the signed-in budget.
+                !token.is_empty() && self.services.directory.signature_valid(&token),
+                bytes,
+            )
             .map_err(|err| status_for_error(&err))?;
         let identity = if token.is_empty() {
             Identity::Anonymous

@@ -375,7 +375,8 @@ async fn may_update_any(scope: &Scope, filter: &Document) -> Result<bool, OpenCo
     Ok(!found.is_empty())
 }
 
-fn merge_operator(update: &mut Document, operator: &str, fields: Document) {
+/// Adds `fields` to `update`'s `operator` (e.g. `$set`), creating it when absent.
+pub fn merge_operator(update: &mut Document, operator: &str, fields: Document) {
     match update.get_document_mut(operator) {
         Ok(existing) => existing.extend(fields),
         Err(_) => {

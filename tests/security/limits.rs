@@ -479,6 +479,30 @@ async fn grpc_unary_calls_share_the_in_flight_limit_of_their_address() {
     assert!(results.iter().filter(|r| r.is_ok()).count() >= 8);
 }
 
+/// A token that does not verify does not buy the signed-in budget: a 2 MiB unary call
+/// carrying `jwt: x` is refused by the before-sign-in byte limit (1 MiB) up front, not
+/// admitted and decoded as if the caller had signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_unary_calls_with_a_forged_token_get_the_before_signin_budget() {
+    let server = TestServer::start();
+    let mut client = FlowServiceClient::connect(format!("http://{}", server.grpc()))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(QueryRequest {
+        collectionname: "entities".into(),
+        query: format!("{{\"pad\": \"{}\"}}", "x".repeat(2 * MIB as usize)),
+        ..Default::default()
+    });
+    request.metadata_mut().insert("jwt", "x".parse().unwrap());
+    let status = client.query(request).await.expect_err("refused");
+    assert_eq!(
+        status.code(),
+        tonic::Code::ResourceExhausted,
+        "{}",
+        status.message()
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // Write timeout and priority fairness.
 // ---------------------------------------------------------------------------------

@@ -51,10 +51,6 @@ impl Tier {
         }
     }
 
-    pub fn initial(limits: &Limits) -> Tier {
-        Tier::before_signin(limits)
-    }
-
     /// Whether a connection of this tier may start one more request of `bytes`, given
     /// what it already has in flight. The error names the limit that was hit; the
     /// before-sign-in variants only when that tier is what made the difference.

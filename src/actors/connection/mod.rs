@@ -108,7 +108,7 @@ impl ConnectionActor {
             frame_limit,
         } = start;
         let limits = &services.config.limits;
-        let tier = Tier::initial(limits);
+        let tier = Tier::before_signin(limits);
         if let Some(frame_limit) = &frame_limit {
             frame_limit.set(ws_frame_limit(&tier));
         }
@@ -157,6 +157,9 @@ impl ConnectionActor {
     }
 
     fn send(&mut self, mut envelope: Envelope) {
+        if self.closing {
+            return;
+        }
         // Never send more than the client can receive: an oversized reply becomes an
         // error for its request; an oversized push is dropped.
         let mut size = envelope.encoded_len();
@@ -171,9 +174,6 @@ impl ConnectionActor {
             let err = OpenCoreError::ReplyTooLarge { size, limit };
             envelope = error_reply(&envelope.rid, &err);
             size = envelope.encoded_len();
-        }
-        if self.closing {
-            return;
         }
         let queued = self.outbound.enqueue(envelope, size);
         let limit = self.tier.max_outbound_bytes;

@@ -128,12 +128,7 @@ impl<'s> Snapshot<'s> {
         let limit_mb = self.memory_limit_mb.get();
         let budget = Budget {
             work: self.budget,
-            bytes: match limit_mb {
-                0 => u64::MAX,
-                mb => mb
-                    .saturating_mul(1024 * 1024)
-                    .saturating_sub(self.bytes_read.get()),
-            },
+            bytes: crate::store::mb_to_bytes(limit_mb).saturating_sub(self.bytes_read.get()),
             limit_mb,
         };
         execute(

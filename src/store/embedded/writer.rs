@@ -739,36 +739,28 @@ fn matching(
     let mut found = Vec::new();
     let wanted = limit.unwrap_or(usize::MAX);
     let mut examined = Examined::default();
-    match sort.filter(|_| !plan.sorted) {
-        None => execute(
-            &plan,
-            data,
-            index,
-            filter,
-            Budget::UNLIMITED,
-            &mut examined,
-            &mut |doc, _| {
+    // A sort the plan does not provide keeps the first `limit` in sort order, holding
+    // at most about twice that many.
+    let mut sorted = sort
+        .filter(|_| !plan.sorted)
+        .map(|sort| SortedCollector::new(sort, limit, plan.natural_order(), 0));
+    execute(
+        &plan,
+        data,
+        index,
+        filter,
+        Budget::UNLIMITED,
+        &mut examined,
+        &mut |doc, size| match sorted.as_mut() {
+            Some(sorted) => sorted.push(doc, size).map(|()| true),
+            None => {
                 found.push(doc);
                 Ok(found.len() < wanted)
-            },
-        )?,
-        // The first `limit` in sort order, holding at most about twice that many.
-        Some(sort) => {
-            let mut sorted = SortedCollector::new(sort, limit, plan.natural_order(), 0);
-            execute(
-                &plan,
-                data,
-                index,
-                filter,
-                Budget::UNLIMITED,
-                &mut examined,
-                &mut |doc, size| {
-                    sorted.push(doc, size)?;
-                    Ok(true)
-                },
-            )?;
-            found = sorted.finish();
-        }
+            }
+        },
+    )?;
+    if let Some(sorted) = sorted {
+        found = sorted.finish();
     }
     ctx.examined.keys += examined.keys;
     ctx.examined.docs += examined.docs;
