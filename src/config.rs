@@ -173,6 +173,13 @@ pub struct Limits {
         default_value_t = 16
     )]
     pub max_prioritized_per_connection: usize,
+    /// Watches one connection may hold at once; more get an error reply.
+    #[arg(
+        long,
+        env = "OPENCORE_MAX_WATCHES_PER_CONNECTION",
+        default_value_t = 100
+    )]
+    pub max_watches_per_connection: usize,
     // --- end of memory bounds ---
     /// Interval of server pings (to clients that signed in with ping=true) and token refresh checks.
     #[arg(long, env = "OPENCORE_PING_INTERVAL", default_value = "10s", value_parser = parse_duration)]
@@ -236,6 +243,7 @@ impl Default for Limits {
             exempt_loopback: false,
             priority_aging: Duration::from_secs(1),
             max_prioritized_per_connection: 16,
+            max_watches_per_connection: 100,
             ping_interval: Duration::from_secs(10),
             idle_timeout: Duration::ZERO,
             signin_timeout: Duration::from_secs(60),

@@ -159,6 +159,17 @@ pub enum OpenCoreError {
     #[error("Access denied, a user with email {0} already exists")]
     EmailTaken(String),
 
+    /// A command that needs a connection of its own (to push events to, to own what it
+    /// starts) arrived as a gRPC unary call.
+    #[error("{0} needs a streaming connection (WebSocket, TCP, pipe or gRPC SetupStream)")]
+    NeedsConnection(String),
+    #[error("The connection is closing")]
+    ConnectionClosed,
+    #[error("Too many {kind} on this connection (limit {limit})")]
+    TooManyChildren { kind: &'static str, limit: usize },
+    #[error("Invalid watch path {path}: {reason}")]
+    InvalidWatchPath { path: String, reason: String },
+
     // 4xxx: valid request, not served by this server (yet)
     #[error("{0} is not implemented by this server")]
     NotImplemented(String),
@@ -223,6 +234,10 @@ impl OpenCoreError {
             OperatorOnProtectedField(_) => 3017,
             PasswordHashProbe(_) => 3018,
             EmailTaken(_) => 3019,
+            NeedsConnection(_) => 2080,
+            ConnectionClosed => 2081,
+            TooManyChildren { .. } => 2082,
+            InvalidWatchPath { .. } => 2083,
             NotImplemented(_) => 4000,
         }
     }
@@ -230,10 +245,20 @@ impl OpenCoreError {
     /// The gRPC status a unary RPC reports for an error with this wire code.
     pub fn grpc_code_for(code: i32) -> tonic::Code {
         match code {
-            2004 | 2005 | 2006 | 2008 | 2019 | 2022 | 2024 | 2040 | 2041 | 2060..=2063 | 2065 => {
-                tonic::Code::ResourceExhausted
-            }
+            2004
+            | 2005
+            | 2006
+            | 2008
+            | 2019
+            | 2022
+            | 2024
+            | 2040
+            | 2041
+            | 2060..=2063
+            | 2065
+            | 2082 => tonic::Code::ResourceExhausted,
             2001 => tonic::Code::Unimplemented,
+            2080 => tonic::Code::FailedPrecondition,
             3005 | 3010 | 3012..=3019 => tonic::Code::PermissionDenied,
             3011 => tonic::Code::NotFound,
             2018 => tonic::Code::AlreadyExists,
@@ -371,6 +396,16 @@ mod tests {
             OpenCoreError::OperatorOnProtectedField("x".into()),
             OpenCoreError::PasswordHashProbe("x".into()),
             OpenCoreError::EmailTaken("x".into()),
+            OpenCoreError::NeedsConnection("x".into()),
+            OpenCoreError::ConnectionClosed,
+            OpenCoreError::TooManyChildren {
+                kind: "watches",
+                limit: 1,
+            },
+            OpenCoreError::InvalidWatchPath {
+                path: "x".into(),
+                reason: "y".into(),
+            },
             OpenCoreError::NotImplemented("x".into()),
         ];
         let mut codes: Vec<i32> = samples.iter().map(|e| e.code()).collect();

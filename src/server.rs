@@ -9,10 +9,10 @@ use actix::Actor;
 use tokio::sync::watch;
 
 use crate::actors::admin::AdminActor;
-use crate::actors::messages::Control;
 use crate::auth::bootstrap::{ensure_builtins, load_or_create_secret, AdminAccount};
 use crate::auth::{Directory, DirectorySettings};
 use crate::config::ServeConfig;
+use crate::connections::Control;
 use crate::error::OpenCoreError;
 use crate::services::Services;
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
@@ -50,6 +50,8 @@ pub struct RunningServer {
     http: Option<actix_web::dev::ServerHandle>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Follows `users` to close sessions of disabled or deleted users.
+    revocation: tokio::task::JoinHandle<()>,
 }
 
 fn listen_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -116,6 +118,7 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
     let directory =
         directory.with_bcrypt_slots(config.limits.auth_concurrency.max(1) * worker_count);
     let services = Services::new(config.clone(), store, directory);
+    let revocation = crate::actors::revocation::start(services.clone());
     let workers = Arc::new(Workers::start(worker_count));
     let (stop, stop_rx) = watch::channel(false);
     let mut bound = Bound::default();
@@ -190,6 +193,7 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
         http: http_handle,
         stop,
         tasks,
+        revocation,
     })
 }
 
@@ -200,16 +204,12 @@ impl RunningServer {
         let services = self.services.clone();
         services.start_draining();
         let _ = self.stop.send(true);
-        for entry in services.connections.iter() {
-            entry.control.do_send(Control::Drain);
-        }
+        services.connections.control_all(Control::Drain);
         let deadline = Instant::now() + services.config.shutdown_grace;
         while !services.connections.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        for entry in services.connections.iter() {
-            entry.control.do_send(Control::Close);
-        }
+        services.connections.control_all(Control::Close);
         // Give writers a moment to flush their last replies.
         tokio::time::sleep(Duration::from_millis(50)).await;
         if let Some(http) = self.http {
@@ -218,6 +218,7 @@ impl RunningServer {
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
+        self.revocation.abort();
         if let Err(err) = services.store.close().await {
             tracing::error!(%err, "store did not close cleanly");
         }
@@ -308,6 +309,8 @@ async fn wait_for_signal() {
 /// that drive it from another runtime.
 pub struct BackgroundServer {
     pub bound: Bound,
+    /// The running server's shared state, for tests that look inside (registry, feeds).
+    pub services: Arc<Services>,
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -334,15 +337,16 @@ impl BackgroundServer {
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok(server.bound.clone()));
+                    let _ = ready_tx.send(Ok((server.bound.clone(), server.services.clone())));
                     let _ = tokio::task::spawn_blocking(move || stop_rx.recv()).await;
                     server.shutdown().await;
                 });
             })
             .map_err(|e| OpenCoreError::Storage(e.to_string()))?;
-        let bound = ready_rx.recv().map_err(|_| OpenCoreError::Internal)??;
+        let (bound, services) = ready_rx.recv().map_err(|_| OpenCoreError::Internal)??;
         Ok(BackgroundServer {
             bound,
+            services,
             stop: Some(stop_tx),
             thread: Some(thread),
         })

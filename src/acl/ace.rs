@@ -12,8 +12,8 @@ use bson::{doc, Bson, Document};
 
 use super::{rights, Principals};
 use crate::auth::builtin::{ADMINS_ROLE_ID, ROOT_USER_ID, USERS_COLLECTION};
+use crate::auth::roles::id_forms;
 use crate::auth::ResolvedUser;
-use crate::documents::query::id_forms;
 use crate::error::OpenCoreError;
 use crate::store::{FindOptions, Store};
 

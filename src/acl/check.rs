@@ -4,8 +4,8 @@
 
 use bson::{Bson, Document};
 
+use super::AclLocation;
 use super::{rights, Principals, Right};
-use crate::documents::catalog::AclLocation;
 
 pub fn has_right(
     principals: &Principals,

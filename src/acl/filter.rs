@@ -11,8 +11,8 @@
 
 use bson::{doc, Document};
 
+use super::AclLocation;
 use super::{Principals, Right};
-use crate::documents::catalog::AclLocation;
 
 /// `None` for admins (no restriction).
 pub fn acl_filter(

@@ -12,11 +12,13 @@
 pub mod ace;
 pub mod check;
 pub mod filter;
+pub mod location;
 pub mod pipeline;
 pub mod principals;
 pub mod rights;
 
 pub use check::has_right;
 pub use filter::acl_filter;
+pub use location::AclLocation;
 pub use principals::Principals;
 pub use rights::Right;

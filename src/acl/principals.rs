@@ -4,10 +4,11 @@
 use bson::Bson;
 
 use crate::auth::builtin::{ADMINS_ROLE_ID, ROOT_USER_ID, USERS_COLLECTION, USERS_ROLE_ID};
+use crate::auth::roles::id_forms;
+use crate::auth::Directory;
 use crate::auth::ResolvedUser;
-use crate::documents::query::id_forms;
 use crate::error::OpenCoreError;
-use crate::services::Services;
+use crate::store::Store;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principals {
@@ -31,10 +32,14 @@ impl Principals {
     /// The principals of a `queryas` target: a user (with its roles), a role (with the
     /// roles it is in), or a customer (with its `users`/`admins` roles and owner). An id
     /// that names nothing stands for itself only, so `queryas` can only ever narrow.
-    pub async fn queryas(services: &Services, id: &str) -> Result<Principals, OpenCoreError> {
+    pub async fn queryas(
+        store: &dyn Store,
+        directory: &Directory,
+        id: &str,
+    ) -> Result<Principals, OpenCoreError> {
         let mut entity = None;
         for form in id_forms(id) {
-            if let Some(found) = services.store.find_by_id(USERS_COLLECTION, &form).await? {
+            if let Some(found) = store.find_by_id(USERS_COLLECTION, &form).await? {
                 entity = Some(found);
                 break;
             }
@@ -45,12 +50,12 @@ impl Principals {
             .unwrap_or_default()
             .to_string();
         if kind == "user" {
-            if let Some(user) = services.directory.user_by_id(id).await? {
+            if let Some(user) = directory.user_by_id(id).await? {
                 return Ok(Principals::of(&user));
             }
         }
         let mut ids = vec![id.to_string()];
-        let roles = services.directory.roles_of(id).await?;
+        let roles = directory.roles_of(id).await?;
         ids.extend(
             roles
                 .into_iter()

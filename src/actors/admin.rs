@@ -1,14 +1,12 @@
 //! The admin actor: a read-only view of the running server (connections, per-worker
 //! handler families with their queues, counters), served at `GET /admin/stats`.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use serde_json::{json, Value};
 
-use crate::actors::supervisor::Snapshot;
 use crate::services::Services;
 
 pub struct AdminActor {
@@ -40,21 +38,14 @@ impl Handler<Stats> for AdminActor {
         let services = self.services.clone();
         let uptime = self.started.elapsed().as_secs();
         Box::pin(async move {
-            let supervisors = services
-                .supervisors
-                .lock()
-                .map(|s| s.clone())
-                .unwrap_or_default();
-            let mut workers = Vec::new();
-            for (index, supervisor) in supervisors.iter().enumerate() {
-                if let Ok(families) = supervisor.send(Snapshot).await {
-                    workers.push(json!({"worker": index, "families": families}));
-                }
-            }
-            let mut by_transport: BTreeMap<&'static str, usize> = BTreeMap::new();
-            for entry in services.connections.iter() {
-                *by_transport.entry(entry.transport.as_str()).or_default() += 1;
-            }
+            let workers: Vec<Value> = services
+                .loads
+                .snapshot()
+                .into_iter()
+                .enumerate()
+                .map(|(index, families)| json!({"worker": index, "families": families}))
+                .collect();
+            let by_transport = services.connections.by_transport();
             let counters = &services.counters;
             json!({
                 "version": env!("CARGO_PKG_VERSION"),
@@ -75,6 +66,10 @@ impl Handler<Stats> for AdminActor {
                     "errors": counters.errors.load(Ordering::Relaxed),
                     "protocol_violations": counters.protocol_violations.load(Ordering::Relaxed),
                     "slow_client_disconnects": counters.slow_client_disconnects.load(Ordering::Relaxed),
+                },
+                "watches": {
+                    "open": services.connections.count_children(crate::connections::ChildKind::Watch),
+                    "collections": services.feeds.snapshot(),
                 },
                 "workers": workers,
             })

@@ -1,4 +1,4 @@
-//! Messages between transports, connection actors, the supervisor and handlers.
+//! Messages between transports, connection actors and the supervisor.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,19 +6,12 @@ use std::time::Instant;
 use actix::{Message, Recipient};
 use tokio::sync::oneshot;
 
-use crate::auth::ResolvedUser;
+use crate::commands::AfterReply;
+pub use crate::commands::SessionUpdate;
+use crate::connections::ConnectionHandle;
+pub use crate::policy::identity::Identity;
+use crate::policy::unary_budget::UnaryPermit;
 use crate::proto::Envelope;
-use crate::transports::unary_budget::UnaryPermit;
-
-/// Who a request claims to be, before the identity policy checks it.
-#[derive(Debug, Clone)]
-pub enum Identity {
-    /// The connection's signed-in user.
-    Session(Arc<ResolvedUser>),
-    /// `Envelope.jwt` (or a unary RPC's token) for this one request.
-    Token(String),
-    Anonymous,
-}
 
 /// Where the outcome of a request goes.
 pub enum ReplyTo {
@@ -53,15 +46,8 @@ pub struct Request {
     /// Unary RPCs: the call's share of its address's budget, held until the request is
     /// finished, even if the caller gave up waiting.
     pub budget: Option<UnaryPermit>,
-}
-
-/// A connection's identity after a successful sign-in.
-#[derive(Debug, Clone)]
-pub struct SessionUpdate {
-    pub user: Arc<ResolvedUser>,
-    pub jwt: String,
-    pub expires: u64,
-    pub ping: bool,
+    /// The connection it came from (`None` for unary RPCs).
+    pub connection: Option<ConnectionHandle>,
 }
 
 /// The end of a request: the reply (if the command has one) and, for sign-in, the
@@ -73,6 +59,8 @@ pub struct Completed {
     pub session: Option<SessionUpdate>,
     /// The request's `Request::bytes`, released from its connection's in-flight budget.
     pub request_bytes: usize,
+    /// Run once the reply is queued (see `Outcome::after_reply`).
+    pub after_reply: Option<AfterReply>,
     /// The request ran as a known principal (session, valid token, or guest): the
     /// connection counts as signed in from now on and gets its full limits.
     pub signed_in: bool,
@@ -82,18 +70,3 @@ pub struct Completed {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Dispatch(pub Request);
-
-/// Connection control from outside (shutdown, admin).
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub enum Control {
-    /// Stop taking requests; close once in-flight work is answered.
-    Drain,
-    /// Close now.
-    Close,
-}
-
-/// A server-initiated envelope for one connection (events, streams).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Push(pub Envelope);

@@ -89,6 +89,18 @@ impl RoleGraph {
     }
 }
 
+/// Both stored forms of an id given as text: the string, and the ObjectId when the
+/// text is one.
+pub fn id_forms(id: &str) -> Vec<Bson> {
+    let mut forms = vec![Bson::String(id.to_string())];
+    if id.len() == 24 {
+        if let Ok(oid) = bson::oid::ObjectId::parse_str(id) {
+            forms.push(Bson::ObjectId(oid));
+        }
+    }
+    forms
+}
+
 /// `_id` as a string, whether stored as a string or an ObjectId.
 pub fn id_string(doc: &Document) -> Option<String> {
     match doc.get("_id")? {

@@ -10,6 +10,7 @@
 //! - `ws`, `tcp`, `grpc`: the transports.
 //! - `wire`: cheap decoding of inbound envelopes, framing of outbound ones.
 //! - `stats`: histograms, counters and the report.
+//! - `watch`: the watch workload (watchers plus one writer; delivery and latency).
 
 pub mod connection;
 pub mod grpc;
@@ -17,6 +18,7 @@ pub mod pipeline;
 pub mod stats;
 pub mod target;
 pub mod tcp;
+pub mod watch;
 pub mod wire;
 pub mod workload;
 pub mod ws;
@@ -93,6 +95,9 @@ pub struct BenchConfig {
     /// Threads of the bench's runtime (default: one per core, at most one per connection).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// `--command watch`: inserts per second by the writer (0: as fast as its K in-flight inserts allow).
+    #[arg(long, default_value_t = 100)]
+    pub rate: u64,
 }
 
 impl BenchConfig {
@@ -155,6 +160,20 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
                 .map(|u| format!(" as {u}"))
                 .unwrap_or_default(),
         );
+    }
+    if config.command == BenchCommand::Watch {
+        let result = runtime.block_on(execute_watch(&config, &target));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        let report = result?;
+        if config.json {
+            println!("{}", report.to_json());
+        } else {
+            println!("{}", report.to_text());
+        }
+        if report.delivered == 0 {
+            return Err("no watch event was delivered during the measured time".into());
+        }
+        return Ok(());
     }
     let result = runtime.block_on(execute(&config, &target));
     // Whatever is left (tonic's background tasks, a connection that would not close)
@@ -236,6 +255,29 @@ impl Conn {
             Conn::Ws(t) => connection::drive(t, pipeline).await,
             Conn::Tcp(t) => connection::drive(t, pipeline).await,
             Conn::Grpc(t) => connection::drive(t, pipeline).await,
+        }
+    }
+
+    async fn watch_events(self, run: String, until: Instant) -> watch::Received {
+        match self {
+            Conn::Ws(t) => watch::watch(t, run, until).await,
+            Conn::Tcp(t) => watch::watch(t, run, until).await,
+            Conn::Grpc(t) => watch::watch(t, run, until).await,
+        }
+    }
+
+    async fn write_inserts(
+        self,
+        run: String,
+        first: u64,
+        config: &BenchConfig,
+        end: Instant,
+    ) -> watch::Acks {
+        let (rate, k, priority) = (config.rate, config.in_flight, config.priority);
+        match self {
+            Conn::Ws(t) => watch::write(t, run, first, rate, k, priority, end).await,
+            Conn::Tcp(t) => watch::write(t, run, first, rate, k, priority, end).await,
+            Conn::Grpc(t) => watch::write(t, run, first, rate, k, priority, end).await,
         }
     }
 
@@ -373,4 +415,91 @@ fn merge(
         errors,
         first_error,
     }
+}
+
+/// Opens every connection or none (closing those that did open).
+async fn open_all(
+    target: &Target,
+    config: &BenchConfig,
+    count: usize,
+) -> Result<Vec<Opened>, String> {
+    let mut opening = JoinSet::new();
+    for index in 0..count {
+        let target = target.clone();
+        let config = config.clone();
+        opening.spawn(async move { (index, Conn::open(&target, &config).await) });
+    }
+    let mut conns: Vec<Option<Opened>> = (0..count).map(|_| None).collect();
+    let mut failure = None;
+    while let Some(joined) = opening.join_next().await {
+        match joined {
+            Ok((index, Ok(conn))) => conns[index] = Some(conn),
+            Ok((index, Err(err))) => {
+                failure = Some(format!("connection {}: {err}", index + 1));
+                break;
+            }
+            Err(err) => {
+                failure = Some(format!("connection task failed: {err}"));
+                break;
+            }
+        }
+    }
+    if let Some(failure) = failure {
+        opening.abort_all();
+        let closing = conns.into_iter().flatten().map(|(conn, _, _)| conn.close());
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            futures_util::future::join_all(closing),
+        )
+        .await;
+        return Err(failure);
+    }
+    Ok(conns.into_iter().flatten().collect())
+}
+
+/// The watch workload: C watchers, one writer (see `watch.rs`).
+async fn execute_watch(
+    config: &BenchConfig,
+    target: &Target,
+) -> Result<watch::WatchReport, String> {
+    let watchers = open_all(target, config, config.connections).await?;
+    let mut writer_config = config.clone();
+    writer_config.command = BenchCommand::InsertOne;
+    let (writer, first, _) = open_all(target, &writer_config, 1)
+        .await?
+        .pop()
+        .ok_or("the writer did not connect")?;
+    let run = watch::run_id();
+    let start = Instant::now();
+    let window = (
+        start + config.warmup,
+        start + config.warmup + config.duration,
+    );
+    let watching: Vec<_> = watchers
+        .into_iter()
+        .map(|(conn, _, _)| tokio::spawn(conn.watch_events(run.clone(), window.1 + watch::DRAIN)))
+        .collect();
+    let writing = {
+        let config = config.clone();
+        let run = run.clone();
+        tokio::spawn(async move { writer.write_inserts(run, first, &config, window.1).await })
+    };
+    let acks = writing
+        .await
+        .map_err(|err| format!("the writer task failed: {err}"))?;
+    let mut received = Vec::with_capacity(watching.len());
+    for handle in watching {
+        received.push(
+            handle
+                .await
+                .map_err(|err| format!("a watcher task failed: {err}"))?,
+        );
+    }
+    Ok(watch::WatchReport::build(
+        target.transport.as_str(),
+        config.duration,
+        window,
+        &acks,
+        &received,
+    ))
 }

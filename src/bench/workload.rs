@@ -10,11 +10,14 @@ use std::fmt::Write as _;
 use super::wire::Head;
 use crate::proto::{
     Envelope, GetElementRequest, InsertOneRequest, InsertOneResponse, QueryRequest, SigninRequest,
+    WatchRequest,
 };
 use crate::protocol::envelope::{pack, reply_command};
 
 /// The collection the document workloads use.
 pub const BENCH_COLLECTION: &str = "bench";
+/// The collection `--command watch` watches and writes.
+pub const WATCH_COLLECTION: &str = "benchwatch";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchCommand {
@@ -27,6 +30,10 @@ pub enum BenchCommand {
     /// `insertone` of a small document into `bench`.
     #[value(name = "insertone")]
     InsertOne,
+    /// C connections watch `benchwatch` while one more connection inserts into it
+    /// (`--rate`); reports events delivered per second and insert→event latency.
+    #[value(name = "watch")]
+    Watch,
 }
 
 impl BenchCommand {
@@ -36,6 +43,7 @@ impl BenchCommand {
             BenchCommand::GetElement => "getelement",
             BenchCommand::Query => "query",
             BenchCommand::InsertOne => "insertone",
+            BenchCommand::Watch => "watch",
         }
     }
 
@@ -54,6 +62,7 @@ impl BenchCommand {
     pub fn setup(&self, priority: i32) -> Option<Envelope> {
         match self {
             BenchCommand::Query => Some(insert_envelope(priority, "bench-seed")),
+            BenchCommand::Watch => Some(watch_envelope(priority)),
             BenchCommand::GetElement | BenchCommand::InsertOne => None,
         }
     }
@@ -66,6 +75,7 @@ impl BenchCommand {
                 xpath: "bench".into(),
             }),
             BenchCommand::InsertOne => return insert_envelope(priority, "bench"),
+            BenchCommand::Watch => return watch_envelope(priority),
             BenchCommand::Query => pack(&query_by_id("")),
         };
         Envelope {
@@ -122,6 +132,19 @@ fn insert_envelope(priority: i32, name: &str) -> Envelope {
         command: "insertone".into(),
         priority,
         data: Some(pack(&request)),
+        ..Default::default()
+    }
+}
+
+/// A `watch` of the watch workload's collection, every document.
+pub fn watch_envelope(priority: i32) -> Envelope {
+    Envelope {
+        command: "watch".into(),
+        priority,
+        data: Some(pack(&WatchRequest {
+            collectionname: WATCH_COLLECTION.into(),
+            paths: Vec::new(),
+        })),
         ..Default::default()
     }
 }

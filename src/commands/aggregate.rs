@@ -13,17 +13,17 @@ use super::{CommandContext, Outcome};
 use crate::acl::pipeline::{self, Prefixes};
 use crate::acl::{self, Principals, Right};
 use crate::documents::catalog::AclLocation;
-use crate::documents::{guard, json, output, read, Scope};
+use crate::documents::users::redact;
+use crate::documents::{guard, json, output, read};
 use crate::error::OpenCoreError;
 use crate::proto::{AggregateRequest, AggregateResponse};
-use crate::users::redact;
 
 /// `$limit` appended to pipelines without one.
 pub const DEFAULT_LIMIT: i32 = 500;
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: AggregateRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     if request.aggregates.trim().is_empty() {
         return Err(OpenCoreError::BadRequest("aggregates is mandatory".into()));
     }
@@ -36,7 +36,9 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     }
     let target = match request.queryas.trim() {
         "" => None,
-        id => Some(Principals::queryas(&ctx.services, id).await?),
+        id => Some(
+            Principals::queryas(ctx.services.store.as_ref(), ctx.services.directory(), id).await?,
+        ),
     };
     let prefix_for = |collection: &str, location: AclLocation| -> Vec<Document> {
         let mut prefix: Vec<Document> = Vec::new();
@@ -54,6 +56,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     for foreign in pipeline::foreign_collections(&stages)? {
         let kind = ctx
             .services
+            .documents
             .catalog
             .kind(ctx.services.store.as_ref(), &foreign)
             .await?;

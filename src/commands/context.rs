@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use prost::{Message, Name};
 
-use crate::actors::messages::SessionUpdate;
 use crate::auth::ResolvedUser;
+use crate::connections::ConnectionHandle;
+use crate::documents::Scope;
 use crate::error::OpenCoreError;
 use crate::proto::Envelope;
 use crate::protocol::envelope;
@@ -17,6 +18,9 @@ pub struct CommandContext {
     /// The checked identity (see `policy::identity`); `None` when anonymous.
     pub user: Option<Arc<ResolvedUser>>,
     pub peer: Arc<str>,
+    /// The connection the request came on; `None` for gRPC unary calls, which have no
+    /// connection to push to or to own children.
+    pub connection: Option<ConnectionHandle>,
 }
 
 impl CommandContext {
@@ -32,11 +36,25 @@ impl CommandContext {
         self.user.as_ref().ok_or(OpenCoreError::NotSignedIn)
     }
 
+    /// The caller's view of one collection (see `documents::scope`).
+    pub async fn scope(&self, collectionname: &str) -> Result<Scope, OpenCoreError> {
+        let user = self.user()?.clone();
+        Scope::for_user(self.services.documents.clone(), user, collectionname).await
+    }
+
+    /// The connection this request came on, for commands that only make sense on one.
+    pub fn connection(&self) -> Result<&ConnectionHandle, OpenCoreError> {
+        self.connection
+            .as_ref()
+            .ok_or_else(|| OpenCoreError::NeedsConnection(self.envelope.command.clone()))
+    }
+
     /// A normal reply to this request.
     pub fn reply<M: Message + Name>(&self, message: &M) -> Outcome {
         Outcome {
             reply: envelope::reply(&self.envelope.command, &self.envelope.id, message),
             session: None,
+            after_reply: None,
         }
     }
 }
@@ -44,4 +62,21 @@ impl CommandContext {
 pub struct Outcome {
     pub reply: Envelope,
     pub session: Option<SessionUpdate>,
+    /// Run by the connection right after it queued `reply`: what a command started
+    /// (a watch) begins pushing only once the client can know its id.
+    pub after_reply: Option<AfterReply>,
+}
+
+pub type AfterReply = Box<dyn FnOnce() + Send>;
+
+/// A connection's identity after a successful sign-in.
+#[derive(Debug, Clone)]
+pub struct SessionUpdate {
+    pub user: Arc<ResolvedUser>,
+    pub jwt: String,
+    pub expires: u64,
+    pub ping: bool,
+    /// What the client calls itself (`SigninRequest.agent`, `.version`).
+    pub agent: String,
+    pub version: String,
 }

@@ -1,13 +1,13 @@
 //! `count`: how many documents match, among those the caller (and `queryas`) may read.
 
 use super::{CommandContext, Outcome};
-use crate::documents::{query, read, Scope};
+use crate::documents::{query, read};
 use crate::error::OpenCoreError;
 use crate::proto::{CountRequest, CountResponse};
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: CountRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     // Clients send "{}" for "everything"; an empty query means the same here.
     let text = if request.query.trim().is_empty() {
         "{}"

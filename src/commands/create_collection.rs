@@ -35,7 +35,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     };
     let store = ctx.services.store.as_ref();
     store.create_collection(&name, &options).await?;
-    ctx.services.catalog.forget(&name);
+    ctx.services.documents.catalog.forget(&name);
     if let (false, Some(seconds)) = (is_timeseries, expire) {
         let spec = IndexSpec {
             keys: doc! {"_created": 1},

@@ -5,13 +5,13 @@
 use bson::{doc, Bson};
 
 use super::{CommandContext, Outcome};
-use crate::documents::{query, read, remove, Scope};
+use crate::documents::{query, read, remove};
 use crate::error::OpenCoreError;
 use crate::proto::{DeleteManyRequest, DeleteManyResponse};
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: DeleteManyRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     let filter = if !request.query.trim().is_empty() {
         read::refuse_password_probe(&scope, &[&request.query])?;
         query::parse_query(&request.query)?

@@ -3,13 +3,13 @@
 //! document does not exist or is not the caller's to delete; the reference said 1).
 
 use super::{CommandContext, Outcome};
-use crate::documents::{query, remove, Scope};
+use crate::documents::{query, remove};
 use crate::error::OpenCoreError;
 use crate::proto::{DeleteOneRequest, DeleteOneResponse};
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: DeleteOneRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     let id = request.id.trim();
     if id.is_empty() {
         return Err(OpenCoreError::IdRequired);

@@ -3,13 +3,13 @@
 //! JSON, ObjectIds as hex, dates as ISO text).
 
 use super::{CommandContext, Outcome};
-use crate::documents::{output, query, read, Scope};
+use crate::documents::{output, query, read};
 use crate::error::OpenCoreError;
 use crate::proto::{DistinctRequest, DistinctResponse};
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: DistinctRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     if request.field.trim().is_empty() {
         return Err(OpenCoreError::BadRequest("field is mandatory".into()));
     }

@@ -22,7 +22,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let store = ctx.services.store.as_ref();
     for collection in &doomed {
         store.drop_collection(collection).await?;
-        ctx.services.catalog.forget(collection);
+        ctx.services.documents.catalog.forget(collection);
     }
     Ok(ctx.reply(&DropCollectionResponse {}))
 }

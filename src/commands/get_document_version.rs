@@ -14,15 +14,15 @@ use bson::Document;
 
 use super::{CommandContext, Outcome};
 use crate::acl::Right;
+use crate::documents::history;
+use crate::documents::users::redact;
 use crate::documents::{metadata, output, query, Scope};
 use crate::error::OpenCoreError;
-use crate::history;
 use crate::proto::{GetDocumentVersionRequest, GetDocumentVersionResponse};
-use crate::users::redact;
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: GetDocumentVersionRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     let id = request.id.trim();
     if id.is_empty() {
         return Err(OpenCoreError::IdRequired);

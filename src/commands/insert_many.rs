@@ -2,14 +2,14 @@
 //! (the reference's unawaited bulk write lost errors). `skipresults` answers `"[]"`.
 
 use super::{CommandContext, Outcome};
-use crate::documents::{insert, json, output, Scope};
+use crate::documents::users::redact;
+use crate::documents::{insert, json, output};
 use crate::error::OpenCoreError;
 use crate::proto::{InsertManyRequest, InsertManyResponse};
-use crate::users::redact;
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: InsertManyRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     let items = json::parse_items(&request.items)?;
     let mut stored = insert::insert(&scope, items).await?;
     if request.skipresults {

@@ -2,14 +2,14 @@
 //! returns it as stored, `_id` included.
 
 use super::{CommandContext, Outcome};
-use crate::documents::{insert, json, output, Scope};
+use crate::documents::users::redact;
+use crate::documents::{insert, json, output};
 use crate::error::OpenCoreError;
 use crate::proto::{InsertOneRequest, InsertOneResponse};
-use crate::users::redact;
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: InsertOneRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     let item = parse_item(&request.item)?;
     let mut stored = insert::insert(&scope, vec![item]).await?;
     let mut document = stored.pop().ok_or(OpenCoreError::Internal)?;

@@ -3,14 +3,14 @@
 //! Every item is attempted; the first failure is reported after all of them.
 
 use super::{CommandContext, Outcome};
-use crate::documents::{json, output, upsert, Scope};
+use crate::documents::users::redact;
+use crate::documents::{json, output, upsert};
 use crate::error::OpenCoreError;
 use crate::proto::{InsertOrUpdateManyRequest, InsertOrUpdateManyResponse};
-use crate::users::redact;
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: InsertOrUpdateManyRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     let items = json::parse_items(&request.items)?;
     let mut results = Vec::with_capacity(items.len());
     let mut first_error = None;

@@ -3,14 +3,14 @@
 
 use super::insert_one::parse_item;
 use super::{CommandContext, Outcome};
-use crate::documents::{output, upsert, Scope};
+use crate::documents::users::redact;
+use crate::documents::{output, upsert};
 use crate::error::OpenCoreError;
 use crate::proto::{InsertOrUpdateOneRequest, InsertOrUpdateOneResponse};
-use crate::users::redact;
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: InsertOrUpdateOneRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     let item = parse_item(&request.item)?;
     let mut document = upsert::insert_or_update(&scope, &request.uniqeness, item).await?;
     redact::redact(&scope.collection, &mut document);

@@ -22,10 +22,12 @@ mod list_collections;
 mod ping;
 mod query;
 mod signin;
+mod unwatch;
 mod update_document;
 mod update_one;
+mod watch;
 
-pub use context::{CommandContext, Outcome};
+pub use context::{AfterReply, CommandContext, Outcome, SessionUpdate};
 
 use crate::error::OpenCoreError;
 
@@ -86,6 +88,8 @@ pub enum Command {
     CreateIndex,
     GetIndexes,
     DropIndex,
+    Watch,
+    UnWatch,
 }
 
 impl Command {
@@ -114,6 +118,8 @@ impl Command {
             "createindex" => Command::CreateIndex,
             "getindexes" => Command::GetIndexes,
             "dropindex" => Command::DropIndex,
+            "watch" => Command::Watch,
+            "unwatch" => Command::UnWatch,
             _ => return None,
         })
     }
@@ -159,6 +165,8 @@ impl Command {
             Command::CreateIndex => create_index::run(ctx).await,
             Command::GetIndexes => get_indexes::run(ctx).await,
             Command::DropIndex => drop_index::run(ctx).await,
+            Command::Watch => watch::run(ctx).await,
+            Command::UnWatch => unwatch::run(ctx).await,
         }
     }
 }

@@ -2,18 +2,18 @@
 //! `queryas`'s). `top` 0 means 500; `top` is clamped to `--max-query-results`.
 
 use super::{CommandContext, Outcome};
-use crate::documents::{output, query, read, Scope};
+use crate::documents::users::redact;
+use crate::documents::{output, query, read};
 use crate::error::OpenCoreError;
 use crate::proto::{QueryRequest, QueryResponse};
 use crate::store::FindOptions;
-use crate::users::redact;
 
 /// `top` when the request leaves it at 0 (the reference's default).
 pub const DEFAULT_TOP: usize = 500;
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: QueryRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     let filter = query::parse_query(&request.query)?;
     let projection = query::parse_projection(&request.projection)?;
     let sort = query::parse_sort(&request.orderby)?;

@@ -1,15 +1,15 @@
 //! `signin`: by username/password or by token; `validateonly` checks without changing
 //! the connection; `longtoken` asks for a long-lived token; `ping` asks for server pings.
 
+use super::SessionUpdate;
 use super::{CommandContext, Outcome};
-use crate::actors::messages::SessionUpdate;
 use crate::auth::TokenFailure;
 use crate::error::OpenCoreError;
 use crate::proto::{SigninRequest, SigninResponse};
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: SigninRequest = ctx.request(true)?;
-    let directory = &ctx.services.directory;
+    let directory = &ctx.services.directory();
     let bad_token = || OpenCoreError::InvalidSigninToken(ctx.peer.to_string());
 
     // The token to sign in with: the request's, else the envelope's.
@@ -49,6 +49,8 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
             jwt,
             expires,
             ping: request.ping,
+            agent: request.agent.clone(),
+            version: request.version.clone(),
         });
     }
     Ok(outcome)

@@ -16,13 +16,13 @@ use futures_util::future::join_all;
 use super::{CommandContext, Outcome};
 use crate::acl::Right;
 use crate::documents::catalog::CollectionKind;
+use crate::documents::history;
 use crate::documents::id_pages::IdPages;
+use crate::documents::users::rules::{self, merge_operator};
 use crate::documents::{guard, json, metadata, query, read, Scope};
 use crate::error::OpenCoreError;
-use crate::history;
 use crate::proto::{UpdateDocumentRequest, UpdateDocumentResponse, UpdateResult};
 use crate::store::{FindOptions, UpdateOptions};
-use crate::users::rules::{self, merge_operator};
 
 const ATTEMPTS: usize = 5;
 /// Documents read and updated per round.
@@ -30,7 +30,7 @@ const PAGE: usize = 1000;
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: UpdateDocumentRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     scope.ensure_writable()?;
     if scope.collection == "audit" {
         return Err(OpenCoreError::AccessDenied);
@@ -149,7 +149,7 @@ async fn update_tracked(
             .iter()
             .map(|d| history::record::snapshot(d, None))
             .collect();
-        history::record::write(&scope.services, &scope.collection, records).await?;
+        history::record::write(&scope.state, &scope.collection, records).await?;
         let attempts = pending.iter().map(|document| {
             let id = document.get("_id").cloned().unwrap_or(Bson::Null);
             let filter = query::and([

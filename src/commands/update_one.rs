@@ -3,14 +3,14 @@
 
 use super::insert_one::parse_item;
 use super::{CommandContext, Outcome};
-use crate::documents::{output, replace, Scope};
+use crate::documents::users::redact;
+use crate::documents::{output, replace};
 use crate::error::OpenCoreError;
 use crate::proto::{UpdateOneRequest, UpdateOneResponse};
-use crate::users::redact;
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: UpdateOneRequest = ctx.request(true)?;
-    let scope = Scope::open(&ctx, &request.collectionname).await?;
+    let scope = ctx.scope(&request.collectionname).await?;
     let item = parse_item(&request.item).map_err(|err| match err {
         OpenCoreError::NullItem => OpenCoreError::UpdateWithoutId,
         other => other,

@@ -12,23 +12,7 @@ use super::collections;
 use crate::error::OpenCoreError;
 use crate::store::{IndexSpec, Store};
 
-/// Where a collection's documents keep their ACL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AclLocation {
-    /// `_acl` at the top level.
-    Root,
-    /// `metadata._acl` (files, and timeseries collections whose metaField is `metadata`).
-    Metadata,
-}
-
-impl AclLocation {
-    pub fn path(&self) -> &'static str {
-        match self {
-            AclLocation::Root => "_acl",
-            AclLocation::Metadata => "metadata._acl",
-        }
-    }
-}
+pub use crate::acl::AclLocation;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CollectionKind {

@@ -64,7 +64,7 @@ pub async fn claim(scope: &Scope, documents: &[&Document]) -> Result<Vec<KeyGuar
     let mut guards = Vec::with_capacity(keys.len());
     for hex in &keys {
         let key = format!("\u{1}_id\u{0}{}\u{0}{hex}", scope.collection);
-        guards.push(scope.services.key_locks.lock(key).await);
+        guards.push(scope.state.key_locks.lock(key).await);
     }
     for id in documents.iter().filter_map(|d| d.get("_id")) {
         for other in other_forms(id) {

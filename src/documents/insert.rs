@@ -8,9 +8,9 @@ use super::scope::Scope;
 use super::{id_forms, metadata};
 use crate::acl::ace::{self, Ace};
 use crate::acl::Right;
+use crate::documents::history;
+use crate::documents::users::rules;
 use crate::error::OpenCoreError;
-use crate::history;
-use crate::users::rules;
 
 /// Prepares and stores `items`; returns them as stored. All or none.
 pub async fn insert(scope: &Scope, items: Vec<Document>) -> Result<Vec<Document>, OpenCoreError> {

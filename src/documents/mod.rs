@@ -15,6 +15,7 @@
 pub mod catalog;
 pub mod collections;
 pub mod guard;
+pub mod history;
 pub mod id_forms;
 pub mod id_pages;
 pub mod insert;
@@ -27,6 +28,8 @@ pub mod read;
 pub mod remove;
 pub mod replace;
 pub mod scope;
+pub mod state;
 pub mod upsert;
+pub mod users;
 
 pub use scope::Scope;

@@ -18,17 +18,7 @@ pub fn parse_query(text: &str) -> Result<Document, OpenCoreError> {
     Ok(query)
 }
 
-/// Both stored forms of an id given as text: the string, and the ObjectId when the
-/// text is one.
-pub fn id_forms(id: &str) -> Vec<Bson> {
-    let mut forms = vec![Bson::String(id.to_string())];
-    if id.len() == 24 {
-        if let Ok(oid) = ObjectId::parse_str(id) {
-            forms.push(Bson::ObjectId(oid));
-        }
-    }
-    forms
-}
+pub use crate::auth::roles::id_forms;
 
 /// A filter on `_id` matching either stored form.
 pub fn id_filter(id: &str) -> Document {

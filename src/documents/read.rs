@@ -7,10 +7,10 @@ use bson::{Bson, Document};
 use super::scope::Scope;
 use super::{json, query};
 use crate::acl::{self, Principals, Right};
+use crate::documents::users::{probe, redact};
 use crate::error::OpenCoreError;
 use crate::store::engine::{Filter, Projection};
 use crate::store::{FindOptions, StoreError};
-use crate::users::{probe, redact};
 
 /// Most ids a query may pin for the point-read path.
 const MAX_POINT_READS: usize = 16;
@@ -84,7 +84,7 @@ pub async fn queryas_filter(
     if queryas.is_empty() {
         return Ok(None);
     }
-    let target = Principals::queryas(&scope.services, queryas).await?;
+    let target = Principals::queryas(scope.store(), &scope.state.directory, queryas).await?;
     Ok(acl::acl_filter(&target, Right::Read, scope.location()))
 }
 

@@ -7,11 +7,11 @@ use bson::{doc, Bson, DateTime, Document};
 use super::query;
 use super::scope::Scope;
 use crate::acl::Right;
+use crate::documents::history;
 use crate::documents::metadata::id_text;
+use crate::documents::users::{ids::is_builtin, USERS_COLLECTION};
 use crate::error::OpenCoreError;
-use crate::history;
 use crate::store::UpdateOptions;
-use crate::users::{ids::is_builtin, USERS_COLLECTION};
 
 /// Documents deleted per store call.
 const BATCH: usize = 1000;
@@ -125,7 +125,7 @@ async fn delete_batch(scope: &Scope, doomed: &[Document]) -> Result<u64, OpenCor
             .iter()
             .map(|d| history::record::deleted(d, &scope.user, now))
             .collect();
-        history::record::write(&scope.services, &scope.collection, records).await?;
+        history::record::write(&scope.state, &scope.collection, records).await?;
     }
     let ids: Vec<Bson> = doomed
         .iter()

@@ -19,9 +19,9 @@ use super::metadata::{self, id_text};
 use super::query;
 use super::scope::Scope;
 use crate::acl::{ace, Right};
+use crate::documents::history;
+use crate::documents::users::rules;
 use crate::error::OpenCoreError;
-use crate::history;
-use crate::users::rules;
 
 const ATTEMPTS: usize = 5;
 
@@ -73,7 +73,7 @@ pub async fn update_one(
         }
         if scope.keeps_history() {
             history::record::write(
-                &scope.services,
+                &scope.state,
                 &scope.collection,
                 vec![history::record::snapshot(&original, reason.as_deref())],
             )

@@ -7,17 +7,16 @@ use std::sync::Arc;
 use bson::{Bson, Document};
 
 use super::catalog::{AclLocation, CollectionKind};
+use super::state::DocumentState;
 use super::{collections, query};
 use crate::acl::{self, Principals, Right};
 use crate::auth::ResolvedUser;
-use crate::commands::CommandContext;
+use crate::documents::history;
 use crate::error::OpenCoreError;
-use crate::history;
-use crate::services::Services;
 use crate::store::Store;
 
 pub struct Scope {
-    pub services: Arc<Services>,
+    pub state: Arc<DocumentState>,
     pub user: Arc<ResolvedUser>,
     pub principals: Principals,
     pub collection: String,
@@ -25,13 +24,8 @@ pub struct Scope {
 }
 
 impl Scope {
-    pub async fn open(ctx: &CommandContext, collectionname: &str) -> Result<Scope, OpenCoreError> {
-        let user = ctx.user()?.clone();
-        Scope::for_user(ctx.services.clone(), user, collectionname).await
-    }
-
     pub async fn for_user(
-        services: Arc<Services>,
+        state: Arc<DocumentState>,
         user: Arc<ResolvedUser>,
         collectionname: &str,
     ) -> Result<Scope, OpenCoreError> {
@@ -41,12 +35,12 @@ impl Scope {
         if collections::is_system(&collection) && !principals.admin {
             return Err(OpenCoreError::AccessDenied);
         }
-        let kind = services
+        let kind = state
             .catalog
-            .kind(services.store.as_ref(), &collection)
+            .kind(state.store.as_ref(), &collection)
             .await?;
         Ok(Scope {
-            services,
+            state,
             user,
             principals,
             collection,
@@ -55,7 +49,7 @@ impl Scope {
     }
 
     pub fn store(&self) -> &dyn Store {
-        self.services.store.as_ref()
+        self.state.store.as_ref()
     }
 
     pub fn is_admin(&self) -> bool {

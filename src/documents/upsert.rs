@@ -61,7 +61,7 @@ pub async fn insert_or_update(
         scope.collection,
         output::document_to_json(&shown)
     );
-    let _guard = scope.services.key_locks.lock(key).await;
+    let _guard = scope.state.key_locks.lock(key).await;
     let readable = scope.restrict(filter, Right::Read);
     let options = FindOptions {
         limit: 2,

@@ -3,14 +3,22 @@
 
 use std::sync::Arc;
 
-use crate::actors::messages::Identity;
-use crate::auth::{ResolvedUser, TokenFailure};
+use crate::auth::{Directory, ResolvedUser, TokenFailure};
 use crate::error::OpenCoreError;
-use crate::services::Services;
+
+/// Who a request claims to be, before this policy checks it.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// The connection's signed-in user.
+    Session(Arc<ResolvedUser>),
+    /// `Envelope.jwt` (or a unary RPC's token) for this one request.
+    Token(String),
+    Anonymous,
+}
 
 /// `Ok(None)`: nobody is signed in and guest access is off.
 pub async fn resolve(
-    services: &Services,
+    directory: &Directory,
     identity: &Identity,
     command: &str,
     peer: &str,
@@ -24,20 +32,20 @@ pub async fn resolve(
             // Re-read through the directory cache so role changes, disabling and
             // deletion take effect on live sessions at once; a session never passes to
             // a user re-created with the same id.
-            match services.directory.current(user).await? {
+            match directory.current(user).await? {
                 Some(current) => Ok(Some(current)),
                 None => Err(invalid()),
             }
         }
-        Identity::Token(token) => match services.directory.resolve_token(token).await {
+        Identity::Token(token) => match directory.resolve_token(token).await {
             Ok((user, _)) => Ok(Some(user)),
             Err(TokenFailure::Token(_)) => Err(invalid()),
             Err(TokenFailure::Rejected(err @ OpenCoreError::Storage(_))) => Err(err),
             Err(TokenFailure::Rejected(_)) => Err(invalid()),
         },
         Identity::Anonymous => {
-            if services.directory.settings().enable_guest {
-                services.directory.guest().await.map(Some)
+            if directory.settings().enable_guest {
+                directory.guest().await.map(Some)
             } else {
                 Ok(None)
             }

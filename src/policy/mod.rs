@@ -1,5 +1,9 @@
-//! Policies applied around command handling, kept out of the handlers: identity
-//! resolution (who is asking) and per-connection rate limiting.
+//! Policies applied around command handling, kept out of the handlers and the
+//! transports: connection caps (`admission`), what one connection may hold (`tier`),
+//! rate limits, gRPC unary budgets, and identity resolution (who is asking).
 
+pub mod admission;
 pub mod identity;
 pub mod rate_limit;
+pub mod tier;
+pub mod unary_budget;

@@ -24,7 +24,9 @@ use crate::actors::connection::outbound::Sink;
 use crate::actors::connection::{ConnectionActor, Inbound, Start};
 use crate::actors::messages::{Dispatch, Identity, ReplyTo};
 use crate::actors::supervisor::Supervisor;
+use crate::connections::TransportKind;
 use crate::error::OpenCoreError;
+use crate::policy::admission::ConnectionPermit;
 use crate::proto::flow_service_server::{FlowService, FlowServiceServer};
 use crate::proto::{
     AggregateRequest, AggregateResponse, CountRequest, CountResponse, CreateCollectionRequest,
@@ -35,12 +37,12 @@ use crate::proto::{
     InsertManyRequest, InsertManyResponse, InsertOneRequest, InsertOneResponse,
     InsertOrUpdateManyRequest, InsertOrUpdateManyResponse, InsertOrUpdateOneRequest,
     InsertOrUpdateOneResponse, ListCollectionsRequest, ListCollectionsResponse, QueryRequest,
-    QueryResponse, SigninRequest, SigninResponse, UpdateDocumentRequest, UpdateDocumentResponse,
-    UpdateOneRequest, UpdateOneResponse,
+    QueryResponse, SigninRequest, SigninResponse, UnWatchRequest, UnWatchResponse,
+    UpdateDocumentRequest, UpdateDocumentResponse, UpdateOneRequest, UpdateOneResponse,
+    WatchRequest, WatchResponse,
 };
 use crate::protocol::envelope::pack;
-use crate::services::{Services, TransportKind};
-use crate::transports::admission::ConnectionPermit;
+use crate::services::Services;
 use crate::transports::grpc_socket::AdmittedSocket;
 use crate::transports::workers::Workers;
 
@@ -152,7 +154,7 @@ impl FlowServiceImpl {
             .admit(
                 ip,
                 // A verified signature, not a header's presence, buys the signed-in budget.
-                !token.is_empty() && self.services.directory.signature_valid(&token),
+                !token.is_empty() && self.services.directory().signature_valid(&token),
                 bytes,
             )
             .map_err(|err| status_for_error(&err))?;
@@ -179,6 +181,7 @@ impl FlowServiceImpl {
                 bytes,
                 origin: unary_origin(ip),
                 budget: Some(permit),
+                connection: None,
             };
             Supervisor::local(&services).do_send(Dispatch(request));
         });
@@ -401,5 +404,20 @@ impl FlowService for FlowServiceImpl {
         request: Request<DropIndexRequest>,
     ) -> Result<Response<DropIndexResponse>, Status> {
         self.unary("dropindex", request).await
+    }
+
+    /// A watch pushes events to its connection: unary calls get a clear error saying so.
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<WatchResponse>, Status> {
+        self.unary("watch", request).await
+    }
+
+    async fn un_watch(
+        &self,
+        request: Request<UnWatchRequest>,
+    ) -> Result<Response<UnWatchResponse>, Status> {
+        self.unary("unwatch", request).await
     }
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use crate::transports::admission::ConnectionPermit;
+use crate::policy::admission::ConnectionPermit;
 
 pub struct AdmittedSocket {
     stream: TcpStream,

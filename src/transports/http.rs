@@ -69,7 +69,7 @@ async fn admin_stats(
         return HttpResponse::Unauthorized()
             .json(json!({"message": "Authorization: Bearer <jwt> required"}));
     }
-    match services.directory.resolve_token(&token).await {
+    match services.directory().resolve_token(&token).await {
         Ok((user, _)) if user.is_admin() => match admin.send(Stats).await {
             Ok(stats) => HttpResponse::Ok().json(stats),
             Err(_) => HttpResponse::ServiceUnavailable()

@@ -1,12 +1,10 @@
 //! Transports: each turns its wire into `Inbound` items for a connection actor and
 //! gives the actor a `Sink` to write to. Nothing here knows about commands.
 
-pub mod admission;
 pub mod grpc;
 pub mod grpc_socket;
 pub mod http;
 pub mod stream;
-pub mod unary_budget;
 pub mod websocket;
 pub mod workers;
 pub mod ws_guard;

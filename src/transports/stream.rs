@@ -16,11 +16,12 @@ use tokio_util::io::ReaderStream;
 
 use crate::actors::connection::outbound::Sink;
 use crate::actors::connection::{ConnectionActor, Inbound, Start};
+use crate::connections::TransportKind;
 use crate::error::OpenCoreError;
+use crate::policy::admission::ConnectionPermit;
 use crate::protocol::envelope::error_reply;
 use crate::protocol::frame::encode_frame;
-use crate::services::{Services, TransportKind};
-use crate::transports::admission::ConnectionPermit;
+use crate::services::Services;
 use crate::transports::workers::Workers;
 
 const READ_CHUNK: usize = 64 * 1024;

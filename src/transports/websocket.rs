@@ -13,11 +13,12 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use actix_ws::Message;
 use futures_util::StreamExt;
 
-use crate::actors::connection::budget::Tier;
 use crate::actors::connection::outbound::Sink;
 use crate::actors::connection::{ConnectionActor, Inbound, Start};
+use crate::connections::TransportKind;
 use crate::error::OpenCoreError;
-use crate::services::{Services, TransportKind};
+use crate::policy::tier::Tier;
+use crate::services::Services;
 use crate::transports::ws_guard::{FrameGuard, FrameLimit};
 
 pub async fn upgrade(

@@ -4,9 +4,14 @@
 //! `seq` order, applies per-connection limits (size, in-flight, rate), attaches the
 //! claimed identity, and hands each request to its worker's supervisor. Replies and
 //! server pushes come back here to be numbered and queued for the writer. Its limits
-//! are those of its tier (`budget.rs`): small until it signs in.
+//! are those of its tier (`policy::tier`): small until it signs in.
+//!
+//! It owns its children (watches; later queue consumers and file streams): commands
+//! attach them through the connection's handle, and the connection stops every child
+//! when it closes. Children are not requests and never count as in flight.
 
-pub mod budget;
+pub mod children;
+mod liveness;
 pub mod outbound;
 pub mod reorder;
 
@@ -18,21 +23,23 @@ use bytes::Bytes;
 use futures_util::Stream;
 use prost::Message as _;
 
-use crate::actors::messages::{
-    Completed, Control, Dispatch, Identity, Push, ReplyTo, Request, SessionUpdate,
-};
+use crate::actors::messages::{Completed, Dispatch, Identity, ReplyTo, Request, SessionUpdate};
 use crate::actors::supervisor::Supervisor;
-use crate::auth::token::unix_now;
 use crate::commands::is_silent;
+use crate::connections::{
+    Attach, ChildKind, ConnectionHandle, ConnectionInfo, Control, Detach, Push, RegistryEntry,
+    TransportKind, UserRef,
+};
 use crate::error::OpenCoreError;
+use crate::policy::admission::ConnectionPermit;
 use crate::policy::rate_limit::RateLimiter;
-use crate::proto::{Envelope, PingRequest, RefreshToken};
-use crate::protocol::envelope::{error_reply, push};
+use crate::policy::tier::Tier;
+use crate::proto::Envelope;
+use crate::protocol::envelope::error_reply;
 use crate::protocol::frame::FrameDecoder;
-use crate::services::{ConnectionEntry, Counters, Services, TransportKind};
-use crate::transports::admission::ConnectionPermit;
+use crate::services::{Counters, Services};
 use crate::transports::ws_guard::FrameLimit;
-use budget::Tier;
+use children::Children;
 use outbound::{Outbound, Sink};
 use reorder::SeqWindow;
 
@@ -69,6 +76,9 @@ pub struct ConnectionActor {
     outbound: Outbound,
     replies: Option<Recipient<Completed>>,
     me: Option<Addr<ConnectionActor>>,
+    /// Handed to every request, so commands can push and attach children.
+    handle: Option<ConnectionHandle>,
+    children: Children,
     inbound: Option<SpawnHandle>,
     opened: Instant,
     last_inbound: Instant,
@@ -130,6 +140,8 @@ impl ConnectionActor {
             outbound: Outbound::default(),
             replies: None,
             me: None,
+            handle: None,
+            children: Children::default(),
             inbound: None,
             opened: Instant::now(),
             last_inbound: Instant::now(),
@@ -328,7 +340,32 @@ impl ConnectionActor {
             bytes: size,
             origin: self.id,
             budget: None,
+            connection: self.handle.clone(),
         }));
+    }
+
+    /// A new or refreshed session; the registry learns who the connection belongs to.
+    fn set_session(&mut self, mut update: SessionUpdate) {
+        if let Some(previous) = &self.session {
+            if update.agent.is_empty() {
+                update.agent = previous.agent.clone();
+            }
+            if update.version.is_empty() {
+                update.version = previous.version.clone();
+            }
+        }
+        let user = &update.user;
+        self.services.connections.set_session(
+            self.id,
+            Some(UserRef {
+                id: user.id.clone(),
+                name: user.name.clone(),
+                username: user.username.clone(),
+            }),
+            &update.agent,
+            &update.version,
+        );
+        self.session = Some(update);
     }
 
     fn stop_reading(&mut self, ctx: &mut Context<Self>) {
@@ -336,118 +373,38 @@ impl ConnectionActor {
             ctx.cancel_future(handle);
         }
     }
-
-    /// Once a second: slow clients, idle and unauthenticated connections.
-    fn housekeeping(&mut self, ctx: &mut Context<Self>) {
-        let limits = &self.services.config.limits;
-        if self.outbound.queued_bytes() <= self.tier.max_outbound_bytes {
-            self.over_limit_since = None;
-        } else if let Some(since) = self.over_limit_since {
-            if since.elapsed() >= limits.slow_client_grace {
-                tracing::warn!(connection = self.id, peer = %self.peer, queued = self.outbound.queued_bytes(),
-                    "closing slow client: outbound queue over its limit for too long");
-                Counters::bump(&self.services.counters.slow_client_disconnects);
-                return ctx.stop();
-            }
-        }
-        if !limits.idle_timeout.is_zero() && self.last_inbound.elapsed() >= limits.idle_timeout {
-            tracing::info!(connection = self.id, peer = %self.peer, "closing idle connection");
-            return ctx.stop();
-        }
-        if !limits.signin_timeout.is_zero()
-            && !self.tier.signed_in
-            && self.opened.elapsed() >= limits.signin_timeout
-        {
-            tracing::info!(connection = self.id, peer = %self.peer, "closing connection that never signed in");
-            let err = OpenCoreError::SigninTimeout(limits.signin_timeout.as_secs());
-            self.send(error_reply("", &err));
-            ctx.stop();
-        }
-    }
-
-    /// Every ping interval: ping clients that asked for it, refresh tokens about to expire
-    /// or retired by a password change (so a client that changed its own password holds
-    /// a working token again), close sessions whose user is gone.
-    fn keepalive(&mut self, ctx: &mut Context<Self>) {
-        let Some((ping, expires, session_user)) = self
-            .session
-            .as_ref()
-            .map(|s| (s.ping, s.expires, s.user.clone()))
-        else {
-            return;
-        };
-        if ping {
-            self.send(push("ping", &PingRequest {}));
-        }
-        let short_ttl = self.services.config.short_token_ttl;
-        let refresh_before = Duration::from_secs(60).min(short_ttl / 2).as_secs();
-        let near_expiry = expires.saturating_sub(unix_now()) <= refresh_before;
-        if self.refreshing {
-            return;
-        }
-        self.refreshing = true;
-        let services = self.services.clone();
-        async move {
-            // `None`: close; `Some(None)`: nothing to do (a cached lookup).
-            let user = services
-                .directory
-                .current(&session_user)
-                .await
-                .ok()
-                .flatten()?;
-            if !near_expiry && user.token_generation == session_user.token_generation {
-                return Some(None);
-            }
-            let (jwt, expires) = services.directory.issue_token(&user, false).ok()?;
-            Some(Some(SessionUpdate {
-                user,
-                jwt,
-                expires,
-                ping,
-            }))
-        }
-        .into_actor(self)
-        .map(|update, actor, ctx| {
-            actor.refreshing = false;
-            match update {
-                Some(None) => {}
-                Some(Some(update)) => {
-                    let message = RefreshToken {
-                        username: update.user.username.clone(),
-                        jwt: update.jwt.clone(),
-                        user: Some(update.user.to_proto()),
-                    };
-                    actor.send(push("refreshtoken", &message));
-                    actor.session = Some(update);
-                }
-                None => {
-                    tracing::info!(
-                        connection = actor.id,
-                        "closing connection: its user can no longer sign in"
-                    );
-                    ctx.stop();
-                }
-            }
-        })
-        .spawn(ctx);
-    }
 }
 
 impl Actor for ConnectionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.replies = Some(ctx.address().recipient());
-        self.me = Some(ctx.address());
-        Counters::bump(&self.services.counters.connections_opened);
-        self.services.connections.insert(
+        let me = ctx.address();
+        self.replies = Some(me.clone().recipient());
+        self.handle = Some(ConnectionHandle::new(
             self.id,
-            ConnectionEntry {
+            self.transport,
+            me.clone().recipient(),
+            me.clone().recipient(),
+            me.clone().recipient(),
+            me.clone().recipient(),
+        ));
+        self.me = Some(me.clone());
+        Counters::bump(&self.services.counters.connections_opened);
+        self.services.connections.insert(RegistryEntry {
+            info: ConnectionInfo {
+                id: self.id,
                 transport: self.transport,
                 peer: self.peer.to_string(),
-                control: ctx.address().recipient(),
+                agent: String::new(),
+                version: String::new(),
+                user: None,
+                connected: std::time::SystemTime::now(),
+                children: Vec::new(),
             },
-        );
+            control: me.clone().recipient(),
+            push: me.recipient(),
+        });
         ctx.run_interval(Duration::from_secs(1), Self::housekeeping);
         let ping_interval = self
             .services
@@ -461,7 +418,8 @@ impl Actor for ConnectionActor {
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.outbound.close();
-        self.services.connections.remove(&self.id);
+        self.children.stop_all();
+        self.services.connections.remove(self.id);
         Counters::bump(&self.services.counters.connections_closed);
         tracing::debug!(connection = self.id, "disconnected");
     }
@@ -504,10 +462,13 @@ impl Handler<Completed> for ConnectionActor {
             self.enter_signed_in();
         }
         if let Some(session) = completed.session {
-            self.session = Some(session);
+            self.set_session(session);
         }
         if let Some(reply) = completed.reply {
             self.send(reply);
+        }
+        if let Some(after_reply) = completed.after_reply {
+            after_reply();
         }
         if self.draining && self.in_flight == 0 {
             ctx.stop();
@@ -544,4 +505,33 @@ impl Handler<Control> for ConnectionActor {
 fn ws_frame_limit(tier: &Tier) -> usize {
     tier.max_message_size
         .saturating_add(crate::protocol::frame::LENGTH_PREFIX)
+}
+
+impl Handler<Attach> for ConnectionActor {
+    type Result = Result<(), OpenCoreError>;
+
+    fn handle(&mut self, attach: Attach, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.closing || self.draining {
+            return Err(OpenCoreError::ConnectionClosed);
+        }
+        let limit = match attach.kind {
+            ChildKind::Watch => self.services.config.limits.max_watches_per_connection,
+        };
+        let (kind, id) = (attach.kind, attach.id.clone());
+        self.children.attach(attach, limit)?;
+        self.services.connections.add_child(self.id, kind, &id);
+        Ok(())
+    }
+}
+
+impl Handler<Detach> for ConnectionActor {
+    type Result = bool;
+
+    fn handle(&mut self, Detach { kind, id }: Detach, _ctx: &mut Context<Self>) -> bool {
+        let found = self.children.detach(kind, &id);
+        if found {
+            self.services.connections.remove_child(self.id, kind, &id);
+        }
+        found
+    }
 }

@@ -21,5 +21,5 @@ pub fn take_new_password(document: &mut Document) -> Option<String> {
 }
 
 pub async fn hash(scope: &Scope, new: String) -> Result<String, OpenCoreError> {
-    scope.services.directory.hash_password(new).await
+    scope.state.directory.hash_password(new).await
 }

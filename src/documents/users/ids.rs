@@ -15,11 +15,11 @@ use crate::auth::builtin::{
     BUILTIN_ROLES, CUSTOMER_ADMINS_ROLE_ID, GUEST_USER_ID, RESELLERS_ROLE_ID, ROOT_USER_ID,
     USERS_COLLECTION,
 };
+use crate::documents::history;
 use crate::documents::metadata::id_text;
 use crate::documents::query::id_forms;
 use crate::documents::scope::Scope;
 use crate::error::OpenCoreError;
-use crate::history;
 
 /// Whether `id` (either form, any letter case) is a built-in user or role.
 pub fn is_builtin(id: &str) -> bool {

@@ -6,8 +6,8 @@ use futures_util::future::try_join_all;
 use crate::auth::ResolvedUser;
 use crate::documents::collections::history_of;
 use crate::documents::metadata::{id_text, user_name, version_of, CREATED_FIELDS, MODIFIED_FIELDS};
+use crate::documents::state::DocumentState;
 use crate::error::OpenCoreError;
-use crate::services::Services;
 use crate::store::StoreError;
 
 /// `_id` of the record of version `version` of the document with `_id` `id`.
@@ -53,16 +53,16 @@ pub fn deleted(document: &Document, user: &ResolvedUser, now: DateTime) -> Docum
 /// racing updates of the same version) is harmless: a record's content is fixed by
 /// its document id and version.
 pub async fn write(
-    services: &Services,
+    state: &DocumentState,
     collection: &str,
     records: Vec<Document>,
 ) -> Result<(), OpenCoreError> {
     if records.is_empty() {
         return Ok(());
     }
-    let store = services.store.as_ref();
+    let store = state.store.as_ref();
     let history = history_of(collection);
-    services.catalog.ensure_history_index(store, &history).await;
+    state.catalog.ensure_history_index(store, &history).await;
     match store.insert_many(&history, records.clone()).await {
         Ok(()) => Ok(()),
         Err(StoreError::DuplicateKey { .. }) => {

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use crate::actors::connection::budget::Tier;
 use crate::config::Limits;
 use crate::error::OpenCoreError;
 use crate::policy::rate_limit::RateLimiter;
+use crate::policy::tier::Tier;
 
 /// Past this many addresses, idle entries are pruned on the next new address.
 const PRUNE_ABOVE: usize = 4096;

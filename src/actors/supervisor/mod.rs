@@ -1,31 +1,40 @@
-//! One supervisor per worker thread. It routes each request to the handler actor of
-//! its command family, keeps each family within its concurrency limit (waiting
-//! requests sit in priority lanes), and replaces handler actors that die.
+//! One supervisor per worker thread. It routes each request to its command family,
+//! keeps each family within its concurrency limit (waiting requests sit in priority
+//! lanes), and runs admitted requests as futures on its own context.
+//!
+//! There are no separate handler actors: a command is a future, and a panic inside it
+//! is caught and answered as an error for that request (`execute::guarded`), so a
+//! restartable actor per family would only add a message hop per request. The
+//! supervisor itself holds no state a request depends on; if it ever stops, the next
+//! connection on that worker starts a fresh one (`Supervisor::local`).
+
+mod execute;
+#[cfg(test)]
+mod tests;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::actors::handler::{CommandHandler, Execute};
 use crate::actors::lanes::PriorityLanes;
 use crate::actors::messages::{Completed, Dispatch, Request};
 use crate::commands::{Command, Family};
 use crate::error::OpenCoreError;
 use crate::protocol::envelope::error_reply;
+use crate::services::load::FamilyLoad;
 use crate::services::{Counters, Services};
 
 /// Collection and index management per worker: rare, and an index build may be long.
 const ADMIN_CONCURRENCY: usize = 2;
 
 struct FamilyState {
-    handler: Addr<CommandHandler>,
     lanes: PriorityLanes<(Command, Request)>,
     in_flight: usize,
     limit: usize,
-    served: u64,
-    restarts: u64,
+    load: Arc<FamilyLoad>,
 }
 
 pub struct Supervisor {
@@ -47,16 +56,13 @@ impl Supervisor {
                 return addr.clone();
             }
             let addr = Supervisor::new(services.clone()).start();
-            if let Ok(mut all) = services.supervisors.lock() {
-                all.retain(|a| a.connected());
-                all.push(addr.clone());
-            }
             *slot = Some(addr.clone());
             addr
         })
     }
 
     fn new(services: Arc<Services>) -> Self {
+        let mut worker = Vec::new();
         let families = Family::ALL
             .iter()
             .map(|family| {
@@ -66,20 +72,25 @@ impl Supervisor {
                     Family::Data => services.config.limits.data_concurrency.max(1),
                     Family::Admin => ADMIN_CONCURRENCY,
                 };
+                let load = Arc::new(FamilyLoad::default());
+                worker.push((
+                    family.as_str(),
+                    (limit != usize::MAX).then_some(limit),
+                    load.clone(),
+                ));
                 let state = FamilyState {
-                    handler: start_handler(&services),
                     lanes: PriorityLanes::new(
                         services.config.limits.priority_aging,
                         services.config.limits.max_prioritized_per_connection,
                     ),
                     in_flight: 0,
                     limit,
-                    served: 0,
-                    restarts: 0,
+                    load,
                 };
                 (*family, state)
             })
             .collect();
+        services.loads.register(worker);
         Supervisor { services, families }
     }
 
@@ -93,24 +104,15 @@ impl Supervisor {
         let Some(state) = self.families.get_mut(&family) else {
             return;
         };
-        if !state.handler.connected() {
-            state.handler = start_handler(&self.services);
-            state.restarts += 1;
-            tracing::warn!(family = family.as_str(), "replaced a dead handler actor");
-        }
         state.in_flight += 1;
-        state.served += 1;
-        let sent = state.handler.send(Execute { command, request });
-        sent.into_actor(self)
-            .map(move |result, supervisor, ctx| {
-                if result.is_err() {
-                    tracing::error!(
-                        family = family.as_str(),
-                        "handler actor stopped while handling a request"
-                    );
-                }
-                supervisor.finish(family, ctx);
-            })
+        state
+            .load
+            .in_flight
+            .store(state.in_flight, Ordering::Relaxed);
+        state.load.served.fetch_add(1, Ordering::Relaxed);
+        execute::execute(self.services.clone(), command, request)
+            .into_actor(self)
+            .map(move |(), supervisor, ctx| supervisor.finish(family, ctx))
             .spawn(ctx);
     }
 
@@ -118,11 +120,20 @@ impl Supervisor {
         let next = match self.families.get_mut(&family) {
             Some(state) => {
                 state.in_flight = state.in_flight.saturating_sub(1);
-                if state.in_flight < state.limit {
+                state
+                    .load
+                    .in_flight
+                    .store(state.in_flight, Ordering::Relaxed);
+                let next = if state.in_flight < state.limit {
                     state.lanes.pop()
                 } else {
                     None
-                }
+                };
+                state
+                    .load
+                    .queued
+                    .store(state.lanes.len(), Ordering::Relaxed);
+                next
             }
             None => None,
         };
@@ -130,11 +141,6 @@ impl Supervisor {
             self.start(family, command, request, ctx);
         }
     }
-}
-
-fn start_handler(services: &Arc<Services>) -> Addr<CommandHandler> {
-    let services = services.clone();
-    actix::Supervisor::start(move |_| CommandHandler::new(services))
 }
 
 impl Actor for Supervisor {
@@ -171,42 +177,10 @@ impl Handler<Dispatch> for Supervisor {
             let priority = request.envelope.priority;
             let origin = request.origin;
             state.lanes.push(priority, origin, (command, request));
+            state
+                .load
+                .queued
+                .store(state.lanes.len(), Ordering::Relaxed);
         }
-    }
-}
-
-/// Load of one family on one worker, for the admin view.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FamilySnapshot {
-    pub family: &'static str,
-    pub in_flight: usize,
-    pub queued: usize,
-    pub limit: Option<usize>,
-    pub served: u64,
-    pub handler_restarts: u64,
-}
-
-#[derive(Message)]
-#[rtype(result = "Vec<FamilySnapshot>")]
-pub struct Snapshot;
-
-impl Handler<Snapshot> for Supervisor {
-    type Result = MessageResult<Snapshot>;
-
-    fn handle(&mut self, _: Snapshot, _ctx: &mut Context<Self>) -> Self::Result {
-        let mut snapshot: Vec<FamilySnapshot> = self
-            .families
-            .iter()
-            .map(|(family, state)| FamilySnapshot {
-                family: family.as_str(),
-                in_flight: state.in_flight,
-                queued: state.lanes.len(),
-                limit: (state.limit != usize::MAX).then_some(state.limit),
-                served: state.served,
-                handler_restarts: state.restarts,
-            })
-            .collect();
-        snapshot.sort_by_key(|s| s.family);
-        MessageResult(snapshot)
     }
 }

@@ -1,5 +1,7 @@
+use super::execute::guarded;
 use super::*;
 use crate::config::ServeConfig;
+use crate::error::OpenCoreError;
 use crate::proto::ErrorResponse;
 use prost::Message;
 

@@ -1,55 +1,24 @@
-//! State shared by every actor: configuration, the store, the user directory,
-//! counters, and the registry of live connections (for shutdown and the admin view).
+//! State shared by every actor and command: configuration, the document layer's state
+//! (store, directory, catalog, locks), counters, connection caps and budgets, the
+//! registry of live connections, the live change feeds of watches, and per-worker load.
+//!
+//! It sits below the actors and commands and above the document layer: it imports
+//! nothing that imports it.
+
+pub mod load;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use actix::{Addr, Recipient};
-use dashmap::DashMap;
-
-use crate::actors::messages::Control;
-use crate::actors::supervisor::Supervisor;
 use crate::auth::Directory;
 use crate::config::ServeConfig;
-use crate::documents::catalog::Catalog;
-use crate::documents::locks::KeyLocks;
+use crate::connections::Registry;
+use crate::documents::state::DocumentState;
+use crate::policy::admission::Admission;
+use crate::policy::unary_budget::UnaryBudget;
 use crate::store::SharedStore;
-use crate::transports::admission::Admission;
-use crate::transports::unary_budget::UnaryBudget;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TransportKind {
-    WebSocket,
-    Grpc,
-    Tcp,
-    Pipe,
-}
-
-impl TransportKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            TransportKind::WebSocket => "websocket",
-            TransportKind::Grpc => "grpc",
-            TransportKind::Tcp => "tcp",
-            TransportKind::Pipe => "pipe",
-        }
-    }
-
-    /// Largest envelope the official clients accept on this transport: gRPC clients
-    /// keep tonic's/grpcio's 4 MiB receive limit; tungstenite takes 16 MiB per frame.
-    pub fn max_outbound_envelope(&self, configured: usize) -> usize {
-        match self {
-            TransportKind::Grpc => 4 * 1024 * 1024 - 64,
-            TransportKind::WebSocket => 16 * 1024 * 1024,
-            TransportKind::Tcp | TransportKind::Pipe => configured.max(16 * 1024 * 1024),
-        }
-    }
-
-    /// Stream transports number envelopes (`seq`) and frame them with a length prefix.
-    pub fn is_sequenced(&self) -> bool {
-        !matches!(self, TransportKind::Grpc)
-    }
-}
+use crate::watch::Feeds;
+use load::Loads;
 
 #[derive(Default)]
 pub struct Counters {
@@ -67,18 +36,17 @@ impl Counters {
     }
 }
 
-pub struct ConnectionEntry {
-    pub transport: TransportKind,
-    pub peer: String,
-    pub control: Recipient<Control>,
-}
-
 pub struct Services {
     pub config: ServeConfig,
     pub store: SharedStore,
-    pub directory: Directory,
+    /// What the document layer works on (the store again, the directory, the catalog
+    /// and per-key locks).
+    pub documents: Arc<DocumentState>,
     pub counters: Counters,
-    pub connections: DashMap<u64, ConnectionEntry>,
+    /// Every live connection of this node.
+    pub connections: Registry,
+    /// Per collection, the one change-feed relay that the watches of this node share.
+    pub feeds: Feeds,
     /// Connection caps (global and per client address); each live connection holds a permit.
     pub admission: Admission,
     /// The same caps for the gRPC port's HTTP/2 sockets (each of their streams is also a
@@ -86,14 +54,10 @@ pub struct Services {
     pub grpc_sockets: Admission,
     /// Rate and in-flight limits of gRPC unary calls, per client address.
     pub unary_budget: UnaryBudget,
-    /// Every supervisor (one per worker thread), for the admin view.
-    pub supervisors: Mutex<Vec<Addr<Supervisor>>>,
+    /// Each worker's command-family load, for the admin view.
+    pub loads: Loads,
     /// JSON served at `/config` and in `SigninResponse.config`.
     pub client_config: String,
-    /// What kind each collection is (normal, files, history, timeseries).
-    pub catalog: Catalog,
-    /// Per-key locks of `insertorupdateone`.
-    pub key_locks: KeyLocks,
     next_connection_id: AtomicU64,
     draining: AtomicBool,
 }
@@ -104,22 +68,26 @@ impl Services {
         let admission = Admission::new(&config.limits);
         let grpc_sockets = Admission::new(&config.limits);
         let unary_budget = UnaryBudget::new(&config.limits);
+        let documents = Arc::new(DocumentState::new(store.clone(), directory));
         Arc::new(Services {
             config,
             store,
-            directory,
+            documents,
             counters: Counters::default(),
-            connections: DashMap::new(),
+            connections: Registry::default(),
+            feeds: Feeds::default(),
             admission,
             grpc_sockets,
             unary_budget,
-            supervisors: Mutex::new(Vec::new()),
+            loads: Loads::default(),
             client_config,
-            catalog: Catalog::default(),
-            key_locks: KeyLocks::default(),
             next_connection_id: AtomicU64::new(1),
             draining: AtomicBool::new(false),
         })
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.documents.directory
     }
 
     pub fn next_connection_id(&self) -> u64 {

@@ -1,0 +1,98 @@
+//! Running one request: check who is asking, run the command, turn its outcome (or
+//! error, or panic) into the reply for its connection. Runs as a future on the
+//! supervisor's worker thread; a panic ends that request only.
+
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+
+use crate::actors::messages::{Completed, Request};
+use crate::commands::{Command, CommandContext};
+use crate::error::OpenCoreError;
+use crate::policy::identity;
+use crate::protocol::envelope::error_reply;
+use crate::services::{Counters, Services};
+
+/// Runs one request to its end; resolves when the reply has been handed to the
+/// connection (or the unary caller).
+pub async fn execute(services: Arc<Services>, command: Command, request: Request) {
+    let Request {
+        envelope,
+        identity: claimed,
+        peer,
+        reply_to,
+        bytes,
+        budget,
+        connection,
+        ..
+    } = request;
+    let request_id = envelope.id.clone();
+    let command_name = envelope.command.clone();
+    let signed_in = Rc::new(Cell::new(false));
+    let work = {
+        let services = services.clone();
+        let signed_in = signed_in.clone();
+        async move {
+            let user =
+                identity::resolve(services.directory(), &claimed, &envelope.command, &peer).await?;
+            signed_in.set(user.is_some());
+            if command.needs_user() && user.is_none() {
+                return Err(OpenCoreError::NotSignedIn);
+            }
+            command
+                .run(CommandContext {
+                    services,
+                    envelope,
+                    user,
+                    peer,
+                    connection,
+                })
+                .await
+        }
+    };
+    let mut completed = guarded(work, &request_id, command_name, &services).await;
+    completed.request_bytes = bytes;
+    completed.signed_in = signed_in.get() || completed.session.is_some();
+    reply_to.send(completed);
+    drop(budget);
+}
+
+/// Runs a command to its reply: an error becomes an `error` reply, and so does a panic
+/// (the panic ends this request only; the supervisor, connection and server live on).
+pub async fn guarded<F>(
+    work: F,
+    request_id: &str,
+    command: String,
+    services: &Services,
+) -> Completed
+where
+    F: std::future::Future<Output = Result<crate::commands::Outcome, OpenCoreError>>,
+{
+    match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(Ok(outcome)) => Completed {
+            reply: Some(outcome.reply),
+            session: outcome.session,
+            after_reply: outcome.after_reply,
+            ..Completed::default()
+        },
+        Ok(Err(err)) => {
+            Counters::bump(&services.counters.errors);
+            Completed {
+                reply: Some(error_reply(request_id, &err)),
+                ..Completed::default()
+            }
+        }
+        Err(_) => {
+            Counters::bump(&services.counters.errors);
+            tracing::error!(%command, "command panicked; answered with an error");
+            let err = OpenCoreError::HandlerPanicked(command);
+            Completed {
+                reply: Some(error_reply(request_id, &err)),
+                ..Completed::default()
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! `watch`: change notifications for one collection, filtered by the caller's read
+//! right and optional JSONPath `paths`. Starts a watch actor owned by the connection;
+//! its events begin after this reply. Needs a streaming connection.
+
+use actix::Actor;
+use rand::distr::{Alphanumeric, SampleString};
+
+use super::{CommandContext, Outcome};
+use crate::connections::ChildKind;
+use crate::error::OpenCoreError;
+use crate::proto::{WatchRequest, WatchResponse};
+use crate::watch::{actor, Begin, PathFilter, WatchActor, WatchSettings};
+
+/// Watch ids are random, so one connection cannot guess (or collide with) another's.
+const WATCH_ID_LEN: usize = 16;
+
+pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
+    let request: WatchRequest = ctx.request(true)?;
+    let connection = ctx.connection()?.clone();
+    let paths = PathFilter::compile(&request.paths)?;
+    let scope = ctx.scope(&request.collectionname).await?;
+    let services = &ctx.services;
+    let relay = services.feeds.join(&services.store, &scope.collection);
+    let id = Alphanumeric.sample_string(&mut rand::rng(), WATCH_ID_LEN);
+    let watch = WatchActor::new(
+        WatchSettings {
+            id: id.clone(),
+            user: scope.user.clone(),
+            paths,
+            location: scope.location(),
+            documents: services.documents.clone(),
+            connection: connection.clone(),
+            counters: services.feeds.counters.clone(),
+        },
+        relay,
+    )
+    .start();
+    if let Err(err) = connection
+        .attach(ChildKind::Watch, id.clone(), watch.clone().recipient())
+        .await
+    {
+        actor::stop(&watch);
+        return Err(err);
+    }
+    tracing::debug!(connection = connection.id, watch = %id, collection = %scope.collection, "watch started");
+    let mut outcome = ctx.reply(&WatchResponse { id });
+    outcome.after_reply = Some(Box::new(move || watch.do_send(Begin)));
+    Ok(outcome)
+}

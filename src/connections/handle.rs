@@ -1,0 +1,122 @@
+//! What a command holds of the connection it came from: its id, a way to push
+//! envelopes to it, and a way to attach child actors (watches now; queue consumers and
+//! file streams next) that the connection stops when it closes. Children are not
+//! requests: they never count against the connection's in-flight limits.
+
+use actix::{Message, Recipient};
+
+use super::{Control, Push, TransportKind};
+use crate::error::OpenCoreError;
+use crate::proto::Envelope;
+
+/// What kind of child actor a connection owns. Each kind has its own per-connection cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChildKind {
+    Watch,
+}
+
+impl ChildKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChildKind::Watch => "watch",
+        }
+    }
+
+    pub fn plural(&self) -> &'static str {
+        match self {
+            ChildKind::Watch => "watches",
+        }
+    }
+}
+
+/// Sent to a child when its connection closes or it is detached: stop now.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopChild;
+
+/// Adopt a running child. Refused (and the child is not adopted) when the connection
+/// is closing or already holds its cap of children of this kind.
+#[derive(Message)]
+#[rtype(result = "Result<(), OpenCoreError>")]
+pub struct Attach {
+    pub kind: ChildKind,
+    pub id: String,
+    pub stop: Recipient<StopChild>,
+}
+
+/// Stop and forget a child; `false` when the connection has no such child.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Detach {
+    pub kind: ChildKind,
+    pub id: String,
+}
+
+#[derive(Clone)]
+pub struct ConnectionHandle {
+    pub id: u64,
+    pub transport: TransportKind,
+    push: Recipient<Push>,
+    control: Recipient<Control>,
+    attach: Recipient<Attach>,
+    detach: Recipient<Detach>,
+}
+
+impl ConnectionHandle {
+    pub fn new(
+        id: u64,
+        transport: TransportKind,
+        push: Recipient<Push>,
+        control: Recipient<Control>,
+        attach: Recipient<Attach>,
+        detach: Recipient<Detach>,
+    ) -> Self {
+        ConnectionHandle {
+            id,
+            transport,
+            push,
+            control,
+            attach,
+            detach,
+        }
+    }
+
+    /// Queues an envelope for the client (dropped if the connection is gone).
+    pub fn push(&self, envelope: Envelope) {
+        self.push.do_send(Push(envelope));
+    }
+
+    /// Where a child sends its pushes.
+    pub fn pusher(&self) -> Recipient<Push> {
+        self.push.clone()
+    }
+
+    pub fn control(&self) -> Recipient<Control> {
+        self.control.clone()
+    }
+
+    /// Hands a started child to the connection; on an error the caller stops it.
+    pub async fn attach(
+        &self,
+        kind: ChildKind,
+        id: String,
+        stop: Recipient<StopChild>,
+    ) -> Result<(), OpenCoreError> {
+        self.attach
+            .send(Attach { kind, id, stop })
+            .await
+            .map_err(|_| OpenCoreError::ConnectionClosed)?
+    }
+
+    /// A child that stopped on its own tells its connection to forget it (harmless
+    /// when the connection stopped it, or is gone).
+    pub fn child_stopped(&self, kind: ChildKind, id: String) {
+        self.detach.do_send(Detach { kind, id });
+    }
+
+    /// Stops the child `id` of this kind; `false` when there is none.
+    pub async fn detach(&self, kind: ChildKind, id: String) -> bool {
+        self.detach.send(Detach { kind, id }).await.unwrap_or(false)
+    }
+}
