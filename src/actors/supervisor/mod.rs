@@ -1,6 +1,6 @@
 //! One supervisor per worker thread. It routes each request to its command family,
 //! keeps each family within its concurrency limit (waiting requests sit in priority
-//! lanes), and runs admitted requests as futures on its own context.
+//! lanes), and runs admitted requests as tasks on its worker thread.
 //!
 //! There are no separate handler actors: a command is a future, and a panic inside it
 //! is caught and answered as an error for that request (`execute::guarded`), so a
@@ -110,10 +110,15 @@ impl Supervisor {
             .in_flight
             .store(state.in_flight, Ordering::Relaxed);
         state.load.served.fetch_add(1, Ordering::Relaxed);
-        execute::execute(self.services.clone(), command, request)
-            .into_actor(self)
-            .map(move |(), supervisor, ctx| supervisor.finish(family, ctx))
-            .spawn(ctx);
+        // A task on this thread's local set, not a future inside the actor's context:
+        // local tasks are first polled in spawn order, so commands that finish at once
+        // (getelement, ping) are answered in the order they arrived.
+        let supervisor = ctx.address();
+        let services = self.services.clone();
+        actix::spawn(async move {
+            execute::execute(services, command, request).await;
+            supervisor.do_send(Finished(family));
+        });
     }
 
     fn finish(&mut self, family: Family, ctx: &mut Context<Self>) {
@@ -145,6 +150,19 @@ impl Supervisor {
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
+}
+
+/// A request of this family ended: start the next waiting one.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Finished(Family);
+
+impl Handler<Finished> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, Finished(family): Finished, ctx: &mut Context<Self>) {
+        self.finish(family, ctx);
+    }
 }
 
 impl Handler<Dispatch> for Supervisor {
