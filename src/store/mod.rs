@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bson::{Bson, Document};
 
-pub use changes::{ChangeEvent, ChangeFeed, ChangeOperation};
+pub use changes::{ChangeEvent, ChangeFeed, ChangeOperation, Subscription};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {

@@ -1739,3 +1739,112 @@ async fn aggregations_stop_at_their_memory_limit() {
     };
     assert_eq!(store.find("big", &doc! {}, &page).await.unwrap().len(), 50);
 }
+
+#[tokio::test]
+async fn dropping_a_collection_publishes_one_drop_event() {
+    let (_dir, store) = seeded("c", vec![doc! {"_id": 1}]).await;
+    let mut changes = store.changes().subscribe("c");
+    let mut others = store.changes().subscribe("d");
+    let generation = store.changes().generation("c");
+    assert!(store.drop_collection("c").await.unwrap());
+    let event = changes.recv().await.unwrap();
+    assert_eq!(event.collection, "c");
+    assert_eq!(event.operation, ChangeOperation::Drop);
+    assert_eq!(event.operation.as_str(), "drop");
+    assert_eq!(event.document_key, Bson::Null);
+    assert_eq!(event.full_document, None);
+    assert_eq!(event.updated_fields, None);
+    assert_eq!(store.changes().generation("c"), generation + 1);
+    // A collection that does not exist: no event, no generation move.
+    assert!(!store.drop_collection("c").await.unwrap());
+    assert!(!store.drop_collection("d").await.unwrap());
+    assert!(changes.try_recv().is_err());
+    assert!(others.try_recv().is_err());
+    assert_eq!(store.changes().generation("c"), generation + 1);
+    // An explicitly created, still empty collection exists too.
+    store
+        .create_collection("d", &CollectionOptions::default())
+        .await
+        .unwrap();
+    assert!(store.drop_collection("d").await.unwrap());
+    assert_eq!(
+        others.recv().await.unwrap().operation,
+        ChangeOperation::Drop
+    );
+}
+
+#[tokio::test]
+async fn update_events_name_the_top_level_fields_that_changed() {
+    let (_dir, store) = seeded(
+        "c",
+        vec![doc! {"_id": 1, "a": 1, "b": {"c": 1, "e": 1}, "d": 1, "n": 0}],
+    )
+    .await;
+    let mut changes = store.changes().subscribe("c");
+    store
+        .update(
+            "c",
+            &doc! {"_id": 1},
+            &doc! {"$set": {"a": 1, "b.c": 2, "new": true}, "$unset": {"d": ""}},
+            UpdateOptions::default(),
+        )
+        .await
+        .unwrap();
+    let event = changes.recv().await.unwrap();
+    assert_eq!(event.operation, ChangeOperation::Update);
+    assert_eq!(
+        event.updated_fields,
+        Some(vec!["b".to_string(), "new".to_string(), "d".to_string()]),
+        "a was set to the value it had"
+    );
+    let options = FindAndModifyOptions::default();
+    store
+        .find_one_and_update("c", &doc! {"_id": 1}, &doc! {"$inc": {"n": 1}}, &options)
+        .await
+        .unwrap();
+    let event = changes.recv().await.unwrap();
+    assert_eq!(event.updated_fields, Some(vec!["n".to_string()]));
+    // Other operations carry none.
+    store
+        .replace_one("c", &doc! {"_id": 1}, doc! {"z": 1}, false)
+        .await
+        .unwrap();
+    let upsert = UpdateOptions {
+        upsert: true,
+        multi: false,
+    };
+    store
+        .update("c", &doc! {"_id": 2}, &doc! {"$set": {"a": 1}}, upsert)
+        .await
+        .unwrap();
+    store.delete("c", &doc! {}, false).await.unwrap();
+    let mut operations = Vec::new();
+    while let Ok(event) = changes.try_recv() {
+        assert_eq!(event.updated_fields, None, "{:?}", event.operation);
+        operations.push(event.operation);
+    }
+    assert_eq!(
+        operations,
+        vec![
+            ChangeOperation::Replace,
+            ChangeOperation::Insert,
+            ChangeOperation::Delete,
+            ChangeOperation::Delete
+        ]
+    );
+}
+
+#[tokio::test]
+async fn embedded_subscriptions_are_counted() {
+    let (_dir, store) = seeded("c", vec![]).await;
+    let first = store.changes().subscribe("c");
+    let second = store.changes().subscribe("c");
+    assert_eq!(store.changes().subscribers("c"), 2);
+    drop(first);
+    drop(second);
+    assert_eq!(store.changes().subscribers("c"), 0);
+    // Without an unwatch hook the channel stays: a new subscriber gets events.
+    let mut again = store.changes().subscribe("c");
+    store.insert_many("c", vec![doc! {"_id": 1}]).await.unwrap();
+    assert_eq!(again.recv().await.unwrap().document_key, Bson::Int32(1));
+}

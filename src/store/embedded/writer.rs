@@ -8,6 +8,11 @@
 //! operation is caught and treated the same way (`resilience`): that write fails, the
 //! rest of its group commits, and the writer thread goes on. Since one thread applies
 //! all writes in order, a find-and-modify cannot race with anything.
+//!
+//! Events are gathered per operation and published only after the commit: updates
+//! name the top-level fields that differ from the old document (so watchers can skip
+//! changes they do not care about, like heartbeats), and dropping an existing
+//! collection publishes one `Drop` event.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
@@ -275,8 +280,6 @@ fn run(
 struct Done {
     outcome: StoreResult<WriteOutcome>,
     events: Vec<ChangeEvent>,
-    /// Collections dropped: their generation moves without an event.
-    dropped: Vec<String>,
 }
 
 pub(super) fn commit_batch(
@@ -308,7 +311,6 @@ pub(super) fn commit_batch(
                     Done {
                         outcome: Err(StoreError::Closed),
                         events: Vec::new(),
-                        dropped: Vec::new(),
                     },
                     reply,
                 ));
@@ -318,7 +320,6 @@ pub(super) fn commit_batch(
             let mut done = Done {
                 outcome: Ok(WriteOutcome::Done),
                 events: Vec::new(),
-                dropped: Vec::new(),
             };
             let outcome = resilience::catch("a write", || apply(&mut ctx, op, &mut done));
             let undo = std::mem::take(&mut ctx.undo);
@@ -328,7 +329,6 @@ pub(super) fn commit_batch(
                 }
                 ctx.catalog = before;
                 done.events.clear();
-                done.dropped.clear();
             }
             done.outcome = outcome;
             results.push((done, reply));
@@ -375,9 +375,6 @@ pub(super) fn commit_batch(
             for (done, reply) in results {
                 for event in done.events {
                     feed.publish(event);
-                }
-                for name in done.dropped {
-                    feed.bump(&name);
                 }
                 reply.send(done.outcome);
             }
@@ -571,11 +568,7 @@ fn apply(ctx: &mut Ctx<'_>, op: WriteOp, done: &mut Done) -> StoreResult<WriteOu
             collection,
             options,
         } => create_collection(ctx, &collection, &options),
-        WriteOp::DropCollection { collection } => {
-            let outcome = drop_collection(ctx, &collection)?;
-            done.dropped.push(collection);
-            Ok(outcome)
-        }
+        WriteOp::DropCollection { collection } => drop_collection(ctx, &collection, events),
         WriteOp::CreateIndex { collection, spec } => create_index(ctx, &collection, &spec),
         WriteOp::DropIndex { collection, name } => drop_index(ctx, &collection, &name),
         WriteOp::Expire { now_millis } => expire(ctx, now_millis, events),
@@ -786,6 +779,7 @@ fn insert(
             operation: ChangeOperation::Insert,
             document_key: id,
             full_document: Some(doc),
+            updated_fields: None,
         });
     }
     Ok(WriteOutcome::Inserted)
@@ -809,6 +803,7 @@ fn upsert_insert(
         operation: ChangeOperation::Insert,
         document_key: id.clone(),
         full_document: Some(doc.clone()),
+        updated_fields: None,
     });
     Ok((id, doc))
 }
@@ -831,13 +826,30 @@ fn store_update(
     if new.contains_key(TEST_PANIC_FIELD) {
         panic!("test hook: this update panics inside the writer");
     }
+    let updated_fields = match operation {
+        ChangeOperation::Update => Some(changed_fields(old, &new)),
+        _ => None,
+    };
     events.push(ChangeEvent {
         collection: meta.name.clone(),
         operation,
         document_key: id,
         full_document: Some(new.clone()),
+        updated_fields,
     });
     Ok(new)
+}
+
+/// Top-level fields whose value differs between `old` and `new` (set, changed or
+/// removed), as MongoDB's `updateDescription` would name them (first path segment).
+pub(super) fn changed_fields(old: &Document, new: &Document) -> Vec<String> {
+    let set = new
+        .iter()
+        .filter(|(key, value)| old.get(key.as_str()) != Some(*value));
+    let removed = old
+        .iter()
+        .filter(|(key, _)| !new.contains_key(key.as_str()));
+    set.chain(removed).map(|(key, _)| key.clone()).collect()
 }
 
 fn replace(
@@ -1051,6 +1063,7 @@ fn delete(
             operation: ChangeOperation::Delete,
             document_key: id,
             full_document: Some(doc),
+            updated_fields: None,
         });
     }
     Ok(WriteOutcome::Deleted(count))
@@ -1095,7 +1108,13 @@ fn create_collection(
     Ok(WriteOutcome::Done)
 }
 
-fn drop_collection(ctx: &mut Ctx<'_>, collection: &str) -> StoreResult<WriteOutcome> {
+/// Drops a collection; when it existed, its subscribers get one `Drop` event (after
+/// the commit, like every event), which also moves its generation.
+fn drop_collection(
+    ctx: &mut Ctx<'_>,
+    collection: &str,
+    events: &mut Vec<ChangeEvent>,
+) -> StoreResult<WriteOutcome> {
     let meta = ctx.collection(collection);
     let mut existed = meta.is_some();
     if let Some(meta) = &meta {
@@ -1107,6 +1126,15 @@ fn drop_collection(ctx: &mut Ctx<'_>, collection: &str) -> StoreResult<WriteOutc
             .remove(collection);
     }
     existed |= ctx.delete_table(&data_table(collection))?;
+    if existed {
+        events.push(ChangeEvent {
+            collection: collection.to_string(),
+            operation: ChangeOperation::Drop,
+            document_key: Bson::Null,
+            full_document: None,
+            updated_fields: None,
+        });
+    }
     Ok(WriteOutcome::Dropped(existed))
 }
 
@@ -1312,6 +1340,7 @@ fn expire(
                     operation: ChangeOperation::Delete,
                     document_key: doc.get("_id").cloned().unwrap_or(Bson::Null),
                     full_document: Some(doc),
+                    updated_fields: None,
                 });
             }
         }

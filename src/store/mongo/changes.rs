@@ -1,13 +1,23 @@
-//! The change-stream pump: one MongoDB change stream per watched collection per node,
+//! The change-stream pump: one MongoDB change stream per collection in use per node,
 //! each feeding the shared `ChangeFeed`.
 //!
-//! * A collection is watched when the `ChangeFeed` reports it (first subscription or
-//!   first generation read, through the feed's watch hook) or when the store asks
-//!   (`users` always). `Pumps::ensure` keeps one entry per collection name under a
-//!   mutex, so a collection never gets a second stream, however many subscribers.
+//! * A collection is followed while the `ChangeFeed` says it is in use (through its
+//!   watch hook: a subscriber, a generation read, or `users`, pinned by the store).
+//!   `Pumps::ensure` keeps one entry per collection name under a mutex, so a
+//!   collection never gets a second stream, however many subscribers.
+//! * When the last subscriber of an unpinned collection leaves, the unwatch hook calls
+//!   `Pumps::release`: under the same mutex it re-checks that the collection is still
+//!   unused (a subscriber may have arrived meanwhile) and closes the stream; its entry
+//!   leaves `streams`, so the next subscriber opens a fresh one (from "now").
 //! * Only the stream publishes events, so each change (from this node or another)
 //!   becomes exactly one `ChangeEvent` here. The store's own acknowledged writes only
 //!   bump the generation, so caches see them without waiting for the stream.
+//! * Drop, rename (away) and dropDatabase end the collection: one `Drop` event. Update
+//!   events list the top-level fields their `updateDescription` touched.
+//! * Deletes: without pre-images the server sends no document. The documents layer
+//!   writes the deleted version to `<collection>_hist` before deleting, so the pump
+//!   takes the newest record's `item` (bounded by `HISTORY_LOOKUP_TIMEOUT`; on failure
+//!   or without a record the event still goes out, without a document).
 //! * A failed stream is reopened after a delay (doubling up to a cap) from the last
 //!   resume token, so no change is lost or repeated. After an `invalidate` (collection
 //!   dropped or renamed) it starts again after that event (`startAfter`). When the
@@ -18,30 +28,43 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use bson::Document;
+use bson::{doc, Bson, Document};
 use futures_util::StreamExt;
-use mongodb::change_stream::event::{ChangeStreamEvent, OperationType, ResumeToken};
+use mongodb::change_stream::event::{
+    ChangeStreamEvent, OperationType, ResumeToken, UpdateDescription,
+};
 use mongodb::options::FullDocumentType;
 use mongodb::{Collection, Database};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::convert::{codes, key_id, server_code};
+use crate::documents::collections::{history_of, is_history};
 use crate::store::{ChangeEvent, ChangeFeed, ChangeOperation};
 
 /// First delay before reopening a failed stream; doubles up to `MAX_RESTART_DELAY`.
 pub const RESTART_DELAY: Duration = Duration::from_millis(500);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(10);
+/// How long a delete event waits for its document from `<collection>_hist`: the pump
+/// delivers nothing else meanwhile, so a slow server must not hold it up for long.
+const HISTORY_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Pumps {
     db: Database,
     feed: Weak<ChangeFeed>,
     runtime: tokio::runtime::Handle,
-    /// Per collection: whether its stream is open right now.
-    streams: Mutex<HashMap<String, watch::Receiver<bool>>>,
+    streams: Mutex<HashMap<String, Stream>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stop: watch::Sender<bool>,
     restart_delay: Duration,
+}
+
+/// A collection's pump as `Pumps` holds it.
+struct Stream {
+    /// True while the stream is open right now.
+    open: watch::Receiver<bool>,
+    /// Set to close this one pump (`release`).
+    close: watch::Sender<bool>,
 }
 
 #[derive(Clone)]
@@ -77,29 +100,66 @@ impl Pumps {
             .streams
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(open) = streams.get(collection) {
-            return open.clone();
+        if let Some(stream) = streams.get(collection) {
+            return stream.open.clone();
         }
         let (open_tx, open_rx) = watch::channel(false);
         if *self.stop.borrow() {
             return open_rx;
         }
-        streams.insert(collection.to_string(), open_rx.clone());
+        let (close_tx, close_rx) = watch::channel(false);
+        streams.insert(
+            collection.to_string(),
+            Stream {
+                open: open_rx.clone(),
+                close: close_tx,
+            },
+        );
+        let history = (!is_history(collection))
+            .then(|| self.db.collection::<Document>(&history_of(collection)));
         let pump = Pump {
             collection: self.db.collection::<Document>(collection),
+            history,
             name: collection.to_string(),
             feed: self.feed.clone(),
             open: open_tx,
-            stop: self.stop.subscribe(),
+            signals: Signals {
+                all: self.stop.subscribe(),
+                this: close_rx,
+            },
             restart_delay: self.restart_delay,
         };
         tracing::debug!(collection, "watching collection through a change stream");
         let task = self.runtime.spawn(pump.run());
-        self.tasks
+        let mut tasks = self
+            .tasks
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(task);
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Streams come and go with their subscribers: forget the finished ones.
+        tasks.retain(|task| !task.is_finished());
+        tasks.push(task);
         open_rx
+    }
+
+    /// Closes the stream of `collection` unless the feed says it is in use again. The
+    /// check runs under the lock `ensure` takes, so a subscriber arriving meanwhile
+    /// either finds this stream kept or starts a new one after it.
+    pub fn release(&self, collection: &str) {
+        let mut streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self
+            .feed
+            .upgrade()
+            .is_some_and(|feed| feed.in_use(collection))
+        {
+            return;
+        }
+        if let Some(stream) = streams.remove(collection) {
+            tracing::debug!(collection, "closing the change stream: no subscribers left");
+            stream.close.send_replace(true);
+        }
     }
 
     /// Collections with a stream (open or reopening).
@@ -111,6 +171,17 @@ impl Pumps {
         let mut names: Vec<String> = streams.keys().cloned().collect();
         names.sort();
         names
+    }
+
+    /// Pump tasks not finished yet (closed streams end theirs).
+    #[cfg(test)]
+    pub fn running_tasks(&self) -> usize {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter(|task| !task.is_finished())
+            .count()
     }
 
     /// Signals every pump to stop (without waiting).
@@ -139,12 +210,35 @@ impl Pumps {
     }
 }
 
+/// What ends a pump: every pump stopping (store closed) or this one closing.
+struct Signals {
+    all: watch::Receiver<bool>,
+    this: watch::Receiver<bool>,
+}
+
+impl Signals {
+    fn is_set(&self) -> bool {
+        *self.all.borrow() || *self.this.borrow()
+    }
+
+    /// Resolves once either is set (or its sender is gone: nobody can run this pump).
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.all.wait_for(|stop| *stop) => {}
+            _ = self.this.wait_for(|close| *close) => {}
+        }
+    }
+}
+
 struct Pump {
     collection: Collection<Document>,
+    /// `<collection>_hist`, where deleted documents' last versions are (None for a
+    /// history collection itself).
+    history: Option<Collection<Document>>,
     name: String,
     feed: Weak<ChangeFeed>,
     open: watch::Sender<bool>,
-    stop: watch::Receiver<bool>,
+    signals: Signals,
     restart_delay: Duration,
 }
 
@@ -164,7 +258,7 @@ impl Pump {
         let mut start = Origin::Now;
         let mut delay = self.restart_delay;
         loop {
-            if *self.stop.borrow() {
+            if self.signals.is_set() {
                 return;
             }
             match self.open_and_follow(start).await {
@@ -183,7 +277,7 @@ impl Pump {
                         tracing::warn!(collection = %self.name, "change stream reopens in {delay:?}");
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
-                            _ = self.stop.changed() => return,
+                            _ = self.signals.wait() => return,
                         }
                         delay = (delay * 2).min(MAX_RESTART_DELAY);
                     }
@@ -204,8 +298,9 @@ impl Pump {
             Origin::StartAfter(token) => watch.start_after(token.clone()),
         };
         let opened = tokio::select! {
+            biased;
+            _ = self.signals.wait() => return Ended::Stopped,
             opened = watch => opened,
-            _ = self.stop.changed() => return Ended::Stopped,
         };
         let mut stream = match opened {
             Ok(stream) => stream,
@@ -245,9 +340,12 @@ impl Pump {
         self.open.send_replace(true);
         let mut last = start;
         loop {
+            // Biased: once closed, no further event is taken (a fresh stream for the
+            // next subscriber starts from "now", so nothing is delivered twice).
             let next = tokio::select! {
+                biased;
+                _ = self.signals.wait() => return Ended::Stopped,
                 next = stream.next() => next,
-                _ = self.stop.changed() => return Ended::Stopped,
             };
             match next {
                 Some(Ok(event)) => {
@@ -262,7 +360,7 @@ impl Pump {
                             was_open: true,
                         };
                     }
-                    self.deliver(event);
+                    self.deliver(event).await;
                     last = Origin::ResumeAfter(stream.resume_token().unwrap_or(token));
                 }
                 Some(Err(err)) => {
@@ -300,29 +398,87 @@ impl Pump {
         }
     }
 
-    fn deliver(&self, event: ChangeStreamEvent<Document>) {
-        let Some(feed) = self.feed.upgrade() else {
-            return;
-        };
+    async fn deliver(&self, event: ChangeStreamEvent<Document>) {
         let operation = match event.operation_type {
             OperationType::Insert => ChangeOperation::Insert,
             OperationType::Update => ChangeOperation::Update,
             OperationType::Replace => ChangeOperation::Replace,
             OperationType::Delete => ChangeOperation::Delete,
-            // The collection (or database) went away: no document event, but caches
-            // must reload.
+            // The collection (or its database) went away; publishing bumps the
+            // generation too, so caches reload.
             OperationType::Drop | OperationType::Rename | OperationType::DropDatabase => {
-                feed.bump(&self.name);
-                return;
+                ChangeOperation::Drop
             }
             _ => return,
+        };
+        let document_key = match operation {
+            ChangeOperation::Drop => Bson::Null,
+            _ => key_id(event.document_key),
+        };
+        let updated_fields = match operation {
+            ChangeOperation::Update => event.update_description.map(top_level_fields),
+            _ => None,
+        };
+        let full_document = match (operation, event.full_document) {
+            (ChangeOperation::Drop, _) => None,
+            (ChangeOperation::Delete, None) => self.last_version(&document_key).await,
+            (_, document) => document,
+        };
+        let Some(feed) = self.feed.upgrade() else {
+            return;
         };
         feed.publish(ChangeEvent {
             collection: self.name.clone(),
             operation,
-            document_key: key_id(event.document_key),
-            // Deletes carry no document (pre-images are not enabled).
-            full_document: event.full_document,
+            document_key,
+            full_document,
+            updated_fields,
         });
     }
+
+    /// The deleted document's last version from `<collection>_hist` (see the module
+    /// docs); None when there is no record or it cannot be read in time.
+    async fn last_version(&self, id: &Bson) -> Option<Document> {
+        let history = self.history.as_ref()?;
+        let lookup = history
+            .find_one(doc! {"id": id.clone()})
+            .sort(doc! {"_version": -1});
+        match tokio::time::timeout(HISTORY_LOOKUP_TIMEOUT, lookup).await {
+            Ok(Ok(record)) => record.and_then(|mut record| match record.remove("item") {
+                Some(Bson::Document(item)) => Some(item),
+                _ => None,
+            }),
+            Ok(Err(err)) => {
+                tracing::warn!(collection = %self.name, %err, "delete event goes out without its document: the history lookup failed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(collection = %self.name, "delete event goes out without its document: the history lookup timed out");
+                None
+            }
+        }
+    }
+}
+
+/// The top-level fields an update set, removed or truncated (`a` of `a.b.0`), each once.
+pub(super) fn top_level_fields(description: UpdateDescription) -> Vec<String> {
+    let truncated = description
+        .truncated_arrays
+        .into_iter()
+        .flatten()
+        .map(|array| array.field);
+    let paths = description
+        .updated_fields
+        .into_iter()
+        .map(|(path, _)| path)
+        .chain(description.removed_fields)
+        .chain(truncated);
+    let mut fields: Vec<String> = Vec::new();
+    for path in paths {
+        let top = path.split('.').next().unwrap_or(&path);
+        if !fields.iter().any(|field| field == top) {
+            fields.push(top.to_string());
+        }
+    }
+    fields
 }

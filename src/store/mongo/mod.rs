@@ -13,9 +13,11 @@
 //!   server's own in-memory sort/stage limits apply), and what this node collects is
 //!   capped like the embedded store's: aggregation results by `aggregate_mb`,
 //!   `distinct` values by `distinct_mb` (`MemoryLimits`).
-//! * Change events come only from change streams (`changes.rs`): one per watched
-//!   collection on this node. The store's own acknowledged writes bump the
-//!   collection's generation at once, so caches (roles) do not wait for the stream.
+//! * Change events come only from change streams (`changes.rs`): one per collection
+//!   in use on this node (subscribed to, or pinned: `users` and collections whose
+//!   generation a cache reads); a stream closes when its last subscriber leaves. The
+//!   store's own acknowledged writes bump the collection's generation at once, so
+//!   caches (roles) do not wait for the stream.
 
 mod changes;
 pub mod convert;
@@ -121,6 +123,13 @@ impl MongoStore {
         feed.set_watch_hook(Box::new(move |collection: &str| {
             hook_pumps.ensure(collection);
         }));
+        let hook_pumps = pumps.clone();
+        feed.set_unwatch_hook(Box::new(move |collection: &str| {
+            hook_pumps.release(collection);
+        }));
+        // Role and user caches on every node depend on seeing `users` change: its
+        // stream never closes.
+        feed.pin(USERS_COLLECTION);
         for collection in feed.watched_collections() {
             pumps.ensure(&collection);
         }
@@ -135,7 +144,6 @@ impl MongoStore {
             transactions: Arc::new(AtomicBool::new(true)),
             limits: MemoryLimits::default(),
         };
-        // Role and user caches on every node depend on seeing `users` change.
         if !store
             .wait_watching(USERS_COLLECTION, USERS_STREAM_WAIT)
             .await
@@ -157,6 +165,8 @@ impl MongoStore {
 
     /// Makes sure `collection` has its change stream and waits (at most `timeout`)
     /// until it is open: changes committed after this returns true produce events.
+    /// It neither subscribes nor pins: a stream started here closes when the last
+    /// subscriber of the collection leaves.
     pub async fn wait_watching(&self, collection: &str, timeout: Duration) -> bool {
         let mut open = self.pumps.ensure(collection);
         tokio::time::timeout(timeout, open.wait_for(|open| *open))
@@ -165,7 +175,8 @@ impl MongoStore {
             .unwrap_or(false)
     }
 
-    /// Collections this node follows with a change stream.
+    /// Collections this node follows with a change stream now (in use, see
+    /// `ChangeFeed`).
     pub fn watched_collections(&self) -> Vec<String> {
         self.pumps.collections()
     }

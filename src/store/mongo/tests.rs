@@ -5,14 +5,14 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bson::{doc, Bson, Document};
 use tokio::sync::broadcast;
 
 use super::*;
-use crate::store::{ChangeEvent, ChangeOperation, TimeseriesOptions};
+use crate::store::{ChangeEvent, ChangeOperation, Subscription, TimeseriesOptions};
 
 const EVENT_WAIT: Duration = Duration::from_secs(10);
 
@@ -67,7 +67,7 @@ where
     }
 }
 
-async fn next_event(events: &mut broadcast::Receiver<Arc<ChangeEvent>>) -> Arc<ChangeEvent> {
+async fn next_event(events: &mut Subscription) -> Arc<ChangeEvent> {
     tokio::time::timeout(EVENT_WAIT, events.recv())
         .await
         .expect("a change event in time")
@@ -86,43 +86,17 @@ fn int_ids(values: &[i32]) -> Vec<Bson> {
 }
 
 #[test]
-fn mongo_watch_hook_fires_once_per_collection() {
-    let feed = ChangeFeed::default();
-    // Watched before the hook exists: reported by watched_collections.
-    let _early = feed.subscribe("early");
-    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = seen.clone();
-    assert!(feed.set_watch_hook(Box::new(move |name: &str| sink
-        .lock()
-        .unwrap()
-        .push(name.to_string()))));
-    assert!(
-        !feed.set_watch_hook(Box::new(|_: &str| {})),
-        "only one hook"
-    );
-    assert_eq!(feed.watched_collections(), vec!["early".to_string()]);
-    // Bumping or publishing alone does not watch a collection.
-    feed.bump("quiet");
-    feed.publish(ChangeEvent {
-        collection: "quiet".into(),
-        operation: ChangeOperation::Insert,
-        document_key: Bson::Int32(1),
-        full_document: None,
-    });
-    assert!(seen.lock().unwrap().is_empty());
-    assert_eq!(feed.generation("quiet"), 2);
-    let _a = feed.subscribe("a");
-    let _b = feed.subscribe("a");
-    feed.generation("a");
-    feed.generation("users");
-    feed.generation("users");
+fn mongo_update_description_gives_top_level_fields_once() {
+    let description: mongodb::change_stream::event::UpdateDescription = bson::from_document(doc! {
+        "updatedFields": {"a.b": 1, "c": 2, "a.d.0": 3},
+        "removedFields": ["e", "c.x"],
+        "truncatedArrays": [{"field": "f.g", "newSize": 1}],
+    })
+    .expect("an update description");
     assert_eq!(
-        *seen.lock().unwrap(),
-        vec!["quiet".to_string(), "a".to_string(), "users".to_string()]
+        changes::top_level_fields(description),
+        vec!["a", "c", "e", "f"]
     );
-    let mut watched = feed.watched_collections();
-    watched.sort();
-    assert_eq!(watched, vec!["a", "early", "quiet", "users"]);
 }
 
 #[tokio::test]
@@ -708,6 +682,7 @@ async fn mongo_change_events_insert_update_replace_delete() {
             assert_eq!(event.operation, ChangeOperation::Insert);
             assert_eq!(event.document_key, Bson::from("a"));
             assert_eq!(event.full_document, Some(doc! {"_id": "a", "n": 1}));
+            assert_eq!(event.updated_fields, None);
 
             store
                 .update(
@@ -726,6 +701,7 @@ async fn mongo_change_events_insert_update_replace_delete() {
                 Some(doc! {"_id": "a", "n": 2}),
                 "updateLookup gives the document"
             );
+            assert_eq!(event.updated_fields, Some(vec!["n".to_string()]));
 
             store
                 .replace_one("things", &doc! {"_id": "a"}, doc! {"n": 3}, false)
@@ -734,6 +710,7 @@ async fn mongo_change_events_insert_update_replace_delete() {
             let event = next_event(&mut events).await;
             assert_eq!(event.operation, ChangeOperation::Replace);
             assert_eq!(event.full_document, Some(doc! {"_id": "a", "n": 3}));
+            assert_eq!(event.updated_fields, None);
 
             store
                 .delete("things", &doc! {"_id": "a"}, true)
@@ -742,7 +719,11 @@ async fn mongo_change_events_insert_update_replace_delete() {
             let event = next_event(&mut events).await;
             assert_eq!(event.operation, ChangeOperation::Delete);
             assert_eq!(event.document_key, Bson::from("a"));
-            assert_eq!(event.full_document, None, "no pre-images");
+            assert_eq!(
+                event.full_document, None,
+                "no pre-images and no history record"
+            );
+            assert_eq!(event.updated_fields, None);
 
             // Exactly one event per change, for every subscriber.
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -865,6 +846,12 @@ async fn mongo_change_stream_follows_a_dropped_and_recreated_collection() {
             );
             let before = store.changes().generation("cycle");
             assert!(store.drop_collection("cycle").await.unwrap());
+            let event = next_event(&mut events).await;
+            assert_eq!(event.operation, ChangeOperation::Drop);
+            assert_eq!(event.operation.as_str(), "drop");
+            assert_eq!(event.document_key, Bson::Null);
+            assert_eq!(event.full_document, None);
+            assert_eq!(event.updated_fields, None);
             // The stream is invalidated and restarted after the invalidate event.
             let deadline = Instant::now() + EVENT_WAIT;
             while store.changes().generation("cycle") < before + 2 && Instant::now() < deadline {
@@ -1090,4 +1077,274 @@ async fn mongo_aggregation_results_and_distinct_values_are_bounded() {
     );
     let _ = store.db.drop().await;
     store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_rename_and_database_drop_publish_drop_events() {
+    with_store(
+        "mongo_rename_and_database_drop_publish_drop_events",
+        |store, _| async move {
+            let mut events = store.changes().subscribe("moving");
+            assert!(store.wait_watching("moving", EVENT_WAIT).await);
+            store
+                .insert_many("moving", vec![doc! {"_id": 1}])
+                .await
+                .unwrap();
+            assert_eq!(
+                next_event(&mut events).await.operation,
+                ChangeOperation::Insert
+            );
+            let database = store.database_name().to_string();
+            store
+                .client
+                .database("admin")
+                .run_command(doc! {
+                    "renameCollection": format!("{database}.moving"),
+                    "to": format!("{database}.moved"),
+                })
+                .await
+                .unwrap();
+            let event = next_event(&mut events).await;
+            assert_eq!(
+                (event.operation, event.document_key.clone()),
+                (ChangeOperation::Drop, Bson::Null),
+                "renamed away ends the collection"
+            );
+            // The pump follows the name's next life, up to the database's drop.
+            assert!(store.wait_watching("moving", EVENT_WAIT).await, "reopened");
+            store
+                .insert_many("moving", vec![doc! {"_id": 2}])
+                .await
+                .unwrap();
+            assert_eq!(next_event(&mut events).await.document_key, Bson::Int32(2));
+            store.db.drop().await.unwrap();
+            let event = next_event(&mut events).await;
+            assert_eq!(event.operation, ChangeOperation::Drop);
+            assert_eq!(event.full_document, None);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_update_events_name_their_top_level_fields() {
+    with_store(
+        "mongo_update_events_name_their_top_level_fields",
+        |store, _| async move {
+            let mut events = store.changes().subscribe("people");
+            assert!(store.wait_watching("people", EVENT_WAIT).await);
+            store
+                .insert_many(
+                    "people",
+                    vec![doc! {"_id": 1, "a": 1, "b": {"c": 1}, "d": 1, "list": [1, 2, 3]}],
+                )
+                .await
+                .unwrap();
+            assert_eq!(next_event(&mut events).await.updated_fields, None);
+            store
+                .update(
+                    "people",
+                    &doc! {"_id": 1},
+                    &doc! {"$set": {"b.c": 2, "a": 2}, "$unset": {"d": ""}, "$pop": {"list": 1}},
+                    UpdateOptions::default(),
+                )
+                .await
+                .unwrap();
+            let event = next_event(&mut events).await;
+            assert_eq!(event.operation, ChangeOperation::Update);
+            let mut fields = event.updated_fields.clone().expect("update fields");
+            fields.sort();
+            assert_eq!(fields, vec!["a", "b", "d", "list"]);
+        },
+    )
+    .await;
+}
+
+/// Waits until `check` holds (or panics with `what` after `EVENT_WAIT`).
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + EVENT_WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_stream_closes_after_its_last_subscriber_and_reopens_for_the_next() {
+    with_store(
+        "mongo_stream_closes_after_its_last_subscriber_and_reopens_for_the_next",
+        |store, _| async move {
+            let baseline = store.pumps.running_tasks();
+            let first = store.changes().subscribe("temp");
+            let second = store.changes().subscribe("temp");
+            assert_eq!(store.changes().subscribers("temp"), 2);
+            assert!(store.wait_watching("temp", EVENT_WAIT).await);
+            assert_eq!(store.pumps.running_tasks(), baseline + 1, "one stream");
+            drop(first);
+            assert!(store.watched_collections().contains(&"temp".to_string()));
+            // A release that lost the race against a subscriber (it arrives while the
+            // collection is in use again) keeps the stream.
+            store.pumps.release("temp");
+            assert!(store.watched_collections().contains(&"temp".to_string()));
+            drop(second);
+            assert_eq!(store.changes().subscribers("temp"), 0);
+            assert_eq!(
+                store.watched_collections(),
+                vec!["users".to_string()],
+                "closed; users (pinned) stays"
+            );
+            eventually("the closed pump's task ends", || {
+                store.pumps.running_tasks() == baseline
+            })
+            .await;
+
+            // A later subscriber gets a fresh stream and its events.
+            let mut again = store.changes().subscribe("temp");
+            assert!(store.watched_collections().contains(&"temp".to_string()));
+            assert!(store.wait_watching("temp", EVENT_WAIT).await, "reopened");
+            store
+                .insert_many("temp", vec![doc! {"_id": 1}])
+                .await
+                .unwrap();
+            assert_eq!(next_event(&mut again).await.document_key, Bson::Int32(1));
+            drop(again);
+
+            // A collection whose generation a cache reads stays followed.
+            store.changes().generation("cached");
+            let subscription = store.changes().subscribe("cached");
+            drop(subscription);
+            assert!(store.watched_collections().contains(&"cached".to_string()));
+            let subscription = store.changes().subscribe("users");
+            drop(subscription);
+            assert!(store.watched_collections().contains(&"users".to_string()));
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_racing_subscribe_and_leave_never_leaves_a_subscriber_without_a_stream() {
+    with_store(
+        "mongo_racing_subscribe_and_leave_never_leaves_a_subscriber_without_a_stream",
+        |store, _| async move {
+            let churn: Vec<_> = (0..4)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..200 {
+                            let subscription = store.changes().subscribe("churn");
+                            tokio::task::yield_now().await;
+                            drop(subscription);
+                        }
+                    })
+                })
+                .collect();
+            let mut kept = store.changes().subscribe("churn");
+            for task in churn {
+                task.await.unwrap();
+            }
+            assert_eq!(store.changes().subscribers("churn"), 1);
+            assert!(
+                store.watched_collections().contains(&"churn".to_string()),
+                "the remaining subscriber has its stream"
+            );
+            // Not `wait_watching` (it would start a stream itself): the stream the
+            // feed left must be the one that delivers.
+            let mut open = {
+                let streams = store.pumps.collections();
+                assert!(streams.contains(&"churn".to_string()));
+                store.pumps.ensure("churn")
+            };
+            tokio::time::timeout(EVENT_WAIT, open.wait_for(|open| *open))
+                .await
+                .expect("stream opens")
+                .unwrap();
+            store
+                .insert_many("churn", vec![doc! {"_id": 1}])
+                .await
+                .unwrap();
+            assert_eq!(next_event(&mut kept).await.document_key, Bson::Int32(1));
+            drop(kept);
+            assert!(!store.watched_collections().contains(&"churn".to_string()));
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_delete_events_carry_the_last_history_item() {
+    with_store(
+        "mongo_delete_events_carry_the_last_history_item",
+        |store, _| async move {
+            let mut events = store.changes().subscribe("docs");
+            let mut records = store.changes().subscribe("docs_hist");
+            assert!(store.wait_watching("docs", EVENT_WAIT).await);
+            assert!(store.wait_watching("docs_hist", EVENT_WAIT).await);
+            let current = doc! {"_id": "d1", "name": "two", "_type": "test", "_version": 1};
+            store
+                .insert_many("docs", vec![current.clone(), doc! {"_id": "plain"}])
+                .await
+                .unwrap();
+            // As the documents layer does: the updated version's record, then the
+            // deleted version's record (item with the _deleted marks), then the delete.
+            let mut deleted_item = current.clone();
+            deleted_item.insert("_deleted", bson::DateTime::now());
+            deleted_item.insert("_deletedby", "tester");
+            store
+                .insert_many(
+                    "docs_hist",
+                    vec![
+                        doc! {"_id": "d1:0", "id": "d1", "_version": 0,
+                        "item": {"_id": "d1", "name": "one", "_version": 0}},
+                        doc! {"_id": "d1:1", "id": "d1", "_version": 1,
+                        "_deleted": bson::DateTime::now(), "item": deleted_item.clone()},
+                    ],
+                )
+                .await
+                .unwrap();
+            store
+                .delete("docs", &doc! {"_id": "d1"}, true)
+                .await
+                .unwrap();
+            let mut event = next_event(&mut events).await;
+            while event.operation != ChangeOperation::Delete {
+                event = next_event(&mut events).await;
+            }
+            assert_eq!(event.document_key, Bson::from("d1"));
+            assert_eq!(event.full_document, Some(deleted_item));
+            // No record: the event still goes out, without a document.
+            store
+                .delete("docs", &doc! {"_id": "plain"}, true)
+                .await
+                .unwrap();
+            let event = next_event(&mut events).await;
+            assert_eq!(
+                (
+                    event.operation,
+                    event.document_key.clone(),
+                    event.full_document.clone()
+                ),
+                (ChangeOperation::Delete, Bson::from("plain"), None)
+            );
+            // A history collection's own deletes are not looked up in `_hist_hist`.
+            store
+                .insert_many(
+                    "docs_hist_hist",
+                    vec![doc! {"_id": "d1:0:0", "id": "d1:0", "_version": 0, "item": {"x": 1}}],
+                )
+                .await
+                .unwrap();
+            store
+                .delete("docs_hist", &doc! {"_id": "d1:0"}, true)
+                .await
+                .unwrap();
+            let mut event = next_event(&mut records).await;
+            while event.operation != ChangeOperation::Delete {
+                event = next_event(&mut records).await;
+            }
+            assert_eq!(event.document_key, Bson::from("d1:0"));
+            assert_eq!(event.full_document, None);
+        },
+    )
+    .await;
 }
