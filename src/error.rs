@@ -169,6 +169,9 @@ pub enum OpenCoreError {
     TooManyChildren { kind: &'static str, limit: usize },
     #[error("Invalid watch path {path}: {reason}")]
     InvalidWatchPath { path: String, reason: String },
+    /// The store could not start following the collection (MongoDB change stream).
+    #[error("Changes of {0} cannot be followed right now; try again")]
+    FeedUnavailable(String),
 
     // 4xxx: valid request, not served by this server (yet)
     #[error("{0} is not implemented by this server")]
@@ -238,6 +241,7 @@ impl OpenCoreError {
             ConnectionClosed => 2081,
             TooManyChildren { .. } => 2082,
             InvalidWatchPath { .. } => 2083,
+            FeedUnavailable(_) => 1020,
             NotImplemented(_) => 4000,
         }
     }
@@ -262,7 +266,7 @@ impl OpenCoreError {
             3005 | 3010 | 3012..=3019 => tonic::Code::PermissionDenied,
             3011 => tonic::Code::NotFound,
             2018 => tonic::Code::AlreadyExists,
-            1002 => tonic::Code::Unavailable,
+            1002 | 1020 => tonic::Code::Unavailable,
             _ => match code / 1000 {
                 2 => tonic::Code::InvalidArgument,
                 3 => tonic::Code::Unauthenticated,
@@ -406,6 +410,7 @@ mod tests {
                 path: "x".into(),
                 reason: "y".into(),
             },
+            OpenCoreError::FeedUnavailable("x".into()),
             OpenCoreError::NotImplemented("x".into()),
         ];
         let mut codes: Vec<i32> = samples.iter().map(|e| e.code()).collect();

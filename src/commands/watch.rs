@@ -2,6 +2,8 @@
 //! right and optional JSONPath `paths`. Starts a watch actor owned by the connection;
 //! its events begin after this reply. Needs a streaming connection.
 
+use std::time::Duration;
+
 use actix::Actor;
 use rand::distr::{Alphanumeric, SampleString};
 
@@ -10,6 +12,9 @@ use crate::connections::ChildKind;
 use crate::error::OpenCoreError;
 use crate::proto::{WatchRequest, WatchResponse};
 use crate::watch::{actor, Begin, PathFilter, WatchActor, WatchSettings};
+
+/// How long `watch` waits for the store's change feed of the collection to open.
+const FEED_READY_WAIT: Duration = Duration::from_secs(10);
 
 /// Watch ids are random, so one connection cannot guess (or collide with) another's.
 const WATCH_ID_LEN: usize = 16;
@@ -21,6 +26,15 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let scope = ctx.scope(&request.collectionname).await?;
     let services = &ctx.services;
     let relay = services.feeds.join(&services.store, &scope.collection);
+    // Every change committed after the reply must produce an event: on MongoDB that
+    // needs the collection's change stream open.
+    if !services
+        .store
+        .feed_ready(&scope.collection, FEED_READY_WAIT)
+        .await
+    {
+        return Err(OpenCoreError::FeedUnavailable(scope.collection.clone()));
+    }
     let id = Alphanumeric.sample_string(&mut rand::rng(), WATCH_ID_LEN);
     let watch = WatchActor::new(
         WatchSettings {

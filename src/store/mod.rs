@@ -244,6 +244,13 @@ pub trait Store: Send + Sync + 'static {
     async fn drop_index(&self, collection: &str, name: &str) -> StoreResult<()>;
     /// Change events of every collection, in commit order per collection.
     fn changes(&self) -> &ChangeFeed;
+    /// Waits (at most `timeout`) until changes to `collection` committed from now on
+    /// reach its subscribers; false when that did not happen in time. The embedded
+    /// store publishes as it commits, so it is ready at once; MongoDB waits for the
+    /// collection's change stream to open.
+    async fn feed_ready(&self, _collection: &str, _timeout: std::time::Duration) -> bool {
+        true
+    }
     /// Flushes and stops background work.
     async fn close(&self) -> StoreResult<()>;
 }

@@ -703,6 +703,10 @@ impl Store for MongoStore {
         .await
     }
 
+    async fn feed_ready(&self, collection: &str, timeout: Duration) -> bool {
+        self.wait_watching(collection, timeout).await
+    }
+
     fn changes(&self) -> &ChangeFeed {
         &self.feed
     }
