@@ -12,8 +12,11 @@ fn event(collection: &str, id: i32) -> ChangeEvent {
     }
 }
 
-/// A feed whose hooks record ("watch"|"unwatch", collection) in order.
-fn recorded_feed() -> (ChangeFeed, Arc<Mutex<Vec<(&'static str, String)>>>) {
+/// ("watch"|"unwatch", collection) as the hooks were called, in order.
+type Calls = Arc<Mutex<Vec<(&'static str, String)>>>;
+
+/// A feed whose hooks record their calls.
+fn recorded_feed() -> (ChangeFeed, Calls) {
     let feed = ChangeFeed::default();
     let calls = Arc::new(Mutex::new(Vec::new()));
     let sink = calls.clone();
