@@ -98,6 +98,9 @@ pub struct BenchConfig {
     /// `--command watch`: inserts per second by the writer (0: as fast as its K in-flight inserts allow).
     #[arg(long, default_value_t = 100)]
     pub rate: u64,
+    /// `--command watch`: watches each connection opens on the collection (each gets every event).
+    #[arg(long, default_value_t = 1)]
+    pub watches: usize,
 }
 
 impl BenchConfig {
@@ -117,6 +120,9 @@ impl BenchConfig {
         }
         if self.signin_timeout.is_zero() {
             return Err("--signin-timeout must be more than 0".into());
+        }
+        if self.watches == 0 {
+            return Err("--watches must be at least 1".into());
         }
         if self.max_requests == Some(0) {
             return Err("--max-requests must be at least 1".into());
@@ -243,9 +249,26 @@ impl Conn {
             Conn::Grpc(t) => connection::roundtrip(t, setup, 1, &expected, limit).await,
         };
         let reply = reply.map_err(|err| format!("setup {what} {err}"))?;
+        let mut sent = 2;
+        // The watch workload may hold several watches per connection.
+        for _ in 1..config.watches.max(1) {
+            let Some(setup) = command.setup(config.priority) else {
+                break;
+            };
+            if command != BenchCommand::Watch {
+                break;
+            }
+            let result = match &mut conn {
+                Conn::Ws(t) => connection::roundtrip(t, setup, sent, &expected, limit).await,
+                Conn::Tcp(t) => connection::roundtrip(t, setup, sent, &expected, limit).await,
+                Conn::Grpc(t) => connection::roundtrip(t, setup, sent, &expected, limit).await,
+            };
+            result.map_err(|err| format!("setup {what} {err}"))?;
+            sent += 1;
+        }
         Ok((
             conn,
-            2,
+            sent,
             command.template_after_setup(config.priority, &reply)?,
         ))
     }

@@ -788,3 +788,59 @@ fn document_workloads_run_against_a_server() {
     }
     server.stop();
 }
+
+#[test]
+fn watch_workload_runs_against_a_server_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = crate::server::BackgroundServer::start(crate::config::ServeConfig::for_tests(
+        dir.path().join("data"),
+    ))
+    .unwrap();
+    let ws = format!("ws://{}", server.bound.http.unwrap());
+    let tcp = format!("tcp://{}", server.bound.tcp.unwrap());
+    for url in [&ws, &tcp] {
+        let args = [
+            "bench",
+            "--url",
+            url,
+            "--command",
+            "watch",
+            "-c",
+            "3",
+            "--watches",
+            "2",
+            "-k",
+            "2",
+            "-d",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--rate",
+            "200",
+            "--username",
+            "admin",
+            "--password",
+            "admin-password",
+        ];
+        let config = Wrapper::try_parse_from(args).unwrap().bench;
+        let target = config.validate().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let report = runtime
+            .block_on(super::execute_watch(&config, &target))
+            .unwrap();
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        assert!(report.inserts > 50, "{url}: {report:?}");
+        assert_eq!(report.delivered, report.inserts * 3, "{url}: {report:?}");
+        assert_eq!(
+            (report.lost, report.failed_inserts),
+            (0, 0),
+            "{url}: {report:?}"
+        );
+        assert!(report.first_error.is_none(), "{url}: {report:?}");
+    }
+    server.stop();
+}
