@@ -29,6 +29,7 @@ pub mod commands;
 pub mod config;
 pub mod connections;
 pub mod documents;
+pub mod duration;
 pub mod error;
 pub mod policy;
 pub mod proto;

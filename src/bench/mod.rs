@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 use crate::proto::Envelope;
 use crate::protocol::envelope::reply_command;
 use connection::Transport;
