@@ -323,37 +323,7 @@ pub fn budget_share(max_requests: Option<u64>, connections: usize, index: usize)
 
 async fn execute(config: &BenchConfig, target: &Target) -> Result<Report, String> {
     // 1. Connect (and sign in) every connection before any load.
-    let mut opening = JoinSet::new();
-    for index in 0..config.connections {
-        let target = target.clone();
-        let config = config.clone();
-        opening.spawn(async move { (index, Conn::open(&target, &config).await) });
-    }
-    let mut conns: Vec<Option<Opened>> = (0..config.connections).map(|_| None).collect();
-    let mut failure = None;
-    while let Some(joined) = opening.join_next().await {
-        match joined {
-            Ok((index, Ok(conn))) => conns[index] = Some(conn),
-            Ok((index, Err(err))) => {
-                failure = Some(format!("connection {}: {err}", index + 1));
-                break;
-            }
-            Err(err) => {
-                failure = Some(format!("connection task failed: {err}"));
-                break;
-            }
-        }
-    }
-    if let Some(failure) = failure {
-        opening.abort_all();
-        let closing = conns.into_iter().flatten().map(|(conn, _, _)| conn.close());
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            futures_util::future::join_all(closing),
-        )
-        .await;
-        return Err(failure);
-    }
+    let conns = open_all(target, config, config.connections).await?;
 
     // 2. Run the load on all of them at once.
     let schedule = Schedule::new(
@@ -364,7 +334,7 @@ async fn execute(config: &BenchConfig, target: &Target) -> Result<Report, String
     );
     let expected = config.command.success_reply();
     let mut running = Vec::with_capacity(config.connections);
-    for (index, (conn, sent, template)) in conns.into_iter().flatten().enumerate() {
+    for (index, (conn, sent, template)) in conns.into_iter().enumerate() {
         let budget = budget_share(config.max_requests, config.connections, index);
         let pipeline = Pipeline::new(
             template,

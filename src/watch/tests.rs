@@ -246,6 +246,25 @@ async fn watch_setup() -> (
     (dir, store, documents, probe, handle)
 }
 
+/// A watch of `things` by root, every document, not started.
+fn admin_watch(
+    feeds: &Feeds,
+    store: &crate::store::SharedStore,
+    documents: Arc<crate::documents::state::DocumentState>,
+    connection: crate::connections::ConnectionHandle,
+) -> WatchActor {
+    let settings = WatchSettings {
+        id: "w".into(),
+        user: admin_user(),
+        paths: PathFilter::default(),
+        location: crate::acl::AclLocation::Root,
+        documents,
+        connection,
+        counters: feeds.counters.clone(),
+    };
+    WatchActor::new(settings, feeds.join(store, "things"))
+}
+
 fn admin_user() -> Arc<crate::auth::ResolvedUser> {
     Arc::new(crate::auth::ResolvedUser {
         id: crate::auth::builtin::ROOT_USER_ID.into(),
@@ -264,17 +283,7 @@ async fn a_watch_that_falls_behind_closes_its_connection_instead_of_skipping() {
     use actix::Actor;
     let (_dir, store, documents, probe, handle) = watch_setup().await;
     let feeds = Feeds::default();
-    let relay = feeds.join(&store, "things");
-    let settings = WatchSettings {
-        id: "w".into(),
-        user: admin_user(),
-        paths: PathFilter::default(),
-        location: crate::acl::AclLocation::Root,
-        documents,
-        connection: handle,
-        counters: feeds.counters.clone(),
-    };
-    let watch = WatchActor::new(settings, relay).start();
+    let watch = admin_watch(&feeds, &store, documents, handle).start();
     // More events than the relay keeps arrive before the watch reads any.
     let documents: Vec<bson::Document> = (0..feeds::RELAY_CAPACITY + 50)
         .map(|i| doc! {"_id": i as i64})
@@ -316,17 +325,7 @@ async fn a_watch_delivers_after_begin_only() {
     use actix::Actor;
     let (_dir, store, documents, probe, handle) = watch_setup().await;
     let feeds = Feeds::default();
-    let relay = feeds.join(&store, "things");
-    let settings = WatchSettings {
-        id: "w".into(),
-        user: admin_user(),
-        paths: PathFilter::default(),
-        location: crate::acl::AclLocation::Root,
-        documents,
-        connection: handle,
-        counters: feeds.counters.clone(),
-    };
-    let watch = WatchActor::new(settings, relay).start();
+    let watch = admin_watch(&feeds, &store, documents, handle).start();
     store
         .insert_many("things", vec![doc! {"_id": 1}])
         .await
