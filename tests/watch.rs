@@ -454,3 +454,19 @@ async fn heartbeat_updates_of_users_are_not_delivered() {
         ("update", &json!("Gina"))
     );
 }
+
+#[tokio::test]
+async fn a_hostile_path_is_an_error_and_the_server_goes_on() {
+    let server = start_server(|_| {});
+    let mut client = admin(&server).await;
+    // Nesting that would overflow the parser's stack, and paths whose work per event
+    // grows with the document's size to a power.
+    let deep = format!("$[?{}@.a{}]", "(".repeat(2000), ")".repeat(2000));
+    for path in [deep.as_str(), "$..*..*..*..*"] {
+        let err = watch(&mut client, "things", &[path]).await.unwrap_err();
+        assert!(err.starts_with("Invalid watch path"), "{err}");
+    }
+    watch(&mut client, "things", &[])
+        .await
+        .expect("still serving");
+}

@@ -15,6 +15,12 @@ use crate::error::OpenCoreError;
 const MAX_PATH_LEN: usize = 4096;
 /// Paths per watch.
 const MAX_PATHS: usize = 32;
+/// Brackets and parentheses nest at most this deep: the parser recurses per level, and
+/// a path is checked before it is parsed.
+const MAX_NESTING: usize = 32;
+/// Descendant segments (`..`) per path: each one multiplies the nodes a path visits by
+/// the document's size, and paths run on every event.
+const MAX_DESCENDANTS: usize = 1;
 
 #[derive(Debug, Clone, Default)]
 pub struct PathFilter {
@@ -44,8 +50,17 @@ impl PathFilter {
             if path.len() > MAX_PATH_LEN {
                 return Err(invalid(format!("longer than {MAX_PATH_LEN} bytes")));
             }
+            let shape = Shape::of(path);
+            if shape.nesting > MAX_NESTING {
+                return Err(invalid(format!("nested deeper than {MAX_NESTING} levels")));
+            }
+            if shape.descendants > MAX_DESCENDANTS {
+                return Err(invalid(format!(
+                    "more than {MAX_DESCENDANTS} descendant segment (..)"
+                )));
+            }
             let parsed =
-                JsonPath::parse(&normalise(path)).map_err(|err| invalid(err.to_string()))?;
+                JsonPath::parse(&shape.normalised).map_err(|err| invalid(err.to_string()))?;
             compiled.push(parsed);
         }
         Ok(PathFilter { paths: compiled })
@@ -66,15 +81,23 @@ impl PathFilter {
     }
 }
 
-/// Reads `.[` as `[` outside string literals (the reference dialect's bracket after a dot).
-fn normalise(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    let mut chars = path.chars().peekable();
-    while let Some(c) = chars.next() {
-        match quote {
-            Some(q) => {
+/// A path read once, outside its string literals: the reference dialect's `.[` as `[`,
+/// how deep it nests and how many descendant segments it has.
+struct Shape {
+    normalised: String,
+    nesting: usize,
+    descendants: usize,
+}
+
+impl Shape {
+    fn of(path: &str) -> Shape {
+        let mut normalised = String::with_capacity(path.len());
+        let (mut depth, mut nesting, mut descendants) = (0usize, 0usize, 0usize);
+        let mut quote: Option<char> = None;
+        let mut escaped = false;
+        let mut chars = path.chars().peekable();
+        while let Some(c) = chars.next() {
+            if let Some(q) = quote {
                 if escaped {
                     escaped = false;
                 } else if c == '\\' {
@@ -82,19 +105,27 @@ fn normalise(path: &str) -> String {
                 } else if c == q {
                     quote = None;
                 }
-                out.push(c);
+                normalised.push(c);
+                continue;
             }
-            None => {
-                if c == '\'' || c == '"' {
-                    quote = Some(c);
-                    out.push(c);
-                } else if c == '.' && chars.peek() == Some(&'[') && !out.ends_with('.') {
-                    // dropped: `$.[x]` is `$[x]` (but `$..[x]` stays a descendant step)
-                } else {
-                    out.push(c);
+            match c {
+                '\'' | '"' => quote = Some(c),
+                '[' | '(' => {
+                    depth += 1;
+                    nesting = nesting.max(depth);
                 }
+                ']' | ')' => depth = depth.saturating_sub(1),
+                '.' if normalised.ends_with('.') => descendants += 1,
+                // `$.[x]` is `$[x]` (but `$..[x]` stays a descendant step).
+                '.' if chars.peek() == Some(&'[') => continue,
+                _ => {}
             }
+            normalised.push(c);
+        }
+        Shape {
+            normalised,
+            nesting,
+            descendants,
         }
     }
-    out
 }

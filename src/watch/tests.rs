@@ -63,6 +63,23 @@ fn invalid_and_oversized_paths_are_errors() {
 }
 
 #[test]
+fn paths_that_would_cost_too_much_are_refused_before_parsing() {
+    // Deep nesting would recurse in the parser (a stack overflow aborts the server).
+    let deep = format!("$[?{}@.a{}]", "(".repeat(2000), ")".repeat(2000));
+    let err = PathFilter::compile(&[deep]).unwrap_err();
+    assert!(err.to_string().contains("nested deeper than 32"), "{err}");
+    let ok = format!("$[?{}@.a == 1{}]", "(".repeat(30), ")".repeat(30));
+    PathFilter::compile(&[ok]).expect("30 levels are fine");
+    // Several descendant segments multiply the work per event.
+    let err = PathFilter::compile(&["$..*..*..*".to_string()]).unwrap_err();
+    assert!(err.to_string().contains("descendant"), "{err}");
+    let err = PathFilter::compile(&["$..[?@..x]".to_string()]).unwrap_err();
+    assert!(err.to_string().contains("descendant"), "{err}");
+    // Brackets and dots inside strings are text.
+    PathFilter::compile(&["$[?@.a == '((((..[[..']".to_string()]).expect("quoted text");
+}
+
+#[test]
 fn heartbeat_only_updates_are_recognised() {
     let fields = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert!(is_heartbeat_only(&fields(&[
