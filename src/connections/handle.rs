@@ -109,12 +109,6 @@ impl ConnectionHandle {
             .map_err(|_| OpenCoreError::ConnectionClosed)?
     }
 
-    /// A child that stopped on its own tells its connection to forget it (harmless
-    /// when the connection stopped it, or is gone).
-    pub fn child_stopped(&self, kind: ChildKind, id: String) {
-        self.detach.do_send(Detach { kind, id });
-    }
-
     /// Stops the child `id` of this kind; `false` when there is none.
     pub async fn detach(&self, kind: ChildKind, id: String) -> bool {
         self.detach.send(Detach { kind, id }).await.unwrap_or(false)

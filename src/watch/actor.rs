@@ -22,7 +22,7 @@ use super::paths::PathFilter;
 use crate::acl::{has_right, AclLocation, Principals, Right};
 use crate::auth::builtin::USERS_COLLECTION;
 use crate::auth::ResolvedUser;
-use crate::connections::{ChildKind, ConnectionHandle, Control, StopChild};
+use crate::connections::{Control, Push, StopChild};
 use crate::documents::state::DocumentState;
 use crate::proto::WatchEvent;
 use crate::protocol::envelope::push;
@@ -35,7 +35,11 @@ pub struct WatchSettings {
     pub paths: PathFilter,
     pub location: AclLocation,
     pub documents: Arc<DocumentState>,
-    pub connection: ConnectionHandle,
+    /// The owning connection: its id (for logs), where events go, and how a watch
+    /// that fell behind closes it. (Only these two: a watch costs memory per recipient.)
+    pub connection_id: u64,
+    pub push: Recipient<Push>,
+    pub control: Recipient<Control>,
     pub counters: Arc<WatchCounters>,
 }
 
@@ -65,14 +69,6 @@ impl WatchActor {
 
 impl Actor for WatchActor {
     type Context = Context<Self>;
-
-    fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        // Tell the connection (a no-op when it is the one that stopped us).
-        let settings = &self.settings;
-        settings
-            .connection
-            .child_stopped(ChildKind::Watch, settings.id.clone());
-    }
 }
 
 impl Handler<StopChild> for WatchActor {
@@ -97,10 +93,10 @@ impl Handler<Begin> for WatchActor {
                 let settings = &actor.settings;
                 match ended {
                     Ended::Lagged(missed) => {
-                        tracing::warn!(connection = settings.connection.id, watch = %settings.id, missed,
+                        tracing::warn!(connection = settings.connection_id, watch = %settings.id, missed,
                             "closing connection: its watch fell behind the change feed");
                         settings.counters.lag_disconnects.fetch_add(1, Ordering::Relaxed);
-                        settings.connection.control().do_send(Control::Close);
+                        settings.control.do_send(Control::Close);
                     }
                     Ended::FeedClosed => {
                         tracing::debug!(watch = %settings.id, "change feed closed");
@@ -143,7 +139,8 @@ async fn deliver(
         let generation = documents.store.changes().generation(USERS_COLLECTION);
         if generation != users_generation {
             users_generation = generation;
-            match documents.directory.current(&user).await {
+            // Boxed: the lookup's state would otherwise sit in every idle watch.
+            match Box::pin(documents.directory.current(&user)).await {
                 Ok(Some(current)) => {
                     principals = Principals::of(&current);
                     user = current;
@@ -165,7 +162,7 @@ async fn deliver(
             operation: change.operation.as_str().to_string(),
             document: change.json.clone(),
         };
-        settings.connection.push(push("watchevent", &event));
+        settings.push.do_send(Push(push("watchevent", &event)));
         settings.counters.delivered.fetch_add(1, Ordering::Relaxed);
     }
 }

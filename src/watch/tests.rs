@@ -276,7 +276,9 @@ fn admin_watch(
         paths: PathFilter::default(),
         location: crate::acl::AclLocation::Root,
         documents,
-        connection,
+        connection_id: 1,
+        push: connection.pusher(),
+        control: connection.control(),
         counters: feeds.counters.clone(),
     };
     WatchActor::new(settings, feeds.join(store, "things"))
