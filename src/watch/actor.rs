@@ -24,9 +24,9 @@ use crate::auth::builtin::USERS_COLLECTION;
 use crate::auth::ResolvedUser;
 use crate::connections::{Control, Push, StopChild};
 use crate::documents::state::DocumentState;
-use crate::proto::WatchEvent;
-use crate::protocol::envelope::push;
+use crate::proto::{Envelope, WatchEvent};
 use crate::store::ChangeOperation;
+use prost::{Message as _, Name};
 
 /// What a watch needs besides its relay.
 pub struct WatchSettings {
@@ -123,6 +123,11 @@ async fn deliver(
     let mut principals = Principals::of(&user);
     let mut users_generation = documents.store.changes().generation(USERS_COLLECTION);
     let mut allowed = true;
+    let id_field = WatchEvent {
+        id: settings.id.clone(),
+        ..Default::default()
+    }
+    .encode_to_vec();
     loop {
         let prepared = match receiver.recv().await {
             Ok(prepared) => prepared,
@@ -157,13 +162,25 @@ async fn deliver(
         if !allowed || !visible(&settings, &principals, change) {
             continue;
         }
-        let event = WatchEvent {
-            id: settings.id.clone(),
-            operation: change.operation.as_str().to_string(),
-            document: change.json.clone(),
-        };
-        settings.push.do_send(Push(push("watchevent", &event)));
+        settings
+            .push
+            .do_send(Push(event_envelope(&id_field, change)));
         settings.counters.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The `watchevent` for one watch: its encoded `id` field, then the shared rest.
+fn event_envelope(id_field: &[u8], change: &PreparedChange) -> Envelope {
+    let mut value = Vec::with_capacity(id_field.len() + change.encoded.len());
+    value.extend_from_slice(id_field);
+    value.extend_from_slice(&change.encoded);
+    Envelope {
+        command: "watchevent".to_string(),
+        data: Some(prost_types::Any {
+            type_url: WatchEvent::type_url(),
+            value,
+        }),
+        ..Default::default()
     }
 }
 

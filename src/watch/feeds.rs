@@ -22,7 +22,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::documents::output::{document_to_json, value_to_json};
 use crate::documents::users::redact;
+use crate::proto::WatchEvent;
 use crate::store::{ChangeEvent, ChangeOperation, SharedStore};
+use prost::Message;
 
 /// Events a relay keeps for watches that are behind; one further and they are lagging.
 pub const RELAY_CAPACITY: usize = 4096;
@@ -41,6 +43,9 @@ pub struct PreparedChange {
     pub document: Option<Document>,
     /// `WatchEvent.document`.
     pub json: String,
+    /// `WatchEvent{operation, document}` encoded once; a watch prepends its `id` field
+    /// (protobuf fields may come in any order), so N watches copy it, not re-encode it.
+    pub encoded: Vec<u8>,
     /// An update of `users` that only touched heartbeat fields.
     pub heartbeat_only: bool,
     wrapped: OnceLock<Value>,
@@ -60,10 +65,17 @@ impl PreparedChange {
         let heartbeat_only = collection == crate::auth::builtin::USERS_COLLECTION
             && event.operation == ChangeOperation::Update
             && updated_fields(event).is_some_and(super::is_heartbeat_only);
+        let encoded = WatchEvent {
+            id: String::new(),
+            operation: event.operation.as_str().to_string(),
+            document: json.clone(),
+        }
+        .encode_to_vec();
         PreparedChange {
             operation: event.operation,
             document,
             json,
+            encoded,
             heartbeat_only,
             wrapped: OnceLock::new(),
         }
