@@ -120,7 +120,8 @@ async fn deliver(
 ) -> Ended {
     let documents = &settings.documents;
     let mut user = settings.user.clone();
-    let mut principals = Principals::of(&user);
+    // Built on the first event: an idle watch holds no copy of its user's role ids.
+    let mut principals: Option<Principals> = None;
     let mut users_generation = documents.store.changes().generation(USERS_COLLECTION);
     let mut allowed = true;
     let id_field = WatchEvent {
@@ -147,7 +148,7 @@ async fn deliver(
             // Boxed: the lookup's state would otherwise sit in every idle watch.
             match Box::pin(documents.directory.current(&user)).await {
                 Ok(Some(current)) => {
-                    principals = Principals::of(&current);
+                    principals = None;
                     user = current;
                     allowed = true;
                 }
@@ -159,7 +160,8 @@ async fn deliver(
                 }
             }
         }
-        if !allowed || !visible(&settings, &principals, change) {
+        let principals = principals.get_or_insert_with(|| Principals::of(&user));
+        if !allowed || !visible(&settings, principals, change) {
             continue;
         }
         settings
