@@ -14,7 +14,7 @@ pub const WORKITEM_QUEUE_ADMINS_ROLE_ID: &str = "625440c4231309af5f2052cd";
 pub const WORKITEM_QUEUE_USERS_ROLE_ID: &str = "62544134231309e2cd2052ce";
 
 /// Collection holding users, roles and customers.
-pub const USERS_COLLECTION: &str = "users";
+pub use crate::store::names::USERS_COLLECTION;
 
 /// Roles created on a fresh data dir, with the roles they are members of
 /// (admins ∈ filestore admins, filestore users, workitem queue admins; users ∈ filestore users).

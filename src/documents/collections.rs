@@ -22,8 +22,7 @@ pub const RESERVED: &[&str] = &[
     "users",
 ];
 
-/// Suffix of history collections (`<collection>_hist`).
-pub const HISTORY_SUFFIX: &str = "_hist";
+pub use crate::store::names::HISTORY_SUFFIX;
 
 /// The collection a request means: `files` is the default file store.
 pub fn resolve(name: &str) -> &str {
@@ -77,13 +76,7 @@ pub fn is_files(name: &str) -> bool {
     name == "files" || name.ends_with(".files") || name.ends_with(".chunks")
 }
 
-pub fn is_history(name: &str) -> bool {
-    name.ends_with(HISTORY_SUFFIX)
-}
-
-pub fn history_of(name: &str) -> String {
-    format!("{name}{HISTORY_SUFFIX}")
-}
+pub use crate::store::names::{history_of, is_history};
 
 pub fn is_reserved(name: &str) -> bool {
     RESERVED.contains(&name)

@@ -7,6 +7,7 @@ pub mod embedded;
 pub mod engine;
 pub mod keys;
 pub mod mongo;
+pub mod names;
 
 use std::sync::Arc;
 

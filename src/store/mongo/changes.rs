@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::convert::{codes, key_id, server_code};
-use crate::documents::collections::{history_of, is_history};
+use crate::store::names::{history_of, is_history};
 use crate::store::{ChangeEvent, ChangeFeed, ChangeOperation};
 
 /// First delay before reopening a failed stream; doubles up to `MAX_RESTART_DELAY`.

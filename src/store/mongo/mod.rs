@@ -38,7 +38,7 @@ use mongodb::error::{
 use mongodb::options::{ClientOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database};
 
-use crate::auth::builtin::USERS_COLLECTION;
+use crate::store::names::USERS_COLLECTION;
 use crate::store::{
     mb_to_bytes, ChangeFeed, CollectionInfo, CollectionOptions, FindAndModifyOptions, FindOptions,
     IndexSpec, MemoryLimits, Store, StoreError, StoreResult, UpdateOptions, UpdateOutcome,
