@@ -338,6 +338,17 @@ async fn closing_connections_remove_their_watches_and_relays() {
     assert!(relays
         .iter()
         .any(|r| r.collection == "shared" && r.watchers == 5));
+    // The admin view shows them.
+    let jwt = clients[0].signin(ADMIN, ADMIN_PASSWORD).await.jwt;
+    let (status, body) = http_get(server.http(), "/admin/stats", Some(&jwt)).await;
+    assert_eq!(status, 200, "{body}");
+    let stats: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["watches"]["open"], json!(10), "{body}");
+    assert_eq!(
+        stats["watches"]["collections"].as_array().map(Vec::len),
+        Some(3),
+        "{body}"
+    );
     drop(clients);
     wait_no_watches(&server).await;
 }

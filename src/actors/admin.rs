@@ -69,6 +69,8 @@ impl Handler<Stats> for AdminActor {
                 },
                 "watches": {
                     "open": services.connections.count_children(crate::connections::ChildKind::Watch),
+                    "events_delivered": services.feeds.counters.delivered.load(Ordering::Relaxed),
+                    "lag_disconnects": services.feeds.counters.lag_disconnects.load(Ordering::Relaxed),
                     "collections": services.feeds.snapshot(),
                 },
                 "workers": workers,
