@@ -85,7 +85,7 @@ pub struct ServeConfig {
     pub domain: Option<String>,
     #[command(flatten)]
     pub limits: Limits,
-    /// Worker threads for connections and handlers (default: number of cores).
+    /// Worker threads for connections and the commands they run (default: number of cores).
     #[arg(long, env = "OPENCORE_WORKERS")]
     pub workers: Option<usize>,
     /// How long shutdown waits for in-flight requests before closing connections.

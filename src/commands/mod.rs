@@ -31,8 +31,8 @@ pub use context::{AfterReply, CommandContext, Outcome, SessionUpdate};
 
 use crate::error::OpenCoreError;
 
-/// Handler families. Each has its own handler actor per worker and its own
-/// concurrency limit with priority lanes in front.
+/// Command families. Each has its own concurrency limit per worker, with priority
+/// lanes in front (see `actors::supervisor`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
     /// Sign-in: bcrypt makes it CPU-heavy, so few run at once.
