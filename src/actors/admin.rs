@@ -1,5 +1,5 @@
 //! The admin actor: a read-only view of the running server (connections, per-worker
-//! handler families with their queues, counters), served at `GET /admin/stats`.
+//! command families with their queues, counters, watches), served at `GET /admin/stats`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
