@@ -182,6 +182,9 @@ pub struct Limits {
         default_value_t = 100
     )]
     pub max_watches_per_connection: usize,
+    /// Distinct collections this node watches at once (each holds a change stream on MongoDB and event buffers); more get an error reply.
+    #[arg(long, env = "OPENCORE_MAX_WATCHED_COLLECTIONS", default_value_t = 1000)]
+    pub max_watched_collections: usize,
     // --- end of memory bounds ---
     /// Interval of server pings (to clients that signed in with ping=true) and token refresh checks.
     #[arg(long, env = "OPENCORE_PING_INTERVAL", default_value = "10s", value_parser = parse_duration)]
@@ -246,6 +249,7 @@ impl Default for Limits {
             priority_aging: Duration::from_secs(1),
             max_prioritized_per_connection: 16,
             max_watches_per_connection: 100,
+            max_watched_collections: 1000,
             ping_interval: Duration::from_secs(10),
             idle_timeout: Duration::ZERO,
             signin_timeout: Duration::from_secs(60),

@@ -167,6 +167,9 @@ pub enum OpenCoreError {
     ConnectionClosed,
     #[error("Too many {kind} on this connection (limit {limit})")]
     TooManyChildren { kind: &'static str, limit: usize },
+    /// Distinct collections watched on this node at once (`--max-watched-collections`).
+    #[error("Too many collections are watched on this server (limit {0})")]
+    TooManyWatchedCollections(usize),
     #[error("Invalid watch path {path}: {reason}")]
     InvalidWatchPath { path: String, reason: String },
     /// The store could not start following the collection (MongoDB change stream).
@@ -241,6 +244,7 @@ impl OpenCoreError {
             ConnectionClosed => 2081,
             TooManyChildren { .. } => 2082,
             InvalidWatchPath { .. } => 2083,
+            TooManyWatchedCollections(_) => 2084,
             FeedUnavailable(_) => 1020,
             NotImplemented(_) => 4000,
         }
@@ -260,7 +264,8 @@ impl OpenCoreError {
             | 2041
             | 2060..=2063
             | 2065
-            | 2082 => tonic::Code::ResourceExhausted,
+            | 2082
+            | 2084 => tonic::Code::ResourceExhausted,
             2001 => tonic::Code::Unimplemented,
             2080 => tonic::Code::FailedPrecondition,
             3005 | 3010 | 3012..=3019 => tonic::Code::PermissionDenied,
@@ -411,6 +416,7 @@ mod tests {
                 reason: "y".into(),
             },
             OpenCoreError::FeedUnavailable("x".into()),
+            OpenCoreError::TooManyWatchedCollections(1),
             OpenCoreError::NotImplemented("x".into()),
         ];
         let mut codes: Vec<i32> = samples.iter().map(|e| e.code()).collect();

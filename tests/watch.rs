@@ -301,6 +301,23 @@ async fn watches_per_connection_are_capped() {
 }
 
 #[tokio::test]
+async fn distinct_watched_collections_are_capped_per_server() {
+    let server = start_server(|c| c.limits.max_watched_collections = 2);
+    let mut first = admin(&server).await;
+    let mut second = data_support::admin(&server).await;
+    watch(&mut first, "a", &[]).await.unwrap();
+    watch(&mut second, "b", &[]).await.unwrap();
+    let err = watch(&mut second, "c", &[]).await.unwrap_err();
+    assert_eq!(
+        err,
+        "Too many collections are watched on this server (limit 2)"
+    );
+    watch(&mut second, "a", &[])
+        .await
+        .expect("an already watched collection is fine");
+}
+
+#[tokio::test]
 async fn a_connection_cannot_unwatch_anothers_watch() {
     let server = start_server(|_| {});
     let mut owner = admin(&server).await;

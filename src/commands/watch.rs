@@ -25,7 +25,11 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let paths = PathFilter::compile(&request.paths)?;
     let scope = ctx.scope(&request.collectionname).await?;
     let services = &ctx.services;
-    let relay = services.feeds.join(&services.store, &scope.collection);
+    let relay = services.feeds.join(
+        &services.store,
+        &scope.collection,
+        services.config.limits.max_watched_collections,
+    )?;
     // Every change committed after the reply must produce an event: on MongoDB that
     // needs the collection's change stream open.
     if !services

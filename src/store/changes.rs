@@ -17,7 +17,7 @@
 //! * Dropping a collection publishes one `Drop` event on its channel (no document).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use bson::{Bson, Document};
 use dashmap::DashMap;
@@ -82,7 +82,9 @@ struct CollectionState {
 
 #[derive(Default)]
 pub struct ChangeFeed {
-    channels: DashMap<String, broadcast::Sender<Arc<ChangeEvent>>>,
+    /// Per collection while it has subscribers: dropped with the last one, so watching
+    /// many names one after another does not keep a 4,096-slot channel for each.
+    channels: Arc<DashMap<String, broadcast::Sender<Arc<ChangeEvent>>>>,
     collections: DashMap<String, Arc<CollectionState>>,
     hooks: Arc<Hooks>,
 }
@@ -94,6 +96,9 @@ pub struct Subscription {
     collection: String,
     state: Arc<CollectionState>,
     hooks: Arc<Hooks>,
+    /// Weak: a subscription must not keep the feed's senders alive (dropping the feed
+    /// closes every subscription).
+    channels: Weak<DashMap<String, broadcast::Sender<Arc<ChangeEvent>>>>,
 }
 
 impl Subscription {
@@ -117,11 +122,16 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         // SeqCst pairs with `pin` (sets pinned, then reads subscribers): one of the two
         // sees the other, so a collection pinned meanwhile is not left unfollowed.
-        if self.state.subscribers.fetch_sub(1, Ordering::SeqCst) == 1
-            && !self.state.pinned.load(Ordering::SeqCst)
-        {
-            if let Some(hook) = self.hooks.unwatch.get() {
-                hook(&self.collection);
+        if self.state.subscribers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // Only this subscription's receiver is left (a racing `subscribe` holds the
+            // same shard lock and would count): nobody can miss an event.
+            if let Some(channels) = self.channels.upgrade() {
+                channels.remove_if(&self.collection, |_, sender| sender.receiver_count() <= 1);
+            }
+            if !self.state.pinned.load(Ordering::SeqCst) {
+                if let Some(hook) = self.hooks.unwatch.get() {
+                    hook(&self.collection);
+                }
             }
         }
     }
@@ -146,6 +156,7 @@ impl ChangeFeed {
             collection: collection.to_string(),
             state,
             hooks: self.hooks.clone(),
+            channels: Arc::downgrade(&self.channels),
         }
     }
 

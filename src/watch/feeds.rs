@@ -22,6 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::documents::output::{document_to_json, value_to_json};
 use crate::documents::users::redact;
+use crate::error::OpenCoreError;
 use crate::proto::WatchEvent;
 use crate::store::{ChangeEvent, ChangeOperation, SharedStore};
 use prost::Message;
@@ -185,20 +186,30 @@ pub struct Feeds {
 }
 
 impl Feeds {
-    /// The relay of `collection`, started if no watch holds one. Must be called inside
-    /// a tokio runtime (the relay's task is spawned there).
-    pub fn join(&self, store: &SharedStore, collection: &str) -> Arc<Relay> {
+    /// The relay of `collection`, started if no watch holds one, unless `limit` relays
+    /// run already: each costs a change stream (MongoDB) and two event buffers, and
+    /// watches may name any collection. Must be called inside a tokio runtime (the
+    /// relay's task is spawned there).
+    pub fn join(
+        &self,
+        store: &SharedStore,
+        collection: &str,
+        limit: usize,
+    ) -> Result<Arc<Relay>, OpenCoreError> {
         let mut relays = self
             .relays
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(relay) = relays.get(collection).and_then(Weak::upgrade) {
-            return relay;
+            return Ok(relay);
         }
         relays.retain(|_, relay| relay.strong_count() > 0);
+        if relays.len() >= limit {
+            return Err(OpenCoreError::TooManyWatchedCollections(limit));
+        }
         let relay = Arc::new(Relay::start(store, collection));
         relays.insert(collection.to_string(), Arc::downgrade(&relay));
-        relay
+        Ok(relay)
     }
 
     pub fn snapshot(&self) -> Vec<FeedSnapshot> {

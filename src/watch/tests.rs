@@ -142,8 +142,13 @@ async fn a_relay_is_shared_and_ends_with_its_last_watch() {
     let store: crate::store::SharedStore =
         Arc::new(crate::store::embedded::EmbeddedStore::open(dir.path()).unwrap());
     let feeds = Feeds::default();
-    let first = feeds.join(&store, "things");
-    let second = feeds.join(&store, "things");
+    let first = feeds.join(&store, "things", 1).unwrap();
+    let second = feeds.join(&store, "things", 1).unwrap();
+    assert_eq!(
+        feeds.join(&store, "others", 1).err().map(|e| e.code()),
+        Some(2084),
+        "a second collection is over the limit of 1"
+    );
     assert!(Arc::ptr_eq(&first, &second));
     let mut receiver = first.subscribe();
     store
@@ -281,7 +286,7 @@ fn admin_watch(
         control: connection.control(),
         counters: feeds.counters.clone(),
     };
-    WatchActor::new(settings, feeds.join(store, "things"))
+    WatchActor::new(settings, feeds.join(store, "things", 10).unwrap())
 }
 
 fn admin_user() -> Arc<crate::auth::ResolvedUser> {

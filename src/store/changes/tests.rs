@@ -165,3 +165,20 @@ fn racing_subscribers_and_leavers_end_with_the_right_count() {
     );
     drop(kept);
 }
+
+#[test]
+fn channels_end_with_their_last_subscriber() {
+    let feed = ChangeFeed::default();
+    for index in 0..100 {
+        let first = feed.subscribe(&format!("c{index}"));
+        let second = feed.subscribe(&format!("c{index}"));
+        drop(first);
+        assert_eq!(feed.channels.len(), 1, "kept while a subscriber is left");
+        drop(second);
+    }
+    assert_eq!(
+        feed.channels.len(),
+        0,
+        "no channel left for names nobody follows"
+    );
+}
