@@ -101,9 +101,64 @@ pub struct ServeConfig {
     /// MongoDB database name (used with --mongodb-url).
     #[arg(long, env = "OPENCORE_MONGODB_DB", default_value = "openflow")]
     pub mongodb_db: String,
+    #[command(flatten)]
+    pub bus: BusSettings,
     /// Tests only: port 0 means "any free port" instead of "off".
     #[arg(skip)]
     pub ephemeral_ports: bool,
+}
+
+/// The message bus: embedded (default) or RabbitMQ, and the limits of queues.
+#[derive(Debug, Clone, Args)]
+pub struct BusSettings {
+    /// RabbitMQ URL (amqp://user:pass@host:5672/vhost); when set, queues and exchanges
+    /// live in RabbitMQ and every node sharing it forms one system (the reference's
+    /// `amqp_url` is accepted too). Unset: the embedded in-memory bus.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+    /// Deliveries one queue consumer may hold unacknowledged (acknowledged once written
+    /// to the client's connection).
+    #[arg(long, env = "OPENCORE_QUEUE_PREFETCH", default_value_t = 25)]
+    pub queue_prefetch: u16,
+    /// Largest queue message body (JSON text, including the sender's __jwt/__user), in
+    /// bytes. gRPC clients accept at most 4 MiB per envelope.
+    #[arg(long, env = "OPENCORE_MAX_QUEUE_MESSAGE_SIZE", default_value_t = 4 * 1024 * 1024 - 64 * 1024)]
+    pub max_queue_message_size: usize,
+    /// Time to live of a queued message when the sender gives none (`expiration`).
+    #[arg(long, env = "OPENCORE_QUEUE_DEFAULT_EXPIRATION", default_value = "60s", value_parser = parse_duration)]
+    pub default_expiration: Duration,
+    /// Queue consumers (registered queues and exchange queues) one connection may hold.
+    #[arg(long, env = "OPENCORE_MAX_QUEUES_PER_CONNECTION", default_value_t = 100)]
+    pub max_queues_per_connection: usize,
+    /// Let clients publish to exchanges (the reference's `amqp_enabled_exchange`).
+    #[arg(long, env = "OPENCORE_ENABLE_EXCHANGES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_exchanges: bool,
+    /// Embedded bus: bytes of message bodies all its queues may hold together; a
+    /// publish beyond it is refused with an error.
+    #[arg(long, env = "OPENCORE_BUS_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub embedded_max_bytes: usize,
+    /// Embedded bus: messages one queue may hold; a publish beyond it is refused.
+    #[arg(long, env = "OPENCORE_BUS_MAX_QUEUE_LENGTH", default_value_t = 100_000)]
+    pub embedded_max_queue_length: usize,
+    /// Embedded bus: queues that may exist at once.
+    #[arg(long, env = "OPENCORE_BUS_MAX_QUEUES", default_value_t = 100_000)]
+    pub embedded_max_queues: usize,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        BusSettings {
+            amqp_url: None,
+            queue_prefetch: 25,
+            max_queue_message_size: 4 * 1024 * 1024 - 64 * 1024,
+            default_expiration: Duration::from_secs(60),
+            max_queues_per_connection: 100,
+            enable_exchanges: true,
+            embedded_max_bytes: 512 * 1024 * 1024,
+            embedded_max_queue_length: 100_000,
+            embedded_max_queues: 100_000,
+        }
+    }
 }
 
 /// Per-connection limits. Each one is enforced by the connection actor or its transport.
@@ -299,6 +354,7 @@ impl ServeConfig {
             bcrypt_cost: 4,
             mongodb_url: None,
             mongodb_db: "openflow".into(),
+            bus: BusSettings::default(),
             ephemeral_ports: true,
         }
     }

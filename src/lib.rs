@@ -25,6 +25,7 @@ pub mod acl;
 pub mod actors;
 pub mod auth;
 pub mod bench;
+pub mod bus;
 pub mod commands;
 pub mod config;
 pub mod connections;

@@ -1,0 +1,1 @@
+//! RabbitMQ bus through lapin (being written).

@@ -1,0 +1,1 @@
+//! Exchange routing rules (being written).
