@@ -11,10 +11,15 @@
 //! - `wire`: cheap decoding of inbound envelopes, framing of outbound ones.
 //! - `stats`: histograms, counters and the report.
 //! - `watch`: the watch workload (watchers plus one writer; delivery and latency).
+//! - `queue`: the queue workload (a ring of temporary queues; acks, deliveries,
+//!   latency and lost messages).
+//! - `amqp_baseline`: the same ring straight on RabbitMQ with lapin.
 
+pub mod amqp_baseline;
 pub mod connection;
 pub mod grpc;
 pub mod pipeline;
+pub mod queue;
 pub mod stats;
 pub mod target;
 pub mod tcp;
@@ -24,8 +29,11 @@ pub mod workload;
 pub mod ws;
 
 #[cfg(test)]
+mod queue_tests;
+#[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
@@ -45,17 +53,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, clap::Args)]
 #[command(
     after_help = "Examples:\n  opencore bench --url ws://127.0.0.1:3000 -c 50 -k 4 -d 10\n  \
-                       opencore bench --url grpc://127.0.0.1:50051 --command query --username admin --password PASSWORD"
+                       opencore bench --url grpc://127.0.0.1:50051 --command query --username admin --password PASSWORD\n  \
+                       opencore bench --url ws://127.0.0.1:3000 --command queuemessage -c 50 -k 4 --username admin --password PASSWORD\n  \
+                       opencore bench --command amqp-baseline --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f -c 50 -k 4"
 )]
 pub struct BenchConfig {
     /// Server to drive: ws://host:port[/path] (default path /ws/v2), grpc://host:port or tcp://host:port.
+    /// Not used by `--command amqp-baseline`.
     #[arg(long, env = "OPENCORE_BENCH_URL")]
-    pub url: String,
+    pub url: Option<String>,
     /// Concurrent connections (C).
     #[arg(short = 'c', long, default_value_t = 50)]
     pub connections: usize,
     /// Requests each connection keeps outstanding (K).
-    #[arg(short = 'k', long = "in-flight", default_value_t = 4)]
+    #[arg(
+        short = 'k',
+        long = "in-flight",
+        visible_alias = "inflight",
+        default_value_t = 4
+    )]
     pub in_flight: usize,
     /// Measured duration (seconds, or e.g. 500ms, 1m).
     #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
@@ -101,11 +117,61 @@ pub struct BenchConfig {
     /// `--command watch`: watches each connection opens on the collection (each gets every event).
     #[arg(long, default_value_t = 1)]
     pub watches: usize,
+    /// `--command queuemessage`/`amqp-baseline`: pad every message body (JSON) to at least this many bytes.
+    #[arg(long, default_value_t = 0)]
+    pub payload_bytes: usize,
+    /// `--command queuemessage`/`amqp-baseline`: after the run, how long receivers may
+    /// wait for messages still on their way before the rest count as lost.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub drain: Duration,
+    /// `--command queuemessage`/`amqp-baseline`: message expiration (queuemessage
+    /// `expiration`, AMQP `expiration` property).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub message_expiration: Duration,
+    /// `--command queuemessage`/`amqp-baseline`: messages a connection may have sent
+    /// and not yet seen delivered beyond its K in flight (0: no bound; the broker's
+    /// queues may then grow when deliveries are slower than acknowledgements).
+    #[arg(long, default_value_t = 0)]
+    pub max_backlog: u64,
+    /// `--command amqp-baseline`: the RabbitMQ to drive.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+    /// `--command amqp-baseline`: AMQP connections the C clients share (round-robin).
+    #[arg(long, default_value_t = 1)]
+    pub amqp_connections: usize,
 }
 
 impl BenchConfig {
     fn validate(&self) -> Result<Target, String> {
-        let target = Target::parse(&self.url)?;
+        let url = self
+            .url
+            .as_deref()
+            .ok_or("--url is required (ws://host:port, grpc://host:port or tcp://host:port)")?;
+        let target = Target::parse(url)?;
+        self.validate_common()?;
+        Ok(target)
+    }
+
+    /// `--command amqp-baseline`: the AMQP URL, and the settings it uses.
+    fn validate_amqp(&self) -> Result<String, String> {
+        let url = self
+            .amqp_url
+            .clone()
+            .ok_or("--command amqp-baseline needs --amqp-url (or AMQP_URL)")?;
+        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+            return Err(format!(
+                "--amqp-url must start with amqp:// or amqps:// (got {})",
+                amqp_baseline::redact(&url)
+            ));
+        }
+        if self.amqp_connections == 0 {
+            return Err("--amqp-connections must be at least 1".into());
+        }
+        self.validate_common()?;
+        Ok(url)
+    }
+
+    fn validate_common(&self) -> Result<(), String> {
         if self.connections == 0 {
             return Err("--connections must be at least 1".into());
         }
@@ -136,11 +202,23 @@ impl BenchConfig {
                 self.command.name()
             ));
         }
-        Ok(target)
+        if matches!(
+            self.command,
+            BenchCommand::QueueMessage | BenchCommand::AmqpBaseline
+        ) {
+            let ms = self.message_expiration.as_millis();
+            if ms == 0 || ms > i32::MAX as u128 {
+                return Err("--message-expiration must be between 1ms and 24 days".into());
+            }
+        }
+        Ok(())
     }
 }
 
 pub fn run(config: BenchConfig) -> Result<(), String> {
+    if config.command == BenchCommand::AmqpBaseline {
+        return run_amqp_baseline(config);
+    }
     let target = config.validate()?;
     let threads = config
         .threads
@@ -166,6 +244,11 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
                 .map(|u| format!(" as {u}"))
                 .unwrap_or_default(),
         );
+    }
+    if config.command == BenchCommand::QueueMessage {
+        let result = runtime.block_on(execute_queue(&config, &target));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        return print_queue_report(&config, result?);
     }
     if config.command == BenchCommand::Watch {
         let result = runtime.block_on(execute_watch(&config, &target));
@@ -193,6 +276,52 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
     }
     if report.requests == 0 {
         return Err("no request was answered successfully during the measured time".into());
+    }
+    Ok(())
+}
+
+fn run_amqp_baseline(config: BenchConfig) -> Result<(), String> {
+    let url = config.validate_amqp()?;
+    let threads = config
+        .threads
+        .unwrap_or_else(|| default_threads(config.connections))
+        .max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("opencore-bench")
+        .enable_all()
+        .build()
+        .map_err(|err| format!("could not start the bench runtime: {err}"))?;
+    if !config.json {
+        eprintln!(
+            "bench: {} amqp-baseline C={} K={} warmup {} duration {} ({} AMQP connection(s))",
+            amqp_baseline::redact(&url),
+            config.connections,
+            config.in_flight,
+            stats::format_seconds(config.warmup),
+            stats::format_seconds(config.duration),
+            config.amqp_connections.clamp(1, config.connections),
+        );
+    }
+    let result = runtime.block_on(amqp_baseline::execute(&config, &url));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    print_queue_report(&config, result?)
+}
+
+fn print_queue_report(config: &BenchConfig, report: queue::QueueReport) -> Result<(), String> {
+    if config.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.to_text());
+    }
+    if report.deliveries_measured == 0 {
+        return Err("no message was delivered during the measured time".into());
+    }
+    if report.tally.lost > 0 {
+        return Err(format!(
+            "{} acknowledged message(s) were never delivered",
+            report.tally.lost
+        ));
     }
     Ok(())
 }
@@ -301,6 +430,43 @@ impl Conn {
             Conn::Ws(t) => watch::write(t, run, first, rate, k, priority, end).await,
             Conn::Tcp(t) => watch::write(t, run, first, rate, k, priority, end).await,
             Conn::Grpc(t) => watch::write(t, run, first, rate, k, priority, end).await,
+        }
+    }
+
+    /// Registers a temporary queue (`registerqueue` with an empty name) as envelope
+    /// number `counter`; returns its name.
+    async fn register_queue(
+        &mut self,
+        counter: u64,
+        limit: Duration,
+        priority: i32,
+    ) -> Result<String, String> {
+        let envelope = queue::register_envelope(priority);
+        let expected = "registerqueuereply";
+        let reply = match self {
+            Conn::Ws(t) => connection::roundtrip(t, envelope, counter, expected, limit).await,
+            Conn::Tcp(t) => connection::roundtrip(t, envelope, counter, expected, limit).await,
+            Conn::Grpc(t) => connection::roundtrip(t, envelope, counter, expected, limit).await,
+        };
+        let reply = reply.map_err(|err| format!("registerqueue {err}"))?;
+        let registered: crate::proto::RegisterQueueResponse = reply
+            .payload()
+            .map_err(|err| format!("undecodable registerqueuereply: {err}"))?;
+        if registered.queuename.is_empty() {
+            return Err("registerqueue answered with an empty queue name".into());
+        }
+        Ok(registered.queuename)
+    }
+
+    async fn run_queue(
+        self,
+        member: queue::Member,
+        plan: Arc<queue::Plan>,
+    ) -> (queue::SenderLog, queue::ReceiverLog) {
+        match self {
+            Conn::Ws(t) => queue::run(t, member, plan).await,
+            Conn::Tcp(t) => queue::run(t, member, plan).await,
+            Conn::Grpc(t) => queue::run(t, member, plan).await,
         }
     }
 
@@ -495,4 +661,116 @@ async fn execute_watch(
         &acks,
         &received,
     ))
+}
+
+/// The queue workload: a ring of C connections with temporary queues (see `queue.rs`).
+async fn execute_queue(
+    config: &BenchConfig,
+    target: &Target,
+) -> Result<queue::QueueReport, String> {
+    let count = config.connections;
+    // 1. Connect and sign in, then register every connection's temporary queue.
+    let conns = open_all(target, config, count).await?;
+    let mut registering = JoinSet::new();
+    for (index, (mut conn, sent, _)) in conns.into_iter().enumerate() {
+        let (limit, priority) = (config.timeout, config.priority);
+        registering.spawn(async move {
+            let result = conn.register_queue(sent, limit, priority).await;
+            (index, conn, sent + 1, result)
+        });
+    }
+    let mut registered: Vec<Option<(Conn, u64, String)>> = (0..count).map(|_| None).collect();
+    let mut failure = None;
+    while let Some(joined) = registering.join_next().await {
+        match joined {
+            Ok((index, conn, next, Ok(name))) => registered[index] = Some((conn, next, name)),
+            Ok((index, conn, _, Err(err))) => {
+                failure.get_or_insert(format!("connection {}: {err}", index + 1));
+                conn.close().await;
+            }
+            Err(err) => {
+                failure.get_or_insert(format!("connection task failed: {err}"));
+            }
+        }
+    }
+    let mut members = Vec::with_capacity(count);
+    for slot in registered {
+        match slot {
+            Some(member) => members.push(member),
+            None => {
+                failure.get_or_insert_with(|| "a connection did not register its queue".into());
+            }
+        }
+    }
+    if let Some(failure) = failure {
+        let closing = members.into_iter().map(|(conn, _, _)| conn.close());
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            futures_util::future::join_all(closing),
+        )
+        .await;
+        return Err(failure);
+    }
+    let names: Vec<String> = members.iter().map(|(_, _, name)| name.clone()).collect();
+
+    // 2. Run the ring: connection i sends to connection i+1's queue.
+    let clock = queue::Clock::new(
+        Instant::now(),
+        config.warmup,
+        config.duration,
+        config.drain,
+        config.timeout,
+    );
+    let plan = Arc::new(queue::Plan {
+        clock,
+        progress: queue::Progress::new(count),
+        in_flight: config.in_flight,
+        priority: config.priority,
+        payload_bytes: config.payload_bytes,
+        expiration: config.message_expiration.as_millis().min(i32::MAX as u128) as i32,
+        max_backlog: config.max_backlog,
+    });
+    let mut running = Vec::with_capacity(count);
+    for (index, (conn, counter, _)) in members.into_iter().enumerate() {
+        let member = queue::Member {
+            index,
+            counter,
+            target_queue: names[queue::next(index, count)].clone(),
+            budget: budget_share(config.max_requests, count, index),
+        };
+        running.push(tokio::spawn(conn.run_queue(member, plan.clone())));
+    }
+
+    // 3. Collect. Every connection ends by itself by the end of the drain.
+    let deadline = tokio::time::Instant::from_std(clock.drain_until) + Duration::from_secs(5);
+    let mut senders = Vec::with_capacity(count);
+    let mut receivers = Vec::with_capacity(count);
+    let mut extra = Vec::new();
+    for (index, handle) in running.into_iter().enumerate() {
+        let abort = handle.abort_handle();
+        match tokio::time::timeout_at(deadline, handle).await {
+            Ok(Ok((sender, receiver))) => {
+                senders.push(sender);
+                receivers.push(receiver);
+            }
+            Ok(Err(err)) => extra.push(format!("connection {} task failed: {err}", index + 1)),
+            Err(_) => {
+                abort.abort();
+                extra.push(format!("connection {} did not stop in time", index + 1));
+            }
+        }
+    }
+    let info = queue::RunInfo {
+        transport: target.transport.as_str().to_string(),
+        command: config.command.name().to_string(),
+        target: target.to_string(),
+        connections: count,
+        in_flight: config.in_flight,
+        payload_bytes: config.payload_bytes,
+        warmup: config.warmup,
+        duration: config.duration,
+    };
+    let mut report = queue::build_report(info, &senders, &receivers, &extra);
+    report.errors.disconnects += extra.len() as u64;
+    Ok(report)
 }

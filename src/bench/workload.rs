@@ -34,6 +34,15 @@ pub enum BenchCommand {
     /// (`--rate`); reports events delivered per second and insert→event latency.
     #[value(name = "watch")]
     Watch,
+    /// C connections in a ring, each with a temporary queue, each keeping K
+    /// `queuemessage`s in flight to the next one's queue; reports acks/s,
+    /// deliveries/s, send→delivery latency and lost messages (see `queue.rs`).
+    #[value(name = "queuemessage")]
+    QueueMessage,
+    /// The same ring straight on RabbitMQ with lapin (`--amqp-url`), no opencore
+    /// in between (see `amqp_baseline.rs`).
+    #[value(name = "amqp-baseline")]
+    AmqpBaseline,
 }
 
 impl BenchCommand {
@@ -44,6 +53,8 @@ impl BenchCommand {
             BenchCommand::Query => "query",
             BenchCommand::InsertOne => "insertone",
             BenchCommand::Watch => "watch",
+            BenchCommand::QueueMessage => "queuemessage",
+            BenchCommand::AmqpBaseline => "amqp-baseline",
         }
     }
 
@@ -54,7 +65,7 @@ impl BenchCommand {
 
     /// Whether the command needs `--username`/`--password`.
     pub fn needs_signin(&self) -> bool {
-        !matches!(self, BenchCommand::GetElement)
+        !matches!(self, BenchCommand::GetElement | BenchCommand::AmqpBaseline)
     }
 
     /// A request each connection sends once, after sign-in and before the load; its
@@ -63,7 +74,10 @@ impl BenchCommand {
         match self {
             BenchCommand::Query => Some(insert_envelope(priority, "bench-seed")),
             BenchCommand::Watch => Some(watch_envelope(priority)),
-            BenchCommand::GetElement | BenchCommand::InsertOne => None,
+            BenchCommand::GetElement
+            | BenchCommand::InsertOne
+            | BenchCommand::QueueMessage
+            | BenchCommand::AmqpBaseline => None,
         }
     }
 
@@ -77,6 +91,14 @@ impl BenchCommand {
             BenchCommand::InsertOne => return insert_envelope(priority, "bench"),
             BenchCommand::Watch => return watch_envelope(priority),
             BenchCommand::Query => pack(&query_by_id("")),
+            // Built per message by `queue.rs` (or not sent at all: the AMQP baseline).
+            BenchCommand::QueueMessage | BenchCommand::AmqpBaseline => {
+                return Envelope {
+                    command: self.name().into(),
+                    priority,
+                    ..Default::default()
+                }
+            }
         };
         Envelope {
             command: self.name().into(),
