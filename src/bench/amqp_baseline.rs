@@ -371,10 +371,9 @@ async fn publish(
             break;
         }
         let wake = tokio::time::Instant::from_std((now + queue::POLL).min(clock.drain_until));
-        let next: Option<Confirmed> = match tokio::time::timeout_at(wake, pending.next()).await {
-            Ok(next) => next,
-            Err(_) => None,
-        };
+        let next: Option<Confirmed> = tokio::time::timeout_at(wake, pending.next())
+            .await
+            .unwrap_or_default();
         let now = Instant::now();
         if let Some(first) = next {
             confirmed(&mut log, first, now, &clock, &shared.progress, index);
