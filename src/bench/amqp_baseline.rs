@@ -65,6 +65,8 @@ struct Client {
     index: usize,
     queue: String,
     consumer: Consumer,
+    /// The channel the consumer runs on.
+    consuming: Channel,
     publisher: Channel,
 }
 
@@ -179,6 +181,7 @@ async fn open_client(index: usize, connection: &Connection, run: &str) -> Result
         index,
         queue,
         consumer,
+        consuming,
         publisher,
     })
 }
@@ -211,6 +214,11 @@ async fn run_ring(
         clients.push(opened?);
     }
     let queues: Vec<String> = clients.iter().map(|c| c.queue.clone()).collect();
+    // Closed before the connections, so nothing is left mid-flight when they go.
+    let channels: Vec<Channel> = clients
+        .iter()
+        .flat_map(|c| [c.publisher.clone(), c.consuming.clone()])
+        .collect();
 
     let clock = Clock::new(
         Instant::now(),
@@ -271,6 +279,14 @@ async fn run_ring(
             }
         }
     }
+    let closing = channels
+        .iter()
+        .map(|channel| channel.close(200, "bench done".into()));
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        futures_util::future::join_all(closing),
+    )
+    .await;
     let info = RunInfo {
         transport: "amqp".into(),
         command: "amqp-baseline".into(),
