@@ -45,14 +45,8 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
             queuename: String::new(),
         }));
     };
-    let agent = ctx
-        .services
-        .connections
-        .get(connection.id)
-        .map(|info| info.agent)
-        .unwrap_or_default();
     let spec = QueueSpec {
-        name: names::temporary(&agent),
+        name: names::temporary(&ctx.agent()),
         kind: QueueKind::Temporary,
     };
     let actor = consumer::start(

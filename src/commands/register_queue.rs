@@ -19,14 +19,8 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let queues = &ctx.services.queues;
     let requested = names::normalise(&request.queuename, "queuename")?;
     let spec = if names::wants_temporary(&requested) {
-        let agent = ctx
-            .services
-            .connections
-            .get(connection.id)
-            .map(|info| info.agent)
-            .unwrap_or_default();
         QueueSpec {
-            name: names::temporary(&agent),
+            name: names::temporary(&ctx.agent()),
             kind: QueueKind::Temporary,
         }
     } else {
