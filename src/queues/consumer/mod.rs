@@ -266,7 +266,10 @@ pub async fn start(
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod lane_tests {
     use super::*;
     use crate::bus::Acknowledge;
 
