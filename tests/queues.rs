@@ -47,9 +47,18 @@ async fn temporary_queue_round_trip_and_generated_correlation_id() {
             .unwrap();
         assert_eq!(data(&consumer.event().await), json!("x"));
         assert_eq!(data(&consumer.event().await), json!("hi mom"));
-        // Gone with its consumer.
+        // Gone with its consumer (RabbitMQ deletes it a moment after the cancel).
         consumer.unregister(&queue).await;
-        let err = sender.send_to(&queue, json!({})).await.unwrap_err();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let err = loop {
+            match sender.send_to(&queue, json!({})).await {
+                Err(err) => break err,
+                Ok(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Ok(_) => panic!("the temporary queue outlived its consumer"),
+            }
+        };
         assert!(err.contains("bad queue"), "{err}");
     }
 }
@@ -416,34 +425,55 @@ async fn queues_per_connection_are_capped_and_need_a_connection() {
     assert_eq!(data(&other.event().await), json!({"unary": true}));
 }
 
+/// What `/admin/stats` says about queue traffic.
+async fn queue_stats(server: &TestServer) -> Value {
+    let (_, signed) = grpc_admin(server).await;
+    let (status, body) = http_get(server.http(), "/admin/stats", Some(&signed.jwt)).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["queues"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consumer_that_dies_loses_no_message() {
+async fn a_consumer_that_dies_loses_no_message_it_was_not_given() {
     for bus in buses() {
         let server = server_on(&bus, |config| config.bus.queue_prefetch = 25);
         let queue = unique("durable");
         let mut first = Client::admin(&server).await;
         let mut sender = Client::admin(&server).await;
         first.register(&queue).await.unwrap();
-        const TOTAL: usize = 300;
+        // Large enough that a client that stops reading fills its socket long before
+        // it was given them all.
+        const TOTAL: u64 = 200;
+        let padding = "x".repeat(64 * 1024);
         for i in 0..TOTAL {
-            sender.send_to(&queue, json!({"i": i})).await.unwrap();
+            sender
+                .send_to(&queue, json!({"i": i, "padding": padding}))
+                .await
+                .unwrap();
         }
-        // The first consumer reads a few, then its connection dies.
         let mut seen = HashSet::new();
-        for _ in 0..10 {
-            let event = first.event().await;
-            seen.insert(data(&event)["i"].as_u64().unwrap());
+        for _ in 0..5 {
+            seen.insert(data(&first.event().await)["i"].as_u64().unwrap());
         }
+        // The first consumer stops reading: the server writes until the socket is full,
+        // holds the rest unacknowledged, then the connection dies.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let written = queue_stats(&server).await["delivered"].as_u64().unwrap();
+        assert!(written < TOTAL, "the stalled client was given everything ({written})");
         drop(first);
         let mut second = Client::admin(&server).await;
         second.register(&queue).await.unwrap();
-        while seen.len() < TOTAL {
-            match second.event_within(WAIT).await {
-                Some((event, _)) => {
-                    seen.insert(data(&event)["i"].as_u64().unwrap());
-                }
-                None => panic!("lost {} messages", TOTAL - seen.len()),
-            }
+        let mut redelivered = HashSet::new();
+        while let Some((event, _)) = second.event_within(Duration::from_secs(5)).await {
+            redelivered.insert(data(&event)["i"].as_u64().unwrap());
         }
+        // Everything the first connection was never given reaches the second.
+        assert!(
+            redelivered.len() as u64 >= TOTAL - written,
+            "written to the first: {written}, redelivered: {} of {TOTAL}",
+            redelivered.len()
+        );
+        let requeued = queue_stats(&server).await["requeued"].as_u64().unwrap();
+        assert!(requeued > 0, "held deliveries went back to the queue");
     }
 }

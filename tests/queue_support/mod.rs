@@ -23,6 +23,9 @@ pub fn buses() -> Vec<Option<String>> {
 
 pub fn amqp_url() -> Option<String> {
     if let Ok(url) = std::env::var("AMQP_URL") {
+        if url == "off" {
+            return None;
+        }
         if !url.is_empty() {
             return Some(url);
         }
