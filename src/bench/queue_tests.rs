@@ -687,3 +687,127 @@ fn a_budget_stops_every_sender() {
         r.report.duration
     );
 }
+
+// ---- against a real server ----------------------------------------------------------
+
+#[test]
+fn queue_workload_runs_against_a_server_and_loses_nothing() {
+    // The embedded bus on every transport, and RabbitMQ (when there is one) over ws.
+    let mut runs = vec![(None, vec!["ws", "tcp", "grpc"])];
+    if let Some(url) = amqp_url() {
+        runs.push((Some(url), vec!["ws"]));
+    }
+    for (bus, transports) in runs {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::ServeConfig::for_tests(dir.path().join("data"));
+        config.bus.amqp_url = bus.clone();
+        let server = crate::server::BackgroundServer::start(config).unwrap();
+        for transport in transports {
+            let url = match transport {
+                "ws" => format!("ws://{}", server.bound.http.unwrap()),
+                "tcp" => format!("tcp://{}", server.bound.tcp.unwrap()),
+                _ => format!("grpc://{}", server.bound.grpc.unwrap()),
+            };
+            let what = format!("{url} on {}", bus.as_deref().unwrap_or("the embedded bus"));
+            let args = [
+                "bench",
+                "--url",
+                url.as_str(),
+                "--command",
+                "queuemessage",
+                "-c",
+                "3",
+                "-k",
+                "2",
+                "-d",
+                "1s",
+                "--warmup",
+                "200ms",
+                "--payload-bytes",
+                "200",
+                "--username",
+                "admin",
+                "--password",
+                "admin-password",
+            ];
+            let config = Wrapper::try_parse_from(args).unwrap().bench;
+            let target = config.validate().unwrap();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let report = runtime
+                .block_on(super::execute_queue(&config, &target))
+                .unwrap();
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            let t = report.tally;
+            assert!(t.acked > 20, "{what}: {}", report.to_text());
+            assert_eq!(t.delivered, t.acked, "{what}: {}", report.to_text());
+            assert!(!report.has_problems(), "{what}: {}", report.to_text());
+            assert!(
+                report.deliveries_measured > 0,
+                "{what}: {}",
+                report.to_text()
+            );
+        }
+        server.stop();
+    }
+}
+
+/// RabbitMQ for the AMQP tests, as the queue test suite finds it: `AMQP_URL` (`off`
+/// skips), else a broker on 127.0.0.1:5672 with the default guest account.
+fn amqp_url() -> Option<String> {
+    match std::env::var("AMQP_URL") {
+        Ok(url) if url == "off" => return None,
+        Ok(url) if !url.is_empty() => return Some(url),
+        _ => {}
+    }
+    let local = "127.0.0.1:5672".parse().unwrap();
+    if std::net::TcpStream::connect_timeout(&local, Duration::from_millis(300)).is_ok() {
+        return Some("amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    }
+    eprintln!("SKIPPED: no AMQP_URL and nothing on 127.0.0.1:5672");
+    None
+}
+
+#[test]
+fn amqp_baseline_runs_against_rabbitmq_and_loses_nothing() {
+    let Some(url) = amqp_url() else {
+        return;
+    };
+    let config = Wrapper::try_parse_from([
+        "bench",
+        "--command",
+        "amqp-baseline",
+        "--amqp-url",
+        url.as_str(),
+        "-c",
+        "3",
+        "-k",
+        "2",
+        "-d",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--amqp-connections",
+        "2",
+    ])
+    .unwrap()
+    .bench;
+    let url = config.validate_amqp().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime
+        .block_on(super::amqp_baseline::execute(&config, &url))
+        .unwrap();
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let t = report.tally;
+    assert!(t.acked > 20, "{}", report.to_text());
+    assert_eq!(t.delivered, t.acked, "{}", report.to_text());
+    assert!(!report.has_problems(), "{}", report.to_text());
+    assert_eq!(report.transport, "amqp");
+}
