@@ -10,6 +10,10 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: UnRegisterQueueRequest = ctx.request(false)?;
     let connection = ctx.connection()?;
     let name = request.queuename.trim().to_lowercase();
-    connection.detach(ChildKind::Queue, name).await;
+    if connection.detach(ChildKind::Queue, name.clone()).await {
+        // Ours (temporary names are one connection's): gone before the reply, so a
+        // message sent after it is unroutable, never lost in a queue being deleted.
+        ctx.services.queues.bus.delete_temporary(&name).await?;
+    }
     Ok(ctx.reply(&UnRegisterQueueResponse {}))
 }

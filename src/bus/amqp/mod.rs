@@ -98,6 +98,21 @@ impl Bus for AmqpBus {
         publish::publish(&self.shared, message).await
     }
 
+    async fn delete_temporary(&self, name: &str) -> Result<(), BusError> {
+        if !lock(&self.shared.temp_queues).contains(name) {
+            return Ok(());
+        }
+        let link = self.shared.link()?;
+        let channel = connection::throwaway_channel(&self.shared, &link).await?;
+        let deleted = connection::bounded(channel.queue_delete(
+            short("queue", name)?,
+            lapin::options::QueueDeleteOptions::default(),
+        ))
+        .await;
+        let _ = channel.close(200, "done".into()).await;
+        deleted.map(|_| ()).map_err(|e| map_error(&self.shared, &e))
+    }
+
     fn take_dead_letters(&self) -> Option<mpsc::Receiver<DeadLetter>> {
         lock(&self.shared.dead_letters_rx).take()
     }
