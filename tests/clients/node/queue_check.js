@@ -354,8 +354,8 @@ async function main() {
   // Exchanges.
   const direct = `${prefix}_direct`;
   const directQueue = await a.registerExchange(direct, "direct", "rk1", true);
-  const miss = await settle("send with an unbound key", b.send({ exchangename: direct, routingkey: "rk2", data: { text: "not for rk1" } }));
-  log(`send to ${direct} with a key nobody bound: ${dump(miss)}`);
+  // A key nobody bound is not an error (as in AMQP); the message goes nowhere.
+  await within("send with a key nobody bound", b.send({ exchangename: direct, routingkey: "rk2", data: { text: "not for rk1" } }));
   await within("send to the direct exchange", b.send({ exchangename: direct, routingkey: "rk1", correlationId: "ex-1", data: { text: "for rk1", n: 1 } }));
   event = await a.nextEvent("direct exchange message");
   expect(event.queuename === directQueue && event.exchangename === direct && event.routingkey === "rk1"
@@ -394,8 +394,7 @@ async function main() {
   await within("send orders.eu.deleted", b.send({ exchangename: topic, routingkey: "orders.eu.deleted", data: { text: "deleted" } }));
   event = await c.nextEvent("orders.eu.deleted");
   expect(event.queuename === cAll && event.payload.text === "deleted", `C topic: ${dump(event)}`);
-  const invoice = await settle("send invoices.eu.created", b.send({ exchangename: topic, routingkey: "invoices.eu.created", data: { text: "invoice" } }));
-  log(`send to ${topic} with a key nobody bound: ${dump(invoice)}`);
+  await within("send invoices.eu.created (nobody bound)", b.send({ exchangename: topic, routingkey: "invoices.eu.created", data: { text: "invoice" } }));
   await a.noEvent("orders.*.created: only orders.eu.created");
   await c.noEvent("orders.#: no invoices");
 

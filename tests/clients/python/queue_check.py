@@ -586,11 +586,8 @@ async def main(url):
     # Exchanges.
     direct = f"{prefix}_direct"
     queue = await a.register_exchange(direct, "direct", "rk1", answer=True)
-    try:
-        outcome = await b.send({"text": "not for rk1"}, exchangename=direct, routingkey="rk2")
-    except ServerError as error:
-        outcome = f"error {error}"
-    log(f"send to {direct} with a key nobody bound: {outcome}")
+    # A key nobody bound is not an error (as in AMQP); the message goes nowhere.
+    await b.send({"text": "not for rk1"}, exchangename=direct, routingkey="rk2")
     reply = await b.send({"text": "for rk1", "n": 1}, exchangename=direct, routingkey="rk1", correlationId="ex-1")
     expect(reply["exchangename"] == direct, f"queuemessagereply: {reply}")
     event = await a.next_event("direct exchange message")
@@ -625,10 +622,7 @@ async def main(url):
     await a.send({"text": "deleted"}, exchangename=topic, routingkey="orders.eu.deleted")
     event = await b.next_event("orders.eu.deleted")
     expect(event["queuename"] == b_all and event["payload"].get("text") == "deleted", f"B topic: {dump(event)}")
-    try:
-        await a.send({"text": "invoice"}, exchangename=topic, routingkey="invoices.eu.created")
-    except ServerError as error:
-        log(f"send to {topic} with a key nobody bound: error {error}")
+    await a.send({"text": "invoice"}, exchangename=topic, routingkey="invoices.eu.created")
     await a.no_event("orders.*.created: only orders.eu.created")
     await b.no_event("orders.#: no invoices")
 
