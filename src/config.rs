@@ -125,7 +125,7 @@ pub struct BusSettings {
     #[arg(long, env = "OPENCORE_MAX_QUEUE_MESSAGE_SIZE", default_value_t = 4 * 1024 * 1024 - 64 * 1024)]
     pub max_queue_message_size: usize,
     /// Time to live of a queued message when the sender gives none (`expiration`).
-    #[arg(long, env = "OPENCORE_QUEUE_DEFAULT_EXPIRATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long = "queue-default-expiration", env = "OPENCORE_QUEUE_DEFAULT_EXPIRATION", default_value = "60s", value_parser = parse_duration)]
     pub default_expiration: Duration,
     /// Queue consumers (registered queues and exchange queues) one connection may hold.
     #[arg(long, env = "OPENCORE_MAX_QUEUES_PER_CONNECTION", default_value_t = 100)]
@@ -135,13 +135,13 @@ pub struct BusSettings {
     pub enable_exchanges: bool,
     /// Embedded bus: bytes of message bodies all its queues may hold together; a
     /// publish beyond it is refused with an error.
-    #[arg(long, env = "OPENCORE_BUS_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
+    #[arg(long = "bus-max-bytes", env = "OPENCORE_BUS_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
     pub embedded_max_bytes: usize,
     /// Embedded bus: messages one queue may hold; a publish beyond it is refused.
-    #[arg(long, env = "OPENCORE_BUS_MAX_QUEUE_LENGTH", default_value_t = 100_000)]
+    #[arg(long = "bus-max-queue-length", env = "OPENCORE_BUS_MAX_QUEUE_LENGTH", default_value_t = 100_000)]
     pub embedded_max_queue_length: usize,
     /// Embedded bus: queues that may exist at once.
-    #[arg(long, env = "OPENCORE_BUS_MAX_QUEUES", default_value_t = 100_000)]
+    #[arg(long = "bus-max-queues", env = "OPENCORE_BUS_MAX_QUEUES", default_value_t = 100_000)]
     pub embedded_max_queues: usize,
 }
 

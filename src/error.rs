@@ -176,6 +176,31 @@ pub enum OpenCoreError {
     #[error("Changes of {0} cannot be followed right now; try again")]
     FeedUnavailable(String),
 
+    // Queues and exchanges (the bus).
+    /// A consumer (or sender) without read right on the queue's object.
+    #[error("[{user}] Unknown queue {name} or access denied, missing read permission on queue object")]
+    QueueAccessDenied { user: String, name: String },
+    #[error("[{user}] Unknown exchange {name} or access denied, missing read permission on exchange object")]
+    ExchangeAccessDenied { user: String, name: String },
+    /// The target queue does not exist (the reference's text; clients may match it).
+    #[error("bad queue: {name} correlationId: {correlation_id}")]
+    BadQueue { name: String, correlation_id: String },
+    #[error("queue {0} is in use by another connection")]
+    QueueInUse(String),
+    #[error("Unknown exchange {0}")]
+    UnknownExchange(String),
+    #[error("exchange {name} exists with type {existing}")]
+    ExchangeKindMismatch { name: String, existing: String },
+    #[error("Unknown queue {0}")]
+    UnknownQueue(String),
+    /// The bus would not take the message (a queue or the embedded bus is full).
+    #[error("{0}")]
+    BusRefused(String),
+    #[error("Message broker unavailable: {0}")]
+    BusUnavailable(String),
+    #[error("message size {size} is larger than configured max size {limit}")]
+    QueueMessageTooLarge { size: usize, limit: usize },
+
     // 4xxx: valid request, not served by this server (yet)
     #[error("{0} is not implemented by this server")]
     NotImplemented(String),
@@ -246,6 +271,16 @@ impl OpenCoreError {
             InvalidWatchPath { .. } => 2083,
             TooManyWatchedCollections(_) => 2084,
             FeedUnavailable(_) => 1020,
+            QueueAccessDenied { .. } => 3020,
+            ExchangeAccessDenied { .. } => 3021,
+            BadQueue { .. } => 2100,
+            QueueInUse(_) => 2101,
+            UnknownExchange(_) => 2102,
+            ExchangeKindMismatch { .. } => 2103,
+            UnknownQueue(_) => 2104,
+            BusRefused(_) => 2105,
+            QueueMessageTooLarge { .. } => 2106,
+            BusUnavailable(_) => 1030,
             NotImplemented(_) => 4000,
         }
     }
@@ -265,13 +300,17 @@ impl OpenCoreError {
             | 2060..=2063
             | 2065
             | 2082
-            | 2084 => tonic::Code::ResourceExhausted,
+            | 2084
+            | 2105
+            | 2106 => tonic::Code::ResourceExhausted,
+            2100 | 2102 | 2104 => tonic::Code::NotFound,
+            2101 | 2103 => tonic::Code::FailedPrecondition,
             2001 => tonic::Code::Unimplemented,
             2080 => tonic::Code::FailedPrecondition,
-            3005 | 3010 | 3012..=3019 => tonic::Code::PermissionDenied,
+            3005 | 3010 | 3012..=3021 => tonic::Code::PermissionDenied,
             3011 => tonic::Code::NotFound,
             2018 => tonic::Code::AlreadyExists,
-            1002 | 1020 => tonic::Code::Unavailable,
+            1002 | 1020 | 1030 => tonic::Code::Unavailable,
             _ => match code / 1000 {
                 2 => tonic::Code::InvalidArgument,
                 3 => tonic::Code::Unauthenticated,
@@ -289,6 +328,23 @@ impl From<crate::store::engine::LimitError> for OpenCoreError {
                 OpenCoreError::QueryTooLarge { limit_mb }
             }
             other => OpenCoreError::Limit(other),
+        }
+    }
+}
+
+/// What the bus failed with, as clients see it.
+impl From<crate::bus::BusError> for OpenCoreError {
+    fn from(error: crate::bus::BusError) -> Self {
+        use crate::bus::BusError;
+        match error {
+            BusError::QueueLocked(name) => OpenCoreError::QueueInUse(name),
+            BusError::UnknownExchange(name) => OpenCoreError::UnknownExchange(name),
+            BusError::ExchangeKindMismatch { name, existing } => {
+                OpenCoreError::ExchangeKindMismatch { name, existing }
+            }
+            BusError::UnknownQueue(name) => OpenCoreError::UnknownQueue(name),
+            BusError::Unavailable(reason) => OpenCoreError::BusUnavailable(reason),
+            BusError::Refused(reason) => OpenCoreError::BusRefused(reason),
         }
     }
 }
@@ -417,6 +473,28 @@ mod tests {
             },
             OpenCoreError::FeedUnavailable("x".into()),
             OpenCoreError::TooManyWatchedCollections(1),
+            OpenCoreError::QueueAccessDenied {
+                user: "u".into(),
+                name: "q".into(),
+            },
+            OpenCoreError::ExchangeAccessDenied {
+                user: "u".into(),
+                name: "e".into(),
+            },
+            OpenCoreError::BadQueue {
+                name: "q".into(),
+                correlation_id: "c".into(),
+            },
+            OpenCoreError::QueueInUse("q".into()),
+            OpenCoreError::UnknownExchange("e".into()),
+            OpenCoreError::ExchangeKindMismatch {
+                name: "e".into(),
+                existing: "fanout".into(),
+            },
+            OpenCoreError::UnknownQueue("q".into()),
+            OpenCoreError::BusRefused("full".into()),
+            OpenCoreError::BusUnavailable("down".into()),
+            OpenCoreError::QueueMessageTooLarge { size: 2, limit: 1 },
             OpenCoreError::NotImplemented("x".into()),
         ];
         let mut codes: Vec<i32> = samples.iter().map(|e| e.code()).collect();

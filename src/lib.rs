@@ -35,6 +35,7 @@ pub mod error;
 pub mod policy;
 pub mod proto;
 pub mod protocol;
+pub mod queues;
 pub mod server;
 pub mod services;
 pub mod store;

@@ -30,6 +30,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Setup(#[from] OpenCoreError),
+    #[error("cannot open the message bus: {0}")]
+    Bus(String),
 }
 
 /// Where the listeners ended up (ports may have been ephemeral).
@@ -52,6 +54,35 @@ pub struct RunningServer {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Follows `users` to close sessions of disabled or deleted users.
     revocation: tokio::task::JoinHandle<()>,
+}
+
+/// The embedded bus, or RabbitMQ when `--amqp-url` (or the reference's `amqp_url`) is set.
+async fn open_bus(config: &ServeConfig) -> Result<crate::bus::SharedBus, StartError> {
+    let url = config
+        .bus
+        .amqp_url
+        .clone()
+        .or_else(|| std::env::var("amqp_url").ok().filter(|s| !s.is_empty()));
+    match url {
+        Some(url) => {
+            let bus = crate::bus::amqp::AmqpBus::connect(&url)
+                .await
+                .map_err(|err| StartError::Bus(err.to_string()))?;
+            tracing::info!("message bus: RabbitMQ at {}", redact_url(&url));
+            Ok(Arc::new(bus))
+        }
+        None => {
+            let settings = &config.bus;
+            tracing::info!("message bus: embedded (in memory; messages do not survive a restart)");
+            Ok(Arc::new(crate::bus::embedded::EmbeddedBus::new(
+                crate::bus::embedded::EmbeddedLimits {
+                    max_bytes: settings.embedded_max_bytes,
+                    max_queue_length: settings.embedded_max_queue_length,
+                    max_queues: settings.embedded_max_queues,
+                },
+            )))
+        }
+    }
 }
 
 fn listen_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -117,7 +148,15 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
     let worker_count = config.worker_count();
     let directory =
         directory.with_bcrypt_slots(config.limits.auth_concurrency.max(1) * worker_count);
-    let services = Services::new(config.clone(), store, directory);
+    let bus = open_bus(&config).await?;
+    let services = Services::new(config.clone(), store, directory, bus.clone());
+    if let Some(dead_letters) = bus.take_dead_letters() {
+        crate::queues::timeouts::spawn_dead_letter_replies(
+            bus,
+            services.queues.counters.clone(),
+            dead_letters,
+        );
+    }
     let revocation = crate::actors::revocation::start(services.clone());
     let workers = Arc::new(Workers::start(worker_count));
     let (stop, stop_rx) = watch::channel(false);

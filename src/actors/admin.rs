@@ -1,5 +1,5 @@
 //! The admin actor: a read-only view of the running server (connections, per-worker
-//! command families with their queues, counters, watches), served at `GET /admin/stats`.
+//! command families with their queues, counters, watches, message queues), served at `GET /admin/stats`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -47,6 +47,7 @@ impl Handler<Stats> for AdminActor {
                 .collect();
             let by_transport = services.connections.by_transport();
             let counters = &services.counters;
+            let queues = &services.queues.counters;
             json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "uptime_seconds": uptime,
@@ -72,6 +73,16 @@ impl Handler<Stats> for AdminActor {
                     "events_delivered": services.feeds.counters.delivered.load(Ordering::Relaxed),
                     "lag_disconnects": services.feeds.counters.lag_disconnects.load(Ordering::Relaxed),
                     "collections": services.feeds.snapshot(),
+                },
+                "queues": {
+                    "bus": services.queues.bus.health(),
+                    "consumers": services.connections.count_children(crate::connections::ChildKind::Queue),
+                    "published": queues.published.load(Ordering::Relaxed),
+                    "unroutable": queues.unroutable.load(Ordering::Relaxed),
+                    "delivered": queues.delivered.load(Ordering::Relaxed),
+                    "requeued": queues.requeued.load(Ordering::Relaxed),
+                    "dropped_too_large": queues.dropped.load(Ordering::Relaxed),
+                    "timeouts": queues.timeouts.load(Ordering::Relaxed),
                 },
                 "workers": workers,
             })

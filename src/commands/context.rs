@@ -49,6 +49,16 @@ impl CommandContext {
             .ok_or_else(|| OpenCoreError::NeedsConnection(self.envelope.command.clone()))
     }
 
+    /// What the client called itself at sign-in (`SigninRequest.agent`); empty if
+    /// unknown or not on a connection.
+    pub fn agent(&self) -> String {
+        self.connection
+            .as_ref()
+            .and_then(|connection| self.services.connections.get(connection.id))
+            .map(|info| info.agent)
+            .unwrap_or_default()
+    }
+
     /// A normal reply to this request.
     pub fn reply<M: Message + Name>(&self, message: &M) -> Outcome {
         Outcome {

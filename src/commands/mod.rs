@@ -21,7 +21,11 @@ mod insert_or_update_one;
 mod list_collections;
 mod ping;
 mod query;
+mod queue_message;
+mod register_exchange;
+mod register_queue;
 mod signin;
+mod unregister_queue;
 mod unwatch;
 mod update_document;
 mod update_one;
@@ -90,6 +94,10 @@ pub enum Command {
     DropIndex,
     Watch,
     UnWatch,
+    RegisterQueue,
+    RegisterExchange,
+    QueueMessage,
+    UnRegisterQueue,
 }
 
 impl Command {
@@ -120,6 +128,11 @@ impl Command {
             "dropindex" => Command::DropIndex,
             "watch" => Command::Watch,
             "unwatch" => Command::UnWatch,
+            "registerqueue" => Command::RegisterQueue,
+            "registerexchange" => Command::RegisterExchange,
+            "queuemessage" => Command::QueueMessage,
+            // `closequeue` is the reference's internal name for it.
+            "unregisterqueue" | "closequeue" => Command::UnRegisterQueue,
             _ => return None,
         })
     }
@@ -167,6 +180,10 @@ impl Command {
             Command::DropIndex => drop_index::run(ctx).await,
             Command::Watch => watch::run(ctx).await,
             Command::UnWatch => unwatch::run(ctx).await,
+            Command::RegisterQueue => register_queue::run(ctx).await,
+            Command::RegisterExchange => register_exchange::run(ctx).await,
+            Command::QueueMessage => queue_message::run(ctx).await,
+            Command::UnRegisterQueue => unregister_queue::run(ctx).await,
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use actix::{Message, Recipient};
 
-use super::{Control, Push, TransportKind};
+use super::{Control, Push, PushTracked, TransportKind};
 use crate::error::OpenCoreError;
 use crate::proto::Envelope;
 
@@ -14,18 +14,22 @@ use crate::proto::Envelope;
 #[serde(rename_all = "lowercase")]
 pub enum ChildKind {
     Watch,
+    /// A queue consumer (`registerqueue`, or an exchange's queue from `registerexchange`).
+    Queue,
 }
 
 impl ChildKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             ChildKind::Watch => "watch",
+            ChildKind::Queue => "queue",
         }
     }
 
     pub fn plural(&self) -> &'static str {
         match self {
             ChildKind::Watch => "watches",
+            ChildKind::Queue => "queues",
         }
     }
 }
@@ -64,6 +68,7 @@ pub struct ConnectionHandle {
 
 struct Recipients {
     push: Recipient<Push>,
+    push_tracked: Recipient<PushTracked>,
     control: Recipient<Control>,
     attach: Recipient<Attach>,
     detach: Recipient<Detach>,
@@ -74,6 +79,7 @@ impl ConnectionHandle {
         id: u64,
         transport: TransportKind,
         push: Recipient<Push>,
+        push_tracked: Recipient<PushTracked>,
         control: Recipient<Control>,
         attach: Recipient<Attach>,
         detach: Recipient<Detach>,
@@ -83,6 +89,7 @@ impl ConnectionHandle {
             transport,
             recipients: std::sync::Arc::new(Recipients {
                 push,
+                push_tracked,
                 control,
                 attach,
                 detach,
@@ -98,6 +105,11 @@ impl ConnectionHandle {
     /// Where a child sends its pushes.
     pub fn pusher(&self) -> Recipient<Push> {
         self.recipients.push.clone()
+    }
+
+    /// Where a child sends pushes it needs a write receipt for (queue deliveries).
+    pub fn tracked_pusher(&self) -> Recipient<PushTracked> {
+        self.recipients.push_tracked.clone()
     }
 
     pub fn control(&self) -> Recipient<Control> {

@@ -69,3 +69,14 @@ pub enum Control {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Push(pub Envelope);
+
+/// A push whose sender must know when it reached the transport: a queue delivery is
+/// acknowledged to the bus only then. `written` gets `true` once the envelope was handed
+/// to the transport, `false` when it was refused (larger than the client accepts); it is
+/// dropped unanswered when the connection closes first (the delivery is then requeued).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PushTracked {
+    pub envelope: Envelope,
+    pub written: tokio::sync::oneshot::Sender<bool>,
+}

@@ -11,12 +11,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::auth::Directory;
+use crate::bus::SharedBus;
 use crate::config::ServeConfig;
 use crate::connections::Registry;
 use crate::documents::state::DocumentState;
 use crate::policy::admission::Admission;
 use crate::policy::unary_budget::UnaryBudget;
 use crate::store::SharedStore;
+use crate::queues::Queues;
 use crate::watch::Feeds;
 use load::Loads;
 
@@ -47,6 +49,8 @@ pub struct Services {
     pub connections: Registry,
     /// Per collection, the one change-feed relay that the watches of this node share.
     pub feeds: Feeds,
+    /// Queues and exchanges: the bus, the rules on names and rights, delivery counters.
+    pub queues: Queues,
     /// Connection caps (global and per client address); each live connection holds a permit.
     pub admission: Admission,
     /// The same caps for the gRPC port's HTTP/2 sockets (each of their streams is also a
@@ -63,12 +67,18 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(config: ServeConfig, store: SharedStore, directory: Directory) -> Arc<Self> {
+    pub fn new(
+        config: ServeConfig,
+        store: SharedStore,
+        directory: Directory,
+        bus: SharedBus,
+    ) -> Arc<Self> {
         let client_config = client_config_json(&config);
         let admission = Admission::new(&config.limits);
         let grpc_sockets = Admission::new(&config.limits);
         let unary_budget = UnaryBudget::new(&config.limits);
         let documents = Arc::new(DocumentState::new(store.clone(), directory));
+        let queues = Queues::new(bus, config.bus.clone(), documents.clone());
         Arc::new(Services {
             config,
             store,
@@ -76,6 +86,7 @@ impl Services {
             counters: Counters::default(),
             connections: Registry::default(),
             feeds: Feeds::default(),
+            queues,
             admission,
             grpc_sockets,
             unary_budget,
@@ -123,7 +134,7 @@ fn client_config_json(config: &ServeConfig) -> String {
         "validate_emails": false,
         "forgot_pass_emails": false,
         "supports_watch": true,
-        "amqp_enabled_exchange": false,
+        "amqp_enabled_exchange": config.bus.enable_exchanges,
         "multi_tenant": false,
         "enable_entity_restriction": false,
         "enable_web_tours": false,

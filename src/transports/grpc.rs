@@ -39,7 +39,9 @@ use crate::proto::{
     InsertOrUpdateOneResponse, ListCollectionsRequest, ListCollectionsResponse, QueryRequest,
     QueryResponse, SigninRequest, SigninResponse, UnWatchRequest, UnWatchResponse,
     UpdateDocumentRequest, UpdateDocumentResponse, UpdateOneRequest, UpdateOneResponse,
-    WatchRequest, WatchResponse,
+    WatchRequest, WatchResponse, RegisterQueueRequest, RegisterQueueResponse,
+    RegisterExchangeRequest, RegisterExchangeResponse, QueueMessageRequest, QueueMessageResponse,
+    UnRegisterQueueRequest, UnRegisterQueueResponse,
 };
 use crate::protocol::envelope::pack;
 use crate::services::Services;
@@ -419,5 +421,34 @@ impl FlowService for FlowServiceImpl {
         request: Request<UnWatchRequest>,
     ) -> Result<Response<UnWatchResponse>, Status> {
         self.unary("unwatch", request).await
+    }
+    /// A consumer pushes to its connection: unary calls get a clear error saying so.
+    async fn register_queue(
+        &self,
+        request: Request<RegisterQueueRequest>,
+    ) -> Result<Response<RegisterQueueResponse>, Status> {
+        self.unary("registerqueue", request).await
+    }
+
+    /// Declaring an exchange works unary; `addqueue` needs a streaming connection.
+    async fn register_exchange(
+        &self,
+        request: Request<RegisterExchangeRequest>,
+    ) -> Result<Response<RegisterExchangeResponse>, Status> {
+        self.unary("registerexchange", request).await
+    }
+
+    async fn queue_message(
+        &self,
+        request: Request<QueueMessageRequest>,
+    ) -> Result<Response<QueueMessageResponse>, Status> {
+        self.unary("queuemessage", request).await
+    }
+
+    async fn un_register_queue(
+        &self,
+        request: Request<UnRegisterQueueRequest>,
+    ) -> Result<Response<UnRegisterQueueResponse>, Status> {
+        self.unary("unregisterqueue", request).await
     }
 }

@@ -195,6 +195,14 @@ impl actix::Handler<crate::connections::Push> for Probe {
     }
 }
 
+impl actix::Handler<crate::connections::PushTracked> for Probe {
+    type Result = ();
+    fn handle(&mut self, push: crate::connections::PushTracked, _: &mut actix::Context<Self>) {
+        self.pushes.push(push.envelope);
+        let _ = push.written.send(true);
+    }
+}
+
 impl actix::Handler<crate::connections::Control> for Probe {
     type Result = ();
     fn handle(&mut self, _: crate::connections::Control, _: &mut actix::Context<Self>) {
@@ -260,6 +268,7 @@ async fn watch_setup() -> (
     let handle = crate::connections::ConnectionHandle::new(
         1,
         crate::connections::TransportKind::Tcp,
+        probe.clone().recipient(),
         probe.clone().recipient(),
         probe.clone().recipient(),
         probe.clone().recipient(),

@@ -27,7 +27,8 @@ use crate::actors::messages::{Completed, Dispatch, Identity, ReplyTo, Request, S
 use crate::actors::supervisor::Supervisor;
 use crate::commands::is_silent;
 use crate::connections::{
-    Attach, ChildKind, ConnectionHandle, ConnectionInfo, Control, Detach, Push, RegistryEntry,
+    Attach, ChildKind, ConnectionHandle, ConnectionInfo, Control, Detach, Push, PushTracked,
+    RegistryEntry,
     TransportKind, UserRef,
 };
 use crate::error::OpenCoreError;
@@ -40,7 +41,7 @@ use crate::protocol::frame::FrameDecoder;
 use crate::services::{Counters, Services};
 use crate::transports::ws_guard::FrameLimit;
 use children::Children;
-use outbound::{Outbound, Sink};
+use outbound::{Outbound, Sink, Written};
 use reorder::SeqWindow;
 
 /// What transports feed into a connection.
@@ -168,7 +169,13 @@ impl ConnectionActor {
         })
     }
 
-    fn send(&mut self, mut envelope: Envelope) {
+    fn send(&mut self, envelope: Envelope) {
+        self.send_tracked(envelope, None);
+    }
+
+    /// Queues an envelope; `written` (if any) learns when the writer handed it to the
+    /// transport, or `false` at once when it is too large for the client.
+    fn send_tracked(&mut self, mut envelope: Envelope, written: Option<Written>) {
         if self.closing {
             return;
         }
@@ -181,13 +188,16 @@ impl ConnectionActor {
         if size > limit {
             if envelope.rid.is_empty() {
                 tracing::warn!(connection = self.id, command = %envelope.command, size, "dropping push larger than the client accepts");
+                if let Some(written) = written {
+                    let _ = written.send(false);
+                }
                 return;
             }
             let err = OpenCoreError::ReplyTooLarge { size, limit };
             envelope = error_reply(&envelope.rid, &err);
             size = envelope.encoded_len();
         }
-        let queued = self.outbound.enqueue(envelope, size);
+        let queued = self.outbound.enqueue(envelope, size, written);
         let limit = self.tier.max_outbound_bytes;
         if queued <= limit {
             return;
@@ -388,6 +398,7 @@ impl Actor for ConnectionActor {
             me.clone().recipient(),
             me.clone().recipient(),
             me.clone().recipient(),
+            me.clone().recipient(),
         ));
         self.me = Some(me.clone());
         Counters::bump(&self.services.counters.connections_opened);
@@ -484,6 +495,14 @@ impl Handler<Push> for ConnectionActor {
     }
 }
 
+impl Handler<PushTracked> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, push: PushTracked, _ctx: &mut Context<Self>) {
+        self.send_tracked(push.envelope, Some(push.written));
+    }
+}
+
 impl Handler<Control> for ConnectionActor {
     type Result = ();
 
@@ -516,6 +535,7 @@ impl Handler<Attach> for ConnectionActor {
         }
         let limit = match attach.kind {
             ChildKind::Watch => self.services.config.limits.max_watches_per_connection,
+            ChildKind::Queue => self.services.config.bus.max_queues_per_connection,
         };
         let (kind, id) = (attach.kind, attach.id.clone());
         self.children.attach(attach, limit)?;

@@ -29,9 +29,18 @@ pub enum Sink {
     Grpc(mpsc::Sender<Result<Envelope, tonic::Status>>),
 }
 
+/// Told when its envelope reached the transport (queue deliveries wait for it).
+pub type Written = tokio::sync::oneshot::Sender<bool>;
+
+/// One queued envelope and, for tracked pushes, who waits for it to be written.
+struct Queued {
+    envelope: Envelope,
+    written: Option<Written>,
+}
+
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Envelope>,
+    queue: VecDeque<Queued>,
     bytes: usize,
     next_seq: i32,
     closed: bool,
@@ -48,7 +57,7 @@ impl Outbound {
     /// Returns the bytes now queued.
     /// `size` is the envelope's encoded length as measured by the caller (numbering adds
     /// at most a few bytes, which the queue accounts for).
-    pub fn enqueue(&self, mut envelope: Envelope, size: usize) -> usize {
+    pub fn enqueue(&self, mut envelope: Envelope, size: usize, written: Option<Written>) -> usize {
         let mut state = self.state.borrow_mut();
         if state.closed {
             return state.bytes;
@@ -60,7 +69,7 @@ impl Outbound {
         }
         // 4-byte prefix, plus up to 16 bytes of seq and id added here.
         state.bytes += size + 20;
-        state.queue.push_back(envelope);
+        state.queue.push_back(Queued { envelope, written });
         drop(state);
         self.notify.notify_one();
         self.queued_bytes()
@@ -90,7 +99,7 @@ impl Outbound {
         self.notify.notify_one();
     }
 
-    fn take_batch(&self) -> Option<Vec<Envelope>> {
+    fn take_batch(&self) -> Option<Vec<Queued>> {
         let mut state = self.state.borrow_mut();
         if state.queue.is_empty() {
             return None;
@@ -139,7 +148,30 @@ impl Deadline {
     }
 }
 
+/// Writes a batch, then tells the tracked pushes in it that they were written (a
+/// failed write drops their receipts: the connection is closing).
 async fn write_batch(
+    sink: &mut Sink,
+    batch: Vec<Queued>,
+    buffer: &mut BytesMut,
+    deadline: Deadline,
+) -> io::Result<()> {
+    let mut receipts = Vec::new();
+    let batch: Vec<Envelope> = batch
+        .into_iter()
+        .map(|queued| {
+            receipts.extend(queued.written);
+            queued.envelope
+        })
+        .collect();
+    write_envelopes(sink, batch, buffer, deadline).await?;
+    for written in receipts {
+        let _ = written.send(true);
+    }
+    Ok(())
+}
+
+async fn write_envelopes(
     sink: &mut Sink,
     batch: Vec<Envelope>,
     buffer: &mut BytesMut,

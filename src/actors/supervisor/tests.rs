@@ -20,7 +20,10 @@ async fn services() -> (Arc<Services>, tempfile::TempDir) {
             bcrypt_cost: 4,
         },
     );
-    (Services::new(config, store, directory), dir)
+    let bus: crate::bus::SharedBus = Arc::new(crate::bus::embedded::EmbeddedBus::new(
+        crate::bus::embedded::EmbeddedLimits::default(),
+    ));
+    (Services::new(config, store, directory, bus), dir)
 }
 
 #[tokio::test]
