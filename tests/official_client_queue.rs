@@ -4,8 +4,9 @@
 //!
 //! Every scenario runs four times: `embedded_websocket`, `embedded_grpc`,
 //! `rabbitmq_websocket`, `rabbitmq_grpc` (e.g. `rpc::rabbitmq_grpc`). The RabbitMQ
-//! variants use `AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`); when nothing
-//! listens there they print `SKIPPED: …` to stderr and return. Queue and exchange names
+//! variants use `AMQP_URL` when it is set (an unreachable broker is then a failure;
+//! `AMQP_URL=off` skips them), else `amqp://guest:guest@127.0.0.1:5672/%2f` when something
+//! listens there; when skipped they print `SKIPPED: …` to stderr. Queue and exchange names
 //! are unique per run (`qct<id>_…`); on RabbitMQ the named queues and exchanges a test
 //! created are deleted at its end.
 //!
@@ -19,10 +20,12 @@
 //! * `rpc`: request/reply through `replyto` (the client's `rpc()` twice in a row, and a
 //!   hand-made request with its own correlationId).
 //! * `timeout`: an RPC to a queue that does not exist gets the `timeout` answer; a second
-//!   send there is `bad queue: …` until someone registers it; an RPC to an unregistered
-//!   temporary queue times out; an RPC to a named queue without consumer times out when
-//!   its `expiration` passes; `unregisterqueue` stops deliveries and a new registration
-//!   gets what waited in the durable queue.
+//!   send there is `bad queue: …` until someone registers it; a send without replyto to
+//!   a missing queue is an error; an RPC to a named queue without consumer times out
+//!   when its `expiration` passes; `unregisterqueue` stops deliveries and a new
+//!   registration gets what waited in the durable queue.
+//! * `unregister_timeout`: an RPC sent right after `unregisterqueue` of a temporary queue
+//!   gets the `timeout` answer (the queue is gone), three times in a row.
 //! * `exchange_direct`, `exchange_fanout`, `exchange_topic`, `exchange_headers`: exchanges
 //!   with `addqueue`, routing by key, two fanout consumers, topic wildcards, an RPC through
 //!   an exchange, `addqueue: false`.
@@ -92,6 +95,25 @@ fn rabbitmq_listens(url: &str) -> bool {
         .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
 }
 
+/// The broker for a RabbitMQ test: `AMQP_URL` when set (never skipped then: an
+/// unreachable broker is a failure), `off` to skip, else the local default when
+/// something listens there; `None` after printing `SKIPPED: …`.
+fn rabbitmq(test: &str) -> Option<String> {
+    let skip = |why: String| {
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
+        None
+    };
+    match std::env::var("AMQP_URL").ok().filter(|url| !url.is_empty()) {
+        Some(url) if url == "off" => skip("AMQP_URL=off".into()),
+        Some(url) => Some(url),
+        None if rabbitmq_listens(DEFAULT_AMQP_URL) => Some(DEFAULT_AMQP_URL.into()),
+        None => skip(format!(
+            "no AMQP_URL and no RabbitMQ listening at {}",
+            amqp_address(DEFAULT_AMQP_URL)
+        )),
+    }
+}
+
 /// A per-run id for queue and exchange names (lower-case, unique across runs and tests).
 fn unique_id() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -122,15 +144,7 @@ impl Ctx {
         let server = match bus {
             Bus::Embedded => TestServer::start(),
             Bus::RabbitMq => {
-                let url = amqp_url();
-                if !rabbitmq_listens(&url) {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "SKIPPED: {test}: no RabbitMQ listening at {} (AMQP_URL)",
-                        amqp_address(&url)
-                    );
-                    return None;
-                }
+                let url = rabbitmq(test)?;
                 TestServer::start_with(|config| config.bus.amqp_url = Some(url))
             }
         };
@@ -563,28 +577,10 @@ async fn timeout_scenario(ctx: &Ctx) {
         "now you exist"
     );
 
-    // 4. An unregistered temporary queue is gone: an RPC to it times out.
-    let (callback, mut temp_events) = consumer("temporary", None);
-    let temp = register(&owner, "", callback).await;
-    owner
-        .unregister_queue(EnvConfig::new(), &temp)
-        .await
-        .expect("unregister_queue of the temporary queue");
-    let answer = rpc(&requester, message(&temp, json!({"text": "gone?", "n": 4})))
-        .await
-        .unwrap_or_else(|e| panic!("rpc to the unregistered temporary queue {temp}: {e:?}"));
-    assert_timeout_answer(
-        "rpc to an unregistered temporary queue",
-        &answer,
-        "gone?",
-        4,
-    );
-    temp_events.none("after unregistering").await;
-
-    // 5. A named queue without consumer: the message expires and the RPC times out.
+    // 4. A named queue without consumer: the message expires and the RPC times out.
     let named = ctx.queue("expire");
-    let (callback, mut named_events) = consumer("named, unregistered", None);
-    register(&owner, &named, callback).await;
+    let (named_callback, mut named_events) = consumer("named, unregistered", None);
+    register(&owner, &named, named_callback.clone()).await;
     owner
         .unregister_queue(EnvConfig::new(), &named)
         .await
@@ -609,15 +605,56 @@ async fn timeout_scenario(ctx: &Ctx) {
         .none("nothing delivered after unregisterqueue")
         .await;
 
-    // 6. Unregistered: not delivered, but kept in the durable queue for the next consumer.
+    // 5. Unregistered: not delivered, but kept in the durable queue for the next consumer.
     send(&requester, message(&named, json!({"text": "kept"}))).await;
     named_events.none("after unregisterqueue").await;
-    let (callback, mut again) = consumer("named, registered again", None);
-    register(&owner, &named, callback).await;
-    assert_eq!(body(&again.next("what waited").await)["text"], "kept");
-    again.none("only what waited").await;
-    named_events.none("the old registration").await;
+    // The same callback again: the client stores a callback only once the reply is in,
+    // and the server delivers what waited right after the reply, so the event may meet
+    // the callback of the first registration (which the client never forgets).
+    register(&owner, &named, named_callback).await;
+    let event = named_events.next("what waited").await;
+    assert_eq!(
+        (event.queuename.as_str(), body(&event)["text"].as_str()),
+        (named.as_str(), Some("kept")),
+        "{event:?}"
+    );
+    named_events.none("only what waited").await;
 
+    owner.disconnect();
+    requester.disconnect();
+}
+
+/// `unregisterqueue` of a temporary queue deletes it: an RPC sent once the reply is in
+/// is unroutable and gets the `timeout` answer (three rounds).
+async fn unregister_timeout(ctx: &Ctx) {
+    let owner = ctx.client().await;
+    let requester = ctx.client().await;
+    for round in 0..3 {
+        let (callback, mut temp_events) = consumer("temporary", None);
+        let temp = register(&owner, "", callback).await;
+        owner
+            .unregister_queue(EnvConfig::new(), &temp)
+            .await
+            .expect("unregister_queue of the temporary queue");
+        let answer = rpc(
+            &requester,
+            message(&temp, json!({"text": "gone?", "n": round})),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "round {round}: rpc right after unregisterqueue of the temporary queue {temp}: \
+                     expected the timeout answer, got {e:?}"
+            )
+        });
+        assert_timeout_answer(
+            "rpc to an unregistered temporary queue",
+            &answer,
+            "gone?",
+            round,
+        );
+        temp_events.none("after unregistering").await;
+    }
     owner.disconnect();
     requester.disconnect();
 }
@@ -876,8 +913,19 @@ macro_rules! scenarios {
 
             async fn run(test: &str, bus: Bus, transport: Transport) {
                 let Some(ctx) = Ctx::new(test, bus, transport) else { return };
-                $scenario(&ctx).await;
-                ctx.cleanup().await;
+                // In a task, so that the broker is cleaned up after a failure too.
+                let ctx = Arc::new(ctx);
+                let scenario = tokio::spawn({
+                    let ctx = ctx.clone();
+                    async move { $scenario(&ctx).await }
+                });
+                let outcome = scenario.await;
+                if let Ok(ctx) = Arc::try_unwrap(ctx) {
+                    ctx.cleanup().await;
+                }
+                if let Err(error) = outcome {
+                    std::panic::resume_unwind(error.into_panic());
+                }
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -907,6 +955,7 @@ scenarios! {
     named_queue => named_queue,
     rpc => rpc_scenario,
     timeout => timeout_scenario,
+    unregister_timeout => unregister_timeout,
     exchange_direct => exchange_direct,
     exchange_fanout => exchange_fanout,
     exchange_topic => exchange_topic,

@@ -16,8 +16,10 @@
 //!   `node` binary (default `node` on the PATH).
 //!
 //! Without the variable a test prints `SKIPPED: …` to stderr and returns; with it, a
-//! client that cannot run is a failure. The RabbitMQ queue tests also print `SKIPPED: …`
-//! when nothing listens at `AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
+//! client that cannot run is a failure. The RabbitMQ queue tests use `AMQP_URL` when it
+//! is set (an unreachable broker is then a failure; `AMQP_URL=off` skips them), else
+//! `amqp://guest:guest@127.0.0.1:5672/%2f` if something listens there, and otherwise
+//! print `SKIPPED: …`.
 
 mod common;
 
@@ -194,10 +196,9 @@ fn node_client_watches_over_grpc() {
 
 // ---------------------------------------------------------------------------------------
 // Queues: `tests/clients/python/queue_check.py` and `tests/clients/node/queue_check.js`
-// (see their headers for what they check) on the embedded bus and on RabbitMQ. The
-// RabbitMQ tests use `AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`) and
-// print `SKIPPED: …` when nothing listens there; the named queues and exchanges a check
-// created on the broker are deleted afterwards.
+// (see their headers for what they check) on the embedded bus and on RabbitMQ (broker
+// choice and skips: `rabbitmq`). The named queues and exchanges a check created on the
+// broker are deleted afterwards.
 
 const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -232,6 +233,25 @@ fn rabbitmq_listens(url: &str) -> bool {
         .is_some_and(|addr| {
             std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
         })
+}
+
+/// The broker for a RabbitMQ test: `AMQP_URL` when set (never skipped then: an
+/// unreachable broker is a failure), `off` to skip, else the local default when
+/// something listens there; `None` after printing `SKIPPED: …`.
+fn rabbitmq(test: &str) -> Option<String> {
+    let skip = |why: String| {
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
+        None
+    };
+    match std::env::var("AMQP_URL").ok().filter(|url| !url.is_empty()) {
+        Some(url) if url == "off" => skip("AMQP_URL=off".into()),
+        Some(url) => Some(url),
+        None if rabbitmq_listens(DEFAULT_AMQP_URL) => Some(DEFAULT_AMQP_URL.into()),
+        None => skip(format!(
+            "no AMQP_URL and no RabbitMQ listening at {}",
+            amqp_address(DEFAULT_AMQP_URL)
+        )),
+    }
 }
 
 /// Lower-case, unique across runs and tests: the scripts' `QUEUE_CHECK_ID`.
@@ -299,15 +319,9 @@ fn queue_check(
     let server = match bus {
         Bus::Embedded => TestServer::start(),
         Bus::RabbitMq => {
-            let amqp = amqp_url();
-            if !rabbitmq_listens(&amqp) {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED: {test}: no RabbitMQ listening at {} (AMQP_URL)",
-                    amqp_address(&amqp)
-                );
+            let Some(amqp) = rabbitmq(test) else {
                 return;
-            }
+            };
             TestServer::start_with(|config| config.bus.amqp_url = Some(amqp))
         }
     };

@@ -19,13 +19,14 @@
 // * timeout: QueueMessage(rpc=true) to the unregistered qcn<ID>_missing resolves with the
 //   `timeout` answer, a second one is rejected with `bad queue: ...`, a send without
 //   replyto to qcn<ID>_never is rejected, registering qcn<ID>_missing makes it work; an
-//   RPC to a temporary queue A unregistered gets `timeout`; an RPC with expiration 1000
-//   to the consumer-less named qcn<ID>_expire gets `timeout` after the expiration, a
-//   message sent there while nobody consumes it waits for the next registration;
+//   RPC with expiration 1000 to the consumer-less named qcn<ID>_expire gets `timeout`
+//   after the expiration, a message sent there while nobody consumes it waits for the
+//   next registration;
 // * exchanges qcn<ID>_direct / _fanout / _topic / _headers (algorithm "header", the
 //   reference's spelling) with addqueue: routing keys, an RPC through the direct
 //   exchange, both consumers of a fanout, topic wildcards, UnRegisterQueue of an
 //   exchange queue;
+// * an RPC right after A's UnRegisterQueue of a temporary queue gets `timeout`;
 // * C's temporary queue goes away when C closes.
 // Names use QUEUE_CHECK_ID (default: random). Exit status 0 on success, 1 (with a FAIL
 // line) on any failure; the whole run is bounded by QUEUE_CHECK_TIMEOUT seconds
@@ -331,10 +332,6 @@ async function main() {
   await within("send to the registered missing queue", b.send({ queuename: missing, data: { text: "now you exist" } }));
   event = await a.nextEvent("after registering the missing queue");
   expect(event.queuename === missing && event.payload.text === "now you exist", dump(event));
-  const gone = await a.register("");
-  await a.unregister(gone);
-  timeoutAnswer = await within(`rpc to the unregistered ${gone}`, b.rpc({ queuename: gone, data: { text: "gone?", n: 4 } }));
-  checkTimeoutAnswer(`rpc to the unregistered temporary queue ${gone}`, timeoutAnswer, "gone?", 4);
   const expire = `${prefix}_expire`;
   await a.register(expire);
   await a.unregister(expire);
@@ -349,7 +346,7 @@ async function main() {
   expect(event.queuename === expire && event.payload.text === "kept", dump(event));
   await a.noEvent("after the timeouts");
   await b.noEvent("after the timeouts");
-  log("timeouts: missing queue, bad queue, unregistered temporary queue, expiration; unregister keeps the named queue");
+  log("timeouts: missing queue, bad queue, expiration; unregister keeps the named queue");
 
   // Exchanges.
   const direct = `${prefix}_direct`;
@@ -405,6 +402,14 @@ async function main() {
   expect(event.queuename === aHeaders && event.exchangename === headers && event.payload.text === "by headers", `headers: ${dump(event)}`);
   await a.noEvent("one headers message");
   log("exchanges: direct (+rpc), fanout to A and C (+UnRegisterQueue), topic wildcards, headers (\"header\")");
+
+  // An RPC right after UnRegisterQueue of a temporary queue: the queue is gone.
+  const gone = await a.register("");
+  await a.unregister(gone);
+  timeoutAnswer = await within(`rpc right after UnRegisterQueue of ${gone}`, b.rpc({ queuename: gone, data: { text: "gone?", n: 4 } }));
+  checkTimeoutAnswer(`rpc right after UnRegisterQueue of the temporary queue ${gone}`, timeoutAnswer, "gone?", 4);
+  await a.noEvent("after unregistering the temporary queue");
+  log("an rpc to a temporary queue right after its UnRegisterQueue gets the timeout answer");
 
   // C's temporary queue goes with C's connection.
   c.client.Close();

@@ -23,11 +23,11 @@ QueueMessage(rpc=True) uses as replyto). Then:
   request with its own correlationId gets the answer on B's queue;
 * timeout: an RPC to the unregistered qcp<ID>_missing gets the `timeout` answer, a second
   send there is `bad queue: ...`, a send without replyto to qcp<ID>_never is an error,
-  a registration of qcp<ID>_missing makes it work; an RPC to a temporary queue A
-  unregistered gets `timeout`; after unregisterqueue the named qcp<ID>_kept queue keeps
-  a message for A's next registration;
+  a registration of qcp<ID>_missing makes it work; after unregisterqueue the named
+  qcp<ID>_kept queue keeps a message for A's next registration;
 * exchanges qcp<ID>_direct / _fanout / _topic / _headers with addqueue: routing keys,
   both consumers of a fanout, topic wildcards, an RPC through the direct exchange;
+* an RPC right after A's unregisterqueue of a temporary queue gets `timeout`;
 * B's temporary queue goes away with B's connection.
 
 The client has no API for registerexchange / unregisterqueue and does not wait for the
@@ -567,10 +567,6 @@ async def main(url):
     await b.send({"text": "now you exist"}, queuename=missing)
     event = await a.next_event("after registering the missing queue")
     expect(event["queuename"] == missing and event["payload"].get("text") == "now you exist", f"{dump(event)}")
-    gone = await a.register("")
-    await a.unregister(gone)
-    answer = await b.rpc(gone, {"text": "gone?", "n": 4})
-    check_timeout_answer(f"rpc to the unregistered temporary queue {gone}", answer, "gone?", 4)
     kept = f"{prefix}_kept"
     await a.register(kept)
     await a.unregister(kept)
@@ -581,7 +577,7 @@ async def main(url):
     expect(event["queuename"] == kept and event["payload"].get("text") == "kept", f"{dump(event)}")
     await a.no_event("after the timeouts")
     await b.no_event("after the timeouts")
-    log("timeouts: missing queue, bad queue, unregistered temporary queue; unregister keeps the named queue")
+    log("timeouts: missing queue, bad queue; unregister keeps the named queue")
 
     # Exchanges.
     direct = f"{prefix}_direct"
@@ -634,6 +630,14 @@ async def main(url):
            f"headers: {dump(event)}")
     await a.no_event("one headers message")
     log("exchanges: direct (+rpc), fanout to A and B, topic wildcards, headers")
+
+    # An RPC right after unregisterqueue of a temporary queue: the queue is gone.
+    gone = await a.register("")
+    await a.unregister(gone)
+    answer = await b.rpc(gone, {"text": "gone?", "n": 4})
+    check_timeout_answer(f"rpc right after unregisterqueue of the temporary queue {gone}", answer, "gone?", 4)
+    await a.no_event("after unregistering the temporary queue")
+    log("an rpc to a temporary queue right after its unregisterqueue gets the timeout answer")
 
     # B's temporary queue goes with B's connection.
     b.stop()
