@@ -288,6 +288,11 @@ fn map_error(shared: &Shared, error: &lapin::Error) -> BusError {
             shared.connection_lost.notify_one();
             BusError::Unavailable(text)
         }
+        None if matches!(error.kind(), lapin::ErrorKind::ChannelsLimitReached) => {
+            // A channel per consumer: the broker's channel_max (2047 by default)
+            // bounds the consumers of one node.
+            BusError::Refused("too many consumers on this node's RabbitMQ connection".into())
+        }
         None => {
             shared.connection_lost.notify_one();
             BusError::Unavailable(error.to_string())

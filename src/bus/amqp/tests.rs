@@ -11,6 +11,7 @@ use lapin::types::{AMQPValue, FieldArray, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
 
 mod bench;
+mod contract;
 mod exchanges;
 mod recovery;
 
@@ -60,6 +61,22 @@ pub(super) async fn bus_with(name: &str, dead_letter_queue: Option<&str>) -> Opt
     if !matches!(probe.await, Ok(Ok(_))) {
         eprintln!("!!!!!!!! SKIPPED: no RabbitMQ listening at {host_port} (set AMQP_URL) !!!!!!!!");
         return None;
+    }
+    if let Some(queue) = dead_letter_queue {
+        // Receives every dead letter of the broker: made to vanish a minute after
+        // its last use even if the test panics before deleting it. (The bus then
+        // finds it with other arguments and uses it as it is.)
+        let (_connection, channel) = raw().await;
+        let mut args = FieldTable::default();
+        args.insert("x-expires".into(), AMQPValue::LongInt(60_000));
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(queue.into(), options, args)
+            .await
+            .expect("declare the test's dead-letter queue");
     }
     Some(
         AmqpBus::connect_with(&url, name, dead_letter_queue)

@@ -134,3 +134,20 @@ async fn plain_lapin() -> Duration {
     consuming.await.expect("consumer");
     started.elapsed()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_sequential_confirm_latency() {
+    let Some(bus) = new_bus().await else { return };
+    let queue = unique("latency");
+    drop(bus.consume(&named(&queue), 1).await.expect("declare"));
+    let started = Instant::now();
+    for i in 0..50 {
+        publish(&bus, to_queue(&queue, &format!("l{i}"))).await;
+    }
+    println!(
+        "persistent publish to a durable queue: {:?} each",
+        started.elapsed() / 50
+    );
+    delete_queue(&queue).await;
+}
