@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use openiap_client::{Client, EnvConfig, RegisterQueueRequest};
+use openiap_client::{Client, EnvConfig, PopWorkitemRequest};
 
 async fn check_client(url: &str) {
     let client = Client::new_connect(url)
@@ -16,17 +16,18 @@ async fn check_client(url: &str) {
     assert!(user.roles.iter().any(|r| r.name == "admins"));
     // A command this server does not serve yet is a clean server error, not a hang.
     let result = client
-        .register_queue(
-            RegisterQueueRequest {
-                queuename: "q".into(),
+        .pop_workitem(
+            PopWorkitemRequest {
+                wiq: "q".into(),
+                ..Default::default()
             },
             EnvConfig::new(),
-            std::sync::Arc::new(|_, _| Box::pin(async { None })),
+            None,
         )
         .await;
-    let err = result.expect_err("registerqueue is not served");
+    let err = result.expect_err("popworkitem is not served");
     assert!(
-        format!("{err:?}").contains("Unknown command registerqueue"),
+        format!("{err:?}").contains("Unknown command popworkitem"),
         "{err:?}"
     );
     client.disconnect();

@@ -57,6 +57,11 @@ pub trait Bus: Send + Sync + 'static {
     /// [`Published::Unroutable`]; an unknown exchange is [`BusError::UnknownExchange`].
     async fn publish(&self, message: OutgoingMessage) -> Result<Published, BusError>;
 
+    /// Deletes the temporary queue `name` now, with its messages, before its consumer
+    /// has gone (the caller owns that consumer: `unregisterqueue` answers only once the
+    /// name no longer routes). Named queues and unknown names are left alone.
+    async fn delete_temporary(&self, name: &str) -> Result<(), BusError>;
+
     /// Messages that expired in a queue (or were rejected) and carried a `reply_to`,
     /// for the server's timeout replies. Each dead letter is reported on one node only.
     /// Called once, at start; later calls get `None`.

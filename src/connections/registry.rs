@@ -94,6 +94,17 @@ impl Registry {
     }
 
     /// Children of one kind across all connections.
+    /// Whether connection `id` holds the child `child` of this kind.
+    pub fn has_child(&self, id: u64, kind: ChildKind, child: &str) -> bool {
+        self.entries.get(&id).is_some_and(|entry| {
+            entry
+                .info
+                .children
+                .iter()
+                .any(|(k, name)| *k == kind && name == child)
+        })
+    }
+
     pub fn count_children(&self, kind: ChildKind) -> usize {
         self.entries
             .iter()

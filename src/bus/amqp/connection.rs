@@ -75,7 +75,13 @@ async fn open_link(
     let properties = ConnectionProperties::default().with_connection_name(connection_name.into());
     let connection = Connection::connect(&shared.url, properties)
         .await
-        .map_err(|e| format!("cannot connect to {}: {e}", shared.redacted_url))?;
+        .map_err(|e| {
+            format!(
+                "cannot connect to {}: {}",
+                shared.redacted_url,
+                shared.scrub(&e.to_string())
+            )
+        })?;
     let publisher = publish::Publisher::open(&connection)
         .await
         .map_err(|e| format!("cannot open the publish channel: {e}"))?;

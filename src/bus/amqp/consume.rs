@@ -113,8 +113,10 @@ pub(super) async fn consume(
         prefetch,
         Some(tx),
     ));
-    if spec.kind == QueueKind::Temporary {
-        lock(&shared.temp_queues).insert(spec.name.clone());
+    // One consumer per temporary queue: the broker would let this connection's
+    // clients share it.
+    if spec.kind == QueueKind::Temporary && !lock(&shared.temp_queues).insert(spec.name.clone()) {
+        return Err(BusError::QueueLocked(spec.name.clone()));
     }
     lock(&shared.consumers).insert(state.id, state.clone());
     let guard = Guard {

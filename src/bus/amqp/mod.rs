@@ -54,6 +54,15 @@ impl AmqpBus {
         connection_name: &str,
         dead_letter_queue: Option<&str>,
     ) -> Result<AmqpBus, BusError> {
+        // A malformed URL is reported at once rather than retried for seconds.
+        if let Err(error) = url.parse::<lapin::uri::AMQPUri>() {
+            let shared = Shared::new(url);
+            return Err(BusError::Unavailable(format!(
+                "invalid AMQP URL {}: {}",
+                shared.redacted_url,
+                shared.scrub(&error)
+            )));
+        }
         let shared = Arc::new(Shared::new(url));
         if let Some(queue) = dead_letter_queue {
             dead_letters::register(&shared, queue);
@@ -96,6 +105,22 @@ impl Bus for AmqpBus {
 
     async fn publish(&self, message: OutgoingMessage) -> Result<Published, BusError> {
         publish::publish(&self.shared, message).await
+    }
+
+    async fn delete_temporary(&self, name: &str) -> Result<(), BusError> {
+        if !lock(&self.shared.temp_queues).contains(name) {
+            return Ok(());
+        }
+        let link = self.shared.link()?;
+        let channel = connection::throwaway_channel(&self.shared, &link).await?;
+        // The broker cancels the queue's consumer, which then ends (not restored).
+        let deleted = connection::bounded(channel.queue_delete(
+            short("queue", name)?,
+            lapin::options::QueueDeleteOptions::default(),
+        ))
+        .await;
+        let _ = channel.close(200, "done".into()).await;
+        deleted.map(|_| ()).map_err(|e| map_error(&self.shared, &e))
     }
 
     fn take_dead_letters(&self) -> Option<mpsc::Receiver<DeadLetter>> {
@@ -197,6 +222,16 @@ impl Shared {
         )
     }
 
+    /// Error texts may quote the URL (lapin's "Invalid URL: '…'"): never with its
+    /// password.
+    fn scrub(&self, text: &str) -> String {
+        let mut text = text.replace(&self.url, &self.redacted_url);
+        if let Some(password) = url_password(&self.url).filter(|p| p.len() >= 3) {
+            text = text.replace(password, "***");
+        }
+        text
+    }
+
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -234,6 +269,13 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, password)| password)
+}
+
 /// AMQP short strings (names, keys, ids) are at most 255 bytes; lapin panics on
 /// longer ones, so every client-supplied value goes through here.
 fn short(what: &str, value: &str) -> Result<ShortString, BusError> {
@@ -261,6 +303,11 @@ fn map_error(shared: &Shared, error: &lapin::Error) -> BusError {
         Some((_, text)) => {
             shared.connection_lost.notify_one();
             BusError::Unavailable(text)
+        }
+        None if matches!(error.kind(), lapin::ErrorKind::ChannelsLimitReached) => {
+            // A channel per consumer: the broker's channel_max (2047 by default)
+            // bounds the consumers of one node.
+            BusError::Refused("too many consumers on this node's RabbitMQ connection".into())
         }
         None => {
             shared.connection_lost.notify_one();

@@ -298,24 +298,28 @@ struct ConsumerGuard {
 
 impl Drop for ConsumerGuard {
     fn drop(&mut self) {
-        let Some(bound_to) = self.queue.remove_consumer(self.id) else {
-            return;
-        };
-        let registry = &self.registry;
-        let removed = registry
-            .queues
-            .remove_if(&self.queue.name, |_, queue| Arc::ptr_eq(queue, &self.queue));
-        if removed.is_some() {
-            registry.queue_count.fetch_sub(1, Ordering::Relaxed);
+        if let Some(bound_to) = self.queue.remove_consumer(self.id) {
+            forget(&self.registry, &self.queue, bound_to);
         }
-        for name in bound_to {
-            if let Some(exchange) = registry.exchanges.get(&name) {
-                exchange
-                    .bindings
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .retain(|binding| !Arc::ptr_eq(&binding.queue, &self.queue));
-            }
+    }
+}
+
+/// Removes a deleted queue's name and bindings (only its own entry: the name may
+/// already belong to a new queue).
+fn forget(registry: &Registry, deleted: &Arc<Queue>, bound_to: Vec<String>) {
+    let removed = registry
+        .queues
+        .remove_if(&deleted.name, |_, queue| Arc::ptr_eq(queue, deleted));
+    if removed.is_some() {
+        registry.queue_count.fetch_sub(1, Ordering::Relaxed);
+    }
+    for name in bound_to {
+        if let Some(exchange) = registry.exchanges.get(&name) {
+            exchange
+                .bindings
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|binding| !Arc::ptr_eq(&binding.queue, deleted));
         }
     }
 }
@@ -450,6 +454,18 @@ impl Bus for EmbeddedBus {
         } else {
             self.publish_to_exchange(parts, now)
         }
+    }
+
+    async fn delete_temporary(&self, name: &str) -> Result<(), BusError> {
+        let Some(queue) = self.registry.queues.get(name).map(|entry| entry.clone()) else {
+            return Ok(());
+        };
+        if queue.kind == QueueKind::Temporary {
+            if let Some(bound_to) = queue.delete_temporary() {
+                forget(&self.registry, &queue, bound_to);
+            }
+        }
+        Ok(())
     }
 
     fn take_dead_letters(&self) -> Option<mpsc::Receiver<DeadLetter>> {

@@ -360,12 +360,24 @@ impl Queue {
     /// Cancels a consumer; a temporary queue goes with it (its messages discarded).
     /// Returns the exchanges a deleted queue was bound to.
     pub(super) fn remove_consumer(&self, id: u64) -> Option<Vec<String>> {
+        self.release(Some(id))
+    }
+
+    /// Deletes a temporary queue now, before its consumer is gone (`unregisterqueue`
+    /// answers only once the name no longer routes). Returns what it was bound to.
+    pub(super) fn delete_temporary(&self) -> Option<Vec<String>> {
+        self.release(None)
+    }
+
+    fn release(&self, consumer: Option<u64>) -> Option<Vec<String>> {
         let mut removed = None;
         let mut discarded = None;
         let mut unbind = None;
         {
             let mut state = self.lock();
-            if let Some(index) = state.consumers.iter().position(|slot| slot.id == id) {
+            if let Some(index) = consumer
+                .and_then(|id| state.consumers.iter().position(|slot| slot.id == id))
+            {
                 if state.cursor > index {
                     state.cursor -= 1;
                 }
