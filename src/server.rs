@@ -212,6 +212,9 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
                 .configure(http::routes)
         })
         .workers(worker_count)
+        // WebSocket envelopes go out as two small messages (length, then body): with
+        // Nagle on, the second waits for the client's delayed ACK (~40 ms a delivery).
+        .tcp_nodelay(true)
         .disable_signals()
         .shutdown_timeout(1)
         .listen(listener)
