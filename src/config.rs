@@ -128,7 +128,11 @@ pub struct BusSettings {
     #[arg(long = "queue-default-expiration", env = "OPENCORE_QUEUE_DEFAULT_EXPIRATION", default_value = "60s", value_parser = parse_duration)]
     pub default_expiration: Duration,
     /// Queue consumers (registered queues and exchange queues) one connection may hold.
-    #[arg(long, env = "OPENCORE_MAX_QUEUES_PER_CONNECTION", default_value_t = 100)]
+    #[arg(
+        long,
+        env = "OPENCORE_MAX_QUEUES_PER_CONNECTION",
+        default_value_t = 100
+    )]
     pub max_queues_per_connection: usize,
     /// Let clients publish to exchanges (the reference's `amqp_enabled_exchange`).
     #[arg(long, env = "OPENCORE_ENABLE_EXCHANGES", default_value_t = true, action = clap::ArgAction::Set)]
@@ -138,10 +142,18 @@ pub struct BusSettings {
     #[arg(long = "bus-max-bytes", env = "OPENCORE_BUS_MAX_BYTES", default_value_t = 512 * 1024 * 1024)]
     pub embedded_max_bytes: usize,
     /// Embedded bus: messages one queue may hold; a publish beyond it is refused.
-    #[arg(long = "bus-max-queue-length", env = "OPENCORE_BUS_MAX_QUEUE_LENGTH", default_value_t = 100_000)]
+    #[arg(
+        long = "bus-max-queue-length",
+        env = "OPENCORE_BUS_MAX_QUEUE_LENGTH",
+        default_value_t = 100_000
+    )]
     pub embedded_max_queue_length: usize,
     /// Embedded bus: queues that may exist at once.
-    #[arg(long = "bus-max-queues", env = "OPENCORE_BUS_MAX_QUEUES", default_value_t = 100_000)]
+    #[arg(
+        long = "bus-max-queues",
+        env = "OPENCORE_BUS_MAX_QUEUES",
+        default_value_t = 100_000
+    )]
     pub embedded_max_queues: usize,
 }
 

@@ -178,13 +178,18 @@ pub enum OpenCoreError {
 
     // Queues and exchanges (the bus).
     /// A consumer (or sender) without read right on the queue's object.
-    #[error("[{user}] Unknown queue {name} or access denied, missing read permission on queue object")]
+    #[error(
+        "[{user}] Unknown queue {name} or access denied, missing read permission on queue object"
+    )]
     QueueAccessDenied { user: String, name: String },
     #[error("[{user}] Unknown exchange {name} or access denied, missing read permission on exchange object")]
     ExchangeAccessDenied { user: String, name: String },
     /// The target queue does not exist (the reference's text; clients may match it).
     #[error("bad queue: {name} correlationId: {correlation_id}")]
-    BadQueue { name: String, correlation_id: String },
+    BadQueue {
+        name: String,
+        correlation_id: String,
+    },
     #[error("queue {0} is in use by another connection")]
     QueueInUse(String),
     #[error("Unknown exchange {0}")]

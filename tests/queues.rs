@@ -29,7 +29,10 @@ async fn temporary_queue_round_trip_and_generated_correlation_id() {
         let other = consumer.register("").await.unwrap();
         assert_ne!(queue, other, "temporary names are unique");
         let reply = sender.send_to(&queue, json!({"n": 1})).await.unwrap();
-        assert!(!reply.correlation_id.is_empty(), "a generated correlationId is returned");
+        assert!(
+            !reply.correlation_id.is_empty(),
+            "a generated correlationId is returned"
+        );
         let event = consumer.event().await;
         assert_eq!(event.queuename, queue);
         assert_eq!(event.correlation_id, reply.correlation_id);
@@ -103,7 +106,11 @@ async fn rpc_with_replyto_and_timeouts_for_missing_queues() {
             let answer = requester.event().await;
             assert_eq!(answer.correlation_id, format!("c{round}"));
             assert_eq!(answer.replyto, "");
-            assert_eq!(data(&answer), json!({"answer": round}), "striptoken removes the sender");
+            assert_eq!(
+                data(&answer),
+                json!({"answer": round}),
+                "striptoken removes the sender"
+            );
         }
         // A queue nobody registered: the RPC is answered with a timeout, then refused.
         let missing = unique("missing");
@@ -188,12 +195,18 @@ async fn named_queues_are_shared_round_robin_and_keep_messages_without_consumers
                 else => panic!("messages missing: saw {seen:?}"),
             }
         }
-        assert!(got_a >= 3 && got_b >= 3, "round-robin: a {got_a}, b {got_b}");
+        assert!(
+            got_a >= 3 && got_b >= 3,
+            "round-robin: a {got_a}, b {got_b}"
+        );
         // Survives its consumers: messages wait for the next one.
         drop(a);
         b.unregister(&queue).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        sender.send_to(&queue, json!({"waiting": true})).await.unwrap();
+        sender
+            .send_to(&queue, json!({"waiting": true}))
+            .await
+            .unwrap();
         let mut c = Client::admin(&server).await;
         c.register(&queue).await.unwrap();
         assert_eq!(data(&c.event().await), json!({"waiting": true}));
@@ -230,7 +243,11 @@ async fn higher_priority_is_delivered_first() {
         result::<QueueMessageResponse>(&reply).unwrap();
         consumer.register(&queue).await.unwrap();
         let (first, priority) = consumer.event_within(WAIT).await.expect("an event");
-        assert_eq!(data(&first), json!({"urgent": true}), "priority 3 overtakes");
+        assert_eq!(
+            data(&first),
+            json!({"urgent": true}),
+            "priority 3 overtakes"
+        );
         assert_eq!(priority, 3, "the priority travels in the envelope");
         let (second, _) = consumer.event_within(WAIT).await.unwrap();
         assert_eq!(data(&second), json!({"i": 0}), "FIFO within a priority");
@@ -255,24 +272,42 @@ async fn every_exchange_type_routes() {
         let fanout = unique("fan");
         let qa = a.exchange(&fanout, "fanout", "").await.unwrap();
         let qb = b.exchange(&fanout, "fanout", "").await.unwrap();
-        sender.send(send(&fanout, "", json!({"f": 1}))).await.unwrap();
+        sender
+            .send(send(&fanout, "", json!({"f": 1})))
+            .await
+            .unwrap();
         let (ea, eb) = (a.event().await, b.event().await);
-        assert_eq!((ea.queuename.as_str(), eb.queuename.as_str()), (qa.as_str(), qb.as_str()));
+        assert_eq!(
+            (ea.queuename.as_str(), eb.queuename.as_str()),
+            (qa.as_str(), qb.as_str())
+        );
         assert_eq!(ea.exchangename, fanout);
         // direct: the routing key decides.
         let direct = unique("direct");
         a.exchange(&direct, "direct", "red").await.unwrap();
         b.exchange(&direct, "direct", "blue").await.unwrap();
-        sender.send(send(&direct, "blue", json!({"d": "blue"}))).await.unwrap();
+        sender
+            .send(send(&direct, "blue", json!({"d": "blue"})))
+            .await
+            .unwrap();
         let event = b.event().await;
-        assert_eq!((data(&event), event.routingkey.as_str()), (json!({"d": "blue"}), "blue"));
+        assert_eq!(
+            (data(&event), event.routingkey.as_str()),
+            (json!({"d": "blue"}), "blue")
+        );
         a.no_event(Duration::from_millis(300)).await;
         // topic: wildcards.
         let topic = unique("topic");
         a.exchange(&topic, "topic", "stock.*.nyse").await.unwrap();
         b.exchange(&topic, "topic", "stock.#").await.unwrap();
-        sender.send(send(&topic, "stock.ibm.nyse", json!({"t": 1}))).await.unwrap();
-        sender.send(send(&topic, "stock.ibm.lse.x", json!({"t": 2}))).await.unwrap();
+        sender
+            .send(send(&topic, "stock.ibm.nyse", json!({"t": 1})))
+            .await
+            .unwrap();
+        sender
+            .send(send(&topic, "stock.ibm.lse.x", json!({"t": 2})))
+            .await
+            .unwrap();
         assert_eq!(data(&a.event().await), json!({"t": 1}));
         assert_eq!(data(&b.event().await), json!({"t": 1}));
         assert_eq!(data(&b.event().await), json!({"t": 2}));
@@ -280,19 +315,34 @@ async fn every_exchange_type_routes() {
         // headers (the reference's `header`): bindings without arguments take everything.
         let headers = unique("hdr");
         a.exchange(&headers, "header", "").await.unwrap();
-        sender.send(send(&headers, "any", json!({"h": 1}))).await.unwrap();
+        sender
+            .send(send(&headers, "any", json!({"h": 1})))
+            .await
+            .unwrap();
         assert_eq!(data(&a.event().await), json!({"h": 1}));
         // Bad algorithms and kinds.
         let err = a.exchange(&unique("x"), "", "").await.unwrap_err();
-        assert_eq!(err, "algorithm is mandatory, as either direct, fanout, topic or header");
+        assert_eq!(
+            err,
+            "algorithm is mandatory, as either direct, fanout, topic or header"
+        );
         let err = a.exchange(&unique("x"), "round", "").await.unwrap_err();
-        assert_eq!(err, "invalid algorithm must be either direct, fanout, topic or header");
+        assert_eq!(
+            err,
+            "invalid algorithm must be either direct, fanout, topic or header"
+        );
         let err = a.exchange(&fanout, "direct", "").await.unwrap_err();
         assert!(err.contains(&fanout), "{err}");
         // Publishing to an exchange nobody declared is an error, and the bus goes on.
-        let err = sender.send(send(&unique("nowhere"), "", json!({}))).await.unwrap_err();
+        let err = sender
+            .send(send(&unique("nowhere"), "", json!({})))
+            .await
+            .unwrap_err();
         assert!(err.starts_with("Unknown exchange"), "{err}");
-        sender.send(send(&fanout, "", json!({"after": 1}))).await.unwrap();
+        sender
+            .send(send(&fanout, "", json!({"after": 1})))
+            .await
+            .unwrap();
         assert_eq!(data(&b.event().await), json!({"after": 1}));
     }
 }
@@ -314,7 +364,10 @@ async fn queue_names_belong_to_their_first_registrant() {
             format!("[bob] Unknown queue {queue} or access denied, missing read permission on queue object")
         );
         let err = bob.send_to(&queue, json!({})).await.unwrap_err();
-        assert!(err.contains("missing read permission"), "senders need read: {err}");
+        assert!(
+            err.contains("missing read permission"),
+            "senders need read: {err}"
+        );
         // A user's personal queue (its id): its owner may consume, others may not.
         alice.register(&alice_id).await.unwrap();
         let err = bob.register(&alice_id).await.unwrap_err();
@@ -339,7 +392,10 @@ async fn queue_names_belong_to_their_first_registrant() {
         let exchange = unique("alicex");
         alice.exchange(&exchange, "fanout", "").await.unwrap();
         let err = bob.exchange(&exchange, "fanout", "").await.unwrap_err();
-        assert!(err.contains("missing read permission on exchange object"), "{err}");
+        assert!(
+            err.contains("missing read permission on exchange object"),
+            "{err}"
+        );
     }
 }
 
@@ -353,7 +409,8 @@ async fn the_sender_cannot_be_forged_and_bad_messages_are_refused() {
     mallory
         .send(QueueMessageRequest {
             queuename: inbox.clone(),
-            data: json!({"__user": {"username": "admin"}, "__jwt": "forged", "jwt": "x.y.z"}).to_string(),
+            data: json!({"__user": {"username": "admin"}, "__jwt": "forged", "jwt": "x.y.z"})
+                .to_string(),
             ..Default::default()
         })
         .await
@@ -384,7 +441,10 @@ async fn the_sender_cannot_be_forged_and_bad_messages_are_refused() {
         .send_to(&inbox, json!({"big": "x".repeat(20_000)}))
         .await
         .unwrap_err();
-    assert!(err.contains("larger than configured max size 10000"), "{err}");
+    assert!(
+        err.contains("larger than configured max size 10000"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,7 +519,10 @@ async fn a_consumer_that_dies_loses_no_message_it_was_not_given() {
         // holds the rest unacknowledged, then the connection dies.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let written = queue_stats(&server).await["delivered"].as_u64().unwrap();
-        assert!(written < TOTAL, "the stalled client was given everything ({written})");
+        assert!(
+            written < TOTAL,
+            "the stalled client was given everything ({written})"
+        );
         drop(first);
         let mut second = Client::admin(&server).await;
         second.register(&queue).await.unwrap();

@@ -24,7 +24,9 @@ async fn two_nodes_on_one_broker_are_one_system() {
 
     // A → B, to a temporary queue.
     let inbox_b = on_b.register("").await.unwrap();
-    on_a.send_to(&inbox_b, json!({"hop": "a->b"})).await.unwrap();
+    on_a.send_to(&inbox_b, json!({"hop": "a->b"}))
+        .await
+        .unwrap();
     assert_eq!(data(&on_b.event().await), json!({"hop": "a->b"}));
 
     // RPC: requester on A, worker on B, and back.
@@ -52,7 +54,10 @@ async fn two_nodes_on_one_broker_are_one_system() {
     .await
     .unwrap();
     let answer = on_a.event().await;
-    assert_eq!((answer.correlation_id.as_str(), data(&answer)), ("x1", json!({"answer": 2})));
+    assert_eq!(
+        (answer.correlation_id.as_str(), data(&answer)),
+        ("x1", json!({"answer": 2}))
+    );
 
     // A fanout exchange reaches consumers on both nodes.
     let fanout = unique("cross-fan");

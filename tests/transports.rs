@@ -7,7 +7,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use opencore::proto::flow_service_client::FlowServiceClient;
 use opencore::proto::{
-    Envelope, GetElementRequest, GetElementResponse, QueryRequest, PopWorkitemRequest,
+    Envelope, GetElementRequest, GetElementResponse, PopWorkitemRequest, QueryRequest,
     SigninRequest,
 };
 use opencore::protocol::envelope::pack;

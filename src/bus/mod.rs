@@ -122,7 +122,10 @@ impl ExchangeKind {
 pub enum Target {
     /// Straight to one queue (AMQP: the default exchange with the queue's name as key).
     Queue(String),
-    Exchange { name: String, routing_key: String },
+    Exchange {
+        name: String,
+        routing_key: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -278,7 +281,9 @@ pub struct Consumer {
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("queue", &self.queue).finish()
+        f.debug_struct("Consumer")
+            .field("queue", &self.queue)
+            .finish()
     }
 }
 

@@ -81,10 +81,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
         None
     } else {
         let (token, _) = services.directory().issue_token(&from, false)?;
-        Some(Sender {
-            user: &from,
-            token,
-        })
+        Some(Sender { user: &from, token })
     };
     let body = body::render(parsed, sender);
     body::check_size(&body, limit)?;
@@ -120,7 +117,14 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
             .counters
             .unroutable
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        unroutable(&ctx, &queuename, &exchangename, &replyto, &correlation_id, &body)?;
+        unroutable(
+            &ctx,
+            &queuename,
+            &exchangename,
+            &replyto,
+            &correlation_id,
+            &body,
+        )?;
     } else if !queuename.is_empty() {
         queues.bad.routed(&queuename);
     }

@@ -16,7 +16,9 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let queues = &ctx.services.queues;
     let exchange = names::normalise(&request.exchangename, "exchangename")?;
     if exchange.is_empty() {
-        return Err(OpenCoreError::BadRequest("exchangename is mandatory".into()));
+        return Err(OpenCoreError::BadRequest(
+            "exchangename is mandatory".into(),
+        ));
     }
     let algorithm = request.algorithm.trim().to_lowercase();
     if algorithm.is_empty() {

@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(value["__jwt"], "minted");
         assert_eq!(value["__user"]["_id"], "u1");
         let stripped = json(&render(parse(r#"{"a":1,"__jwt":"forged"}"#), None));
-        assert!(stripped.get("__jwt").is_none(), "a client cannot forge a sender");
+        assert!(
+            stripped.get("__jwt").is_none(),
+            "a client cannot forge a sender"
+        );
     }
 
     #[test]

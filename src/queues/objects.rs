@@ -159,7 +159,11 @@ impl QueueObjects {
         Ok(())
     }
 
-    async fn lookup(&self, kind: ObjectKind, name: &str) -> Result<Option<Arc<Found>>, OpenCoreError> {
+    async fn lookup(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Option<Arc<Found>>, OpenCoreError> {
         let generations = self.generations();
         let key = (kind, name.to_string());
         if let Some(cached) = self.cache.get(&key) {

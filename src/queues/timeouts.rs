@@ -60,7 +60,13 @@ pub fn spawn_dead_letter_replies(
             }
             tracing::debug!(queue = %dead.queue, reply_to = %dead.reply_to, "message expired: timeout reply");
             let original: Bytes = dead.body;
-            reply(&bus, &counters, dead.reply_to, dead.correlation_id, &original);
+            reply(
+                &bus,
+                &counters,
+                dead.reply_to,
+                dead.correlation_id,
+                &original,
+            );
         }
     });
 }

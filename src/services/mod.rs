@@ -17,8 +17,8 @@ use crate::connections::Registry;
 use crate::documents::state::DocumentState;
 use crate::policy::admission::Admission;
 use crate::policy::unary_budget::UnaryBudget;
-use crate::store::SharedStore;
 use crate::queues::Queues;
+use crate::store::SharedStore;
 use crate::watch::Feeds;
 use load::Loads;
 

@@ -37,11 +37,11 @@ use crate::proto::{
     InsertManyRequest, InsertManyResponse, InsertOneRequest, InsertOneResponse,
     InsertOrUpdateManyRequest, InsertOrUpdateManyResponse, InsertOrUpdateOneRequest,
     InsertOrUpdateOneResponse, ListCollectionsRequest, ListCollectionsResponse, QueryRequest,
-    QueryResponse, SigninRequest, SigninResponse, UnWatchRequest, UnWatchResponse,
-    UpdateDocumentRequest, UpdateDocumentResponse, UpdateOneRequest, UpdateOneResponse,
-    WatchRequest, WatchResponse, RegisterQueueRequest, RegisterQueueResponse,
-    RegisterExchangeRequest, RegisterExchangeResponse, QueueMessageRequest, QueueMessageResponse,
-    UnRegisterQueueRequest, UnRegisterQueueResponse,
+    QueryResponse, QueueMessageRequest, QueueMessageResponse, RegisterExchangeRequest,
+    RegisterExchangeResponse, RegisterQueueRequest, RegisterQueueResponse, SigninRequest,
+    SigninResponse, UnRegisterQueueRequest, UnRegisterQueueResponse, UnWatchRequest,
+    UnWatchResponse, UpdateDocumentRequest, UpdateDocumentResponse, UpdateOneRequest,
+    UpdateOneResponse, WatchRequest, WatchResponse,
 };
 use crate::protocol::envelope::pack;
 use crate::services::Services;

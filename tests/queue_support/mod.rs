@@ -141,12 +141,19 @@ impl Client {
         result::<RegisterExchangeResponse>(&reply).map(|r| r.queuename)
     }
 
-    pub async fn send(&mut self, request: QueueMessageRequest) -> Result<QueueMessageResponse, String> {
+    pub async fn send(
+        &mut self,
+        request: QueueMessageRequest,
+    ) -> Result<QueueMessageResponse, String> {
         let reply = self.call("queuemessage", &request).await;
         result(&reply)
     }
 
-    pub async fn send_to(&mut self, queue: &str, data: Value) -> Result<QueueMessageResponse, String> {
+    pub async fn send_to(
+        &mut self,
+        queue: &str,
+        data: Value,
+    ) -> Result<QueueMessageResponse, String> {
         self.send(QueueMessageRequest {
             queuename: queue.into(),
             data: data.to_string(),
@@ -209,4 +216,3 @@ pub fn result<R: Message + Default>(reply: &Envelope) -> Result<R, String> {
 pub fn data(event: &QueueEvent) -> Value {
     serde_json::from_str(&event.data).expect("queueevent data is JSON")
 }
-

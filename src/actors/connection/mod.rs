@@ -28,8 +28,7 @@ use crate::actors::supervisor::Supervisor;
 use crate::commands::is_silent;
 use crate::connections::{
     Attach, ChildKind, ConnectionHandle, ConnectionInfo, Control, Detach, Push, PushTracked,
-    RegistryEntry,
-    TransportKind, UserRef,
+    RegistryEntry, TransportKind, UserRef,
 };
 use crate::error::OpenCoreError;
 use crate::policy::admission::ConnectionPermit;

@@ -375,8 +375,8 @@ impl Queue {
         let mut unbind = None;
         {
             let mut state = self.lock();
-            if let Some(index) = consumer
-                .and_then(|id| state.consumers.iter().position(|slot| slot.id == id))
+            if let Some(index) =
+                consumer.and_then(|id| state.consumers.iter().position(|slot| slot.id == id))
             {
                 if state.cursor > index {
                     state.cursor -= 1;

@@ -118,7 +118,13 @@ impl QueueConsumer {
             let me = ctx.address();
             let (queue, connection) = (self.queue.clone(), self.connection_id);
             actix::spawn(async move {
-                settle(settlement, receipt.await.ok(), &counters, &queue, connection);
+                settle(
+                    settlement,
+                    receipt.await.ok(),
+                    &counters,
+                    &queue,
+                    connection,
+                );
                 me.do_send(Settled);
             });
         }
@@ -235,9 +241,7 @@ pub async fn start(
     spec: QueueSpec,
     binding: Option<(&str, &str)>,
 ) -> Result<Addr<QueueConsumer>, OpenCoreError> {
-    connection
-        .detach(ChildKind::Queue, spec.name.clone())
-        .await;
+    connection.detach(ChildKind::Queue, spec.name.clone()).await;
     let consumer = queues
         .bus
         .consume(&spec, queues.settings.queue_prefetch.max(1))
@@ -255,7 +259,11 @@ pub async fn start(
     )
     .start();
     if let Err(err) = connection
-        .attach(ChildKind::Queue, spec.name.clone(), actor.clone().recipient())
+        .attach(
+            ChildKind::Queue,
+            spec.name.clone(),
+            actor.clone().recipient(),
+        )
         .await
     {
         actor.do_send(StopChild);

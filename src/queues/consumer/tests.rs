@@ -123,7 +123,11 @@ async fn a_slow_client_gets_the_highest_priority_next() {
     // The client has not written anything: only IN_TRANSIT are on their way.
     let pushed = connection.send(Release(false)).await.unwrap();
     assert_eq!(pushed.len(), IN_TRANSIT);
-    assert_eq!(settlements.acked.load(Ordering::SeqCst), 0, "no ack before the write");
+    assert_eq!(
+        settlements.acked.load(Ordering::SeqCst),
+        0,
+        "no ack before the write"
+    );
     assert_eq!(
         settlements.requeued.load(Ordering::SeqCst),
         IN_TRANSIT,
@@ -160,7 +164,11 @@ async fn acknowledged_only_after_the_write_and_requeued_when_stopped() {
     settle_a_moment().await;
     actor.do_send(StopChild);
     settle_a_moment().await;
-    assert_eq!(settlements.requeued.load(Ordering::SeqCst), 5, "the 5 waiting in lanes");
+    assert_eq!(
+        settlements.requeued.load(Ordering::SeqCst),
+        5,
+        "the 5 waiting in lanes"
+    );
     // In transit when it stopped: settled by their receipts, not by the stop.
     connection.send(Release(true)).await.unwrap();
     settle_a_moment().await;
