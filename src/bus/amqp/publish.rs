@@ -24,6 +24,7 @@ use lapin::protocol::AMQPSoftError;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::warn;
 
 use super::connection::{bounded, throwaway_channel, Link};
@@ -48,12 +49,16 @@ type Settled = Result<Published, Failure>;
 enum Failure {
     /// The broker could not take the message (publisher nack).
     Nack,
+    Timeout,
     Lapin(lapin::Error),
 }
 type Sending = Pin<Box<dyn Future<Output = lapin::Result<PublisherConfirm>> + Send>>;
 
 struct InFlight {
     id: u64,
+    /// Settled as a timeout past this (one timer for the head instead of one per
+    /// publish).
+    deadline: Instant,
     stage: Stage,
     reply: oneshot::Sender<Settled>,
 }
@@ -158,21 +163,30 @@ pub(super) async fn publish(
             Poll::Ready(Err(error)) => Stage::Done(Err(error)),
             Poll::Pending => Stage::Sending(sending),
         };
-        if submit.send(InFlight { id, stage, reply }).is_err() {
+        let deadline = Instant::now() + PUBLISH_TIMEOUT;
+        if submit
+            .send(InFlight {
+                id,
+                deadline,
+                stage,
+                reply,
+            })
+            .is_err()
+        {
             return Err(BusError::Unavailable("publish channel closed".into()));
         }
     }
-    match tokio::time::timeout(PUBLISH_TIMEOUT, settled).await {
-        Ok(Ok(Ok(published))) => Ok(published),
-        Ok(Ok(Err(Failure::Nack))) => Err(BusError::Refused(
+    match settled.await {
+        Ok(Ok(published)) => Ok(published),
+        Ok(Err(Failure::Nack)) => Err(BusError::Refused(
             "the broker did not accept the message".into(),
         )),
-        Ok(Ok(Err(Failure::Lapin(error)))) => Err(publish_error(shared, &message.target, &error)),
-        Ok(Err(_)) => Err(BusError::Unavailable("publish channel closed".into())),
-        Err(_) => Err(BusError::Unavailable(format!(
+        Ok(Err(Failure::Timeout)) => Err(BusError::Unavailable(format!(
             "no publisher confirm within {} s",
             PUBLISH_TIMEOUT.as_secs()
         ))),
+        Ok(Err(Failure::Lapin(error))) => Err(publish_error(shared, &message.target, &error)),
+        Err(_) => Err(BusError::Unavailable("publish channel closed".into())),
     }
 }
 
@@ -213,6 +227,9 @@ async fn collect(mut pending: mpsc::UnboundedReceiver<InFlight>) {
     // Entries at the front already known to be `Done`.
     let mut done_prefix = 0usize;
     let mut open = true;
+    // Armed for the head's deadline (`timer_for` is the head's id).
+    let mut timer = Box::pin(tokio::time::sleep(PUBLISH_TIMEOUT));
+    let mut timer_for = None;
     poll_fn(|cx| loop {
         while open {
             match pending.poll_recv(cx) {
@@ -227,7 +244,21 @@ async fn collect(mut pending: mpsc::UnboundedReceiver<InFlight>) {
                 None => return Poll::Ready(()),
                 Some(head) => {
                     if !advance(head, cx, &mut returned) {
-                        return Poll::Pending;
+                        if Instant::now() < head.deadline {
+                            if timer_for != Some(head.id) {
+                                timer.as_mut().reset(head.deadline);
+                                timer_for = Some(head.id);
+                            }
+                            if timer.as_mut().poll(cx).is_pending() {
+                                return Poll::Pending;
+                            }
+                        }
+                        // No confirm in time: fail it (its confirm, if it ever
+                        // comes, is ignored) and go on with the next.
+                        if let Some(head) = queue.pop_front() {
+                            let _ = head.reply.send(Err(Failure::Timeout));
+                        }
+                        continue;
                     }
                     done_prefix = 1;
                 }
