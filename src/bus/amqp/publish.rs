@@ -1,6 +1,8 @@
-//! Publishing with publisher confirms on one confirm-mode channel, pipelined: many
-//! publishes are in flight at once and a single collector task settles them in
-//! order.
+//! Publishing with publisher confirms on a small pool of confirm-mode channels,
+//! pipelined: many publishes are in flight at once on each channel and one collector
+//! task per channel settles them in order. A target always uses the same channel, so
+//! messages to one queue keep their order (AMQP orders per channel only); several
+//! channels let the broker spread the work over several channel processes.
 //!
 //! Two lapin details shape this:
 //! - `basic_publish` takes the delivery tag and queues the frames in two steps; two
@@ -32,8 +34,16 @@ use super::{amqp_error, is_soft, lock, map_error, short, Shared};
 use crate::bus::PUBLISH_TIMEOUT;
 use crate::bus::{BusError, ExchangeKind, OutgoingMessage, Published, Target, MAX_PRIORITY};
 
-/// The publish channel of a link, reopened if the broker closes it alone.
+/// Publish channels per connection.
+const PUBLISH_CHANNELS: usize = 4;
+
+/// The publish channels of a link.
 pub(super) struct Publisher {
+    slots: Vec<Slot>,
+}
+
+/// One publish channel, reopened if the broker closes it alone.
+struct Slot {
     current: RwLock<Arc<PublishChannel>>,
     reopen: tokio::sync::Mutex<()>,
 }
@@ -73,13 +83,39 @@ enum Stage {
 
 impl Publisher {
     pub(super) async fn open(connection: &Connection) -> lapin::Result<Publisher> {
-        let channel = PublishChannel::open(connection).await?;
-        Ok(Publisher {
-            current: RwLock::new(channel),
-            reopen: tokio::sync::Mutex::new(()),
-        })
+        let mut slots = Vec::with_capacity(PUBLISH_CHANNELS);
+        for _ in 0..PUBLISH_CHANNELS {
+            slots.push(Slot {
+                current: RwLock::new(PublishChannel::open(connection).await?),
+                reopen: tokio::sync::Mutex::new(()),
+            });
+        }
+        Ok(Publisher { slots })
     }
 
+    /// The channel for messages to `target`.
+    async fn channel(
+        &self,
+        connection: &Connection,
+        target: &Target,
+    ) -> lapin::Result<Arc<PublishChannel>> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        match target {
+            Target::Queue(queue) => ("", queue.as_str()).hash(&mut hasher),
+            Target::Exchange { name, routing_key } => {
+                (name.as_str(), routing_key.as_str()).hash(&mut hasher)
+            }
+        }
+        let index = hasher.finish() as usize % self.slots.len().max(1);
+        match self.slots.get(index) {
+            Some(slot) => slot.channel(connection).await,
+            None => Err(std::io::Error::other("no publish channel").into()),
+        }
+    }
+}
+
+impl Slot {
     async fn channel(&self, connection: &Connection) -> lapin::Result<Arc<PublishChannel>> {
         let current = self
             .current
@@ -136,7 +172,7 @@ pub(super) async fn publish(
     let properties = properties(&message, id)?;
     let publish_channel = link
         .publisher
-        .channel(&link.connection)
+        .channel(&link.connection, &message.target)
         .await
         .map_err(|e| map_error(shared, &e))?;
 
