@@ -366,11 +366,20 @@ async fn forward(
     token: u64,
     deliveries: Option<mpsc::Sender<Delivery>>,
 ) {
+    // One stop future for the task's life: a fresh cancellation waiter per delivery
+    // costs a lock each.
+    let stop = async {
+        tokio::select! {
+            _ = state.cancel.cancelled() => {}
+            _ = shared.shutdown.cancelled() => {}
+        }
+    };
+    tokio::pin!(stop);
     loop {
         let next = tokio::select! {
-            _ = state.cancel.cancelled() => break,
-            _ = shared.shutdown.cancelled() => break,
+            biased;
             next = consumer.next() => next,
+            _ = &mut stop => break,
         };
         let delivery = match next {
             Some(Ok(delivery)) => delivery,
@@ -381,20 +390,26 @@ async fn forward(
                 return;
             }
         };
-        match (&state.role, &deliveries) {
-            (Role::DeadLetters, _) => dead_letters::handle(&shared, delivery).await,
-            (Role::Client(_), Some(tx)) => {
-                let delivery = to_delivery(&state.queue, delivery);
-                tokio::select! {
-                    sent = tx.send(delivery) => if sent.is_err() {
-                        // The owner dropped its receiver without the guard: the
-                        // unsent delivery requeued as it dropped.
-                        forget(&shared, &state);
-                    },
-                    _ = state.cancel.cancelled() => {}
-                }
+        let Some(tx) = &deliveries else {
+            dead_letters::handle(&shared, delivery).await;
+            continue;
+        };
+        let delivery = match tx.try_send(to_delivery(&state.queue, delivery)) {
+            Ok(()) => continue,
+            Err(mpsc::error::TrySendError::Full(delivery)) => delivery,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // The owner dropped its receiver without the guard: the unsent
+                // delivery requeued as it dropped.
+                forget(&shared, &state);
+                break;
             }
-            (Role::Client(_), None) => break,
+        };
+        tokio::select! {
+            sent = tx.send(delivery) => if sent.is_err() {
+                forget(&shared, &state);
+                break;
+            },
+            _ = &mut stop => break,
         }
     }
     // Closing the channel requeues its unacknowledged deliveries at once (and lets a

@@ -8,6 +8,11 @@
 //! - [`consume`]: one channel per consumer, acknowledgements, cancellation;
 //! - [`dead_letters`]: the shared queue on `openflow-dlx` that turns expired messages
 //!   into [`DeadLetter`]s.
+//!
+//! lapin logs every returned (unroutable) message at `warn` with its body, which
+//! carries the sender's `__jwt`, and every channel the broker closes (an expected
+//! passive-declare 404) at `error`: the log filter should quiet
+//! `lapin::returned_messages` and `lapin::channel`.
 
 mod connection;
 mod consume;

@@ -1,6 +1,8 @@
-//! Publishing with publisher confirms on one confirm-mode channel, pipelined: many
-//! publishes are in flight at once and a single collector task settles them in
-//! order.
+//! Publishing with publisher confirms on a small pool of confirm-mode channels,
+//! pipelined: many publishes are in flight at once on each channel and one collector
+//! task per channel settles them in order. A target always uses the same channel, so
+//! messages to one queue keep their order (AMQP orders per channel only); several
+//! channels let the broker spread the work over several channel processes.
 //!
 //! Two lapin details shape this:
 //! - `basic_publish` takes the delivery tag and queues the frames in two steps; two
@@ -24,6 +26,7 @@ use lapin::protocol::AMQPSoftError;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, PublisherConfirm};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::warn;
 
 use super::connection::{bounded, throwaway_channel, Link};
@@ -31,8 +34,16 @@ use super::{amqp_error, is_soft, lock, map_error, short, Shared};
 use crate::bus::PUBLISH_TIMEOUT;
 use crate::bus::{BusError, ExchangeKind, OutgoingMessage, Published, Target, MAX_PRIORITY};
 
-/// The publish channel of a link, reopened if the broker closes it alone.
+/// Publish channels per connection.
+const PUBLISH_CHANNELS: usize = 4;
+
+/// The publish channels of a link.
 pub(super) struct Publisher {
+    slots: Vec<Slot>,
+}
+
+/// One publish channel, reopened if the broker closes it alone.
+struct Slot {
     current: RwLock<Arc<PublishChannel>>,
     reopen: tokio::sync::Mutex<()>,
 }
@@ -48,12 +59,16 @@ type Settled = Result<Published, Failure>;
 enum Failure {
     /// The broker could not take the message (publisher nack).
     Nack,
+    Timeout,
     Lapin(lapin::Error),
 }
 type Sending = Pin<Box<dyn Future<Output = lapin::Result<PublisherConfirm>> + Send>>;
 
 struct InFlight {
     id: u64,
+    /// Settled as a timeout past this (one timer for the head instead of one per
+    /// publish).
+    deadline: Instant,
     stage: Stage,
     reply: oneshot::Sender<Settled>,
 }
@@ -68,13 +83,39 @@ enum Stage {
 
 impl Publisher {
     pub(super) async fn open(connection: &Connection) -> lapin::Result<Publisher> {
-        let channel = PublishChannel::open(connection).await?;
-        Ok(Publisher {
-            current: RwLock::new(channel),
-            reopen: tokio::sync::Mutex::new(()),
-        })
+        let mut slots = Vec::with_capacity(PUBLISH_CHANNELS);
+        for _ in 0..PUBLISH_CHANNELS {
+            slots.push(Slot {
+                current: RwLock::new(PublishChannel::open(connection).await?),
+                reopen: tokio::sync::Mutex::new(()),
+            });
+        }
+        Ok(Publisher { slots })
     }
 
+    /// The channel for messages to `target`.
+    async fn channel(
+        &self,
+        connection: &Connection,
+        target: &Target,
+    ) -> lapin::Result<Arc<PublishChannel>> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        match target {
+            Target::Queue(queue) => ("", queue.as_str()).hash(&mut hasher),
+            Target::Exchange { name, routing_key } => {
+                (name.as_str(), routing_key.as_str()).hash(&mut hasher)
+            }
+        }
+        let index = hasher.finish() as usize % self.slots.len().max(1);
+        match self.slots.get(index) {
+            Some(slot) => slot.channel(connection).await,
+            None => Err(std::io::Error::other("no publish channel").into()),
+        }
+    }
+}
+
+impl Slot {
     async fn channel(&self, connection: &Connection) -> lapin::Result<Arc<PublishChannel>> {
         let current = self
             .current
@@ -131,7 +172,7 @@ pub(super) async fn publish(
     let properties = properties(&message, id)?;
     let publish_channel = link
         .publisher
-        .channel(&link.connection)
+        .channel(&link.connection, &message.target)
         .await
         .map_err(|e| map_error(shared, &e))?;
 
@@ -158,21 +199,30 @@ pub(super) async fn publish(
             Poll::Ready(Err(error)) => Stage::Done(Err(error)),
             Poll::Pending => Stage::Sending(sending),
         };
-        if submit.send(InFlight { id, stage, reply }).is_err() {
+        let deadline = Instant::now() + PUBLISH_TIMEOUT;
+        if submit
+            .send(InFlight {
+                id,
+                deadline,
+                stage,
+                reply,
+            })
+            .is_err()
+        {
             return Err(BusError::Unavailable("publish channel closed".into()));
         }
     }
-    match tokio::time::timeout(PUBLISH_TIMEOUT, settled).await {
-        Ok(Ok(Ok(published))) => Ok(published),
-        Ok(Ok(Err(Failure::Nack))) => Err(BusError::Refused(
+    match settled.await {
+        Ok(Ok(published)) => Ok(published),
+        Ok(Err(Failure::Nack)) => Err(BusError::Refused(
             "the broker did not accept the message".into(),
         )),
-        Ok(Ok(Err(Failure::Lapin(error)))) => Err(publish_error(shared, &message.target, &error)),
-        Ok(Err(_)) => Err(BusError::Unavailable("publish channel closed".into())),
-        Err(_) => Err(BusError::Unavailable(format!(
+        Ok(Err(Failure::Timeout)) => Err(BusError::Unavailable(format!(
             "no publisher confirm within {} s",
             PUBLISH_TIMEOUT.as_secs()
         ))),
+        Ok(Err(Failure::Lapin(error))) => Err(publish_error(shared, &message.target, &error)),
+        Err(_) => Err(BusError::Unavailable("publish channel closed".into())),
     }
 }
 
@@ -213,6 +263,9 @@ async fn collect(mut pending: mpsc::UnboundedReceiver<InFlight>) {
     // Entries at the front already known to be `Done`.
     let mut done_prefix = 0usize;
     let mut open = true;
+    // Armed for the head's deadline (`timer_for` is the head's id).
+    let mut timer = Box::pin(tokio::time::sleep(PUBLISH_TIMEOUT));
+    let mut timer_for = None;
     poll_fn(|cx| loop {
         while open {
             match pending.poll_recv(cx) {
@@ -227,7 +280,21 @@ async fn collect(mut pending: mpsc::UnboundedReceiver<InFlight>) {
                 None => return Poll::Ready(()),
                 Some(head) => {
                     if !advance(head, cx, &mut returned) {
-                        return Poll::Pending;
+                        if Instant::now() < head.deadline {
+                            if timer_for != Some(head.id) {
+                                timer.as_mut().reset(head.deadline);
+                                timer_for = Some(head.id);
+                            }
+                            if timer.as_mut().poll(cx).is_pending() {
+                                return Poll::Pending;
+                            }
+                        }
+                        // No confirm in time: fail it (its confirm, if it ever
+                        // comes, is ignored) and go on with the next.
+                        if let Some(head) = queue.pop_front() {
+                            let _ = head.reply.send(Err(Failure::Timeout));
+                        }
+                        continue;
                     }
                     done_prefix = 1;
                 }
