@@ -7,12 +7,18 @@ use opencore::config::{Cli, Command};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Used when `OPENCORE_LOG` is unset.
+const DEFAULT_LOG_FILTER: &str = "info,lapin=warn,lapin::returned_messages=off,lapin::channel=off";
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // lapin logs every returned (unroutable) message with its body, which holds the
+    // sender's `__jwt`, and every expected channel close of the bus's passive checks:
+    // the bus reports what matters itself.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OPENCORE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .init();
