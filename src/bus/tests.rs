@@ -250,14 +250,16 @@ pub(crate) async fn ttl_dead_letter(
     let name = format!("{prefix}-ttl");
     idle_named_queue(bus, &name).await;
     let reply_to = format!("{prefix}-caller");
+    // `silent` first: a broker expires messages at the head of the queue, so once the
+    // letter of `expiring` arrives, `silent` is gone too.
+    let mut silent = to_queue(&name, &format!("{prefix}-silent"));
+    silent.expiration = Duration::from_millis(300);
+    publish(bus, silent).await;
     let mut wants_reply = to_queue(&name, &format!("{prefix}-expiring"));
     wants_reply.reply_to = reply_to.clone();
     wants_reply.expiration = Duration::from_millis(300);
     let body = wants_reply.body.clone();
     publish(bus, wants_reply).await;
-    let mut silent = to_queue(&name, &format!("{prefix}-silent"));
-    silent.expiration = Duration::from_millis(300);
-    publish(bus, silent).await;
     let mut keeps = to_queue(&name, &format!("{prefix}-keeps"));
     keeps.reply_to = reply_to.clone();
     publish(bus, keeps).await;

@@ -45,7 +45,6 @@ on_rabbitmq!(
 /// first would make the case deterministic (it is in `bus::tests`, not ours).
 /// `expired_message_becomes_a_dead_letter` covers the behaviour meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "racy on a broker: `silent` may not have expired yet when the case consumes (run with --ignored)"]
 async fn ttl_dead_letter() {
     // Its own dead-letter queue, so no other test's bus competes for the letters.
     let dead_letter_queue = unique("contract-dlx");
@@ -64,7 +63,6 @@ async fn ttl_dead_letter() {
 
 /// All cases on one bus, one after the other (`ttl_dead_letter` among them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "racy on a broker: `silent` may not have expired yet when the case consumes (run with --ignored)"]
 async fn run_all_on_one_bus() {
     let dead_letter_queue = unique("contract-dlx");
     let Some(bus) = bus_with(&unique("conn"), Some(&dead_letter_queue)).await else {
