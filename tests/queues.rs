@@ -540,3 +540,30 @@ async fn a_consumer_that_dies_loses_no_message_it_was_not_given() {
         assert!(requeued > 0, "held deliveries went back to the queue");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_commands_need_a_signed_in_user() {
+    let server = server_on(&None, |_| {});
+    let mut anonymous = RawClient::connect(server.tcp()).await;
+    let reply = anonymous
+        .request("registerqueue", &RegisterQueueRequest::default())
+        .await;
+    assert_eq!(
+        error_message(&reply).as_deref(),
+        Some("Not signed in, and missing jwt")
+    );
+    let reply = anonymous
+        .request(
+            "queuemessage",
+            &QueueMessageRequest {
+                queuename: "x".into(),
+                data: "{}".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(
+        error_message(&reply).as_deref(),
+        Some("Not signed in, and missing jwt")
+    );
+}

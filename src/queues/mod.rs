@@ -62,28 +62,47 @@ pub struct QueueCounters {
 /// is found at once).
 #[derive(Default)]
 pub struct BadQueues {
-    names: Mutex<std::collections::VecDeque<String>>,
+    /// Names in the order they bounced (oldest first), and the same names for lookups.
+    names: Mutex<(
+        std::collections::VecDeque<String>,
+        std::collections::HashSet<String>,
+    )>,
+    /// How many are held: every successful send asks `routed`, and this keeps that
+    /// lock-free while nothing bounced.
+    held: std::sync::atomic::AtomicUsize,
 }
 
 impl BadQueues {
     /// Records a bounce; `true` if the name had bounced before.
     pub fn bounced(&self, name: &str) -> bool {
-        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        if names.iter().any(|known| known == name) {
+        let mut guard = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        let (order, known) = &mut *guard;
+        if known.contains(name) {
             return true;
         }
-        if names.len() >= MAX_BAD_QUEUES {
-            names.pop_front();
+        if order.len() >= MAX_BAD_QUEUES {
+            if let Some(oldest) = order.pop_front() {
+                known.remove(&oldest);
+            }
         }
-        names.push_back(name.to_string());
+        order.push_back(name.to_string());
+        known.insert(name.to_string());
+        self.held
+            .store(order.len(), std::sync::atomic::Ordering::Relaxed);
         false
     }
 
     /// The name routes (again).
     pub fn routed(&self, name: &str) {
-        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        if !names.is_empty() {
-            names.retain(|known| known != name);
+        if self.held.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut guard = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        let (order, known) = &mut *guard;
+        if known.remove(name) {
+            order.retain(|held| held != name);
+            self.held
+                .store(order.len(), std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -102,6 +121,7 @@ mod tests {
         for i in 0..MAX_BAD_QUEUES + 10 {
             bad.bounced(&format!("q{i}"));
         }
-        assert_eq!(bad.names.lock().unwrap().len(), MAX_BAD_QUEUES);
+        assert_eq!(bad.names.lock().unwrap().0.len(), MAX_BAD_QUEUES);
+        assert_eq!(bad.names.lock().unwrap().1.len(), MAX_BAD_QUEUES);
     }
 }

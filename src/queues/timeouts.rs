@@ -6,7 +6,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::body;
@@ -24,6 +23,7 @@ pub fn reply(
     correlation_id: String,
     original: &[u8],
 ) {
+    let to = reply_to.clone();
     let message = OutgoingMessage {
         target: Target::Queue(reply_to),
         body: body::timeout(original),
@@ -36,13 +36,8 @@ pub fn reply(
     let bus = bus.clone();
     counters.timeouts.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
-        let to = match &message.target {
-            Target::Queue(queue) => queue.clone(),
-            Target::Exchange { name, .. } => name.clone(),
-        };
-        match bus.publish(message).await {
-            Ok(_) => {}
-            Err(err) => tracing::debug!(%to, %err, "could not send a timeout reply"),
+        if let Err(err) = bus.publish(message).await {
+            tracing::debug!(%to, %err, "could not send a timeout reply");
         }
     });
 }
@@ -59,13 +54,12 @@ pub fn spawn_dead_letter_replies(
                 continue;
             }
             tracing::debug!(queue = %dead.queue, reply_to = %dead.reply_to, "message expired: timeout reply");
-            let original: Bytes = dead.body;
             reply(
                 &bus,
                 &counters,
                 dead.reply_to,
                 dead.correlation_id,
-                &original,
+                &dead.body,
             );
         }
     });
