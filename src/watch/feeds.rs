@@ -119,15 +119,19 @@ impl Relay {
             let collection = collection.to_string();
             tokio::spawn(async move {
                 loop {
-                    let prepared = match subscription.recv().await {
-                        Ok(event) => Prepared::Change(PreparedChange::new(&collection, &event)),
+                    // Lost events count too: `events` is how far the relay got in the feed.
+                    let (prepared, seen) = match subscription.recv().await {
+                        Ok(event) => (
+                            Prepared::Change(PreparedChange::new(&collection, &event)),
+                            1,
+                        ),
                         Err(RecvError::Lagged(missed)) => {
                             tracing::warn!(%collection, missed, "watch relay fell behind the change feed; closing its watchers' connections");
-                            Prepared::Lost(missed)
+                            (Prepared::Lost(missed), missed)
                         }
                         Err(RecvError::Closed) => return,
                     };
-                    events.fetch_add(1, Ordering::Relaxed);
+                    events.fetch_add(seen, Ordering::Relaxed);
                     // No receivers: the last watch is leaving; the relay is dropped soon.
                     let _ = sender.send(Arc::new(prepared));
                 }
@@ -166,6 +170,7 @@ impl Drop for Relay {
 pub struct FeedSnapshot {
     pub collection: String,
     pub watchers: usize,
+    /// Feed events the relay got past: passed on, or lost because it fell behind.
     pub events: u64,
 }
 
