@@ -103,6 +103,8 @@ pub struct ServeConfig {
     pub mongodb_db: String,
     #[command(flatten)]
     pub bus: BusSettings,
+    #[command(flatten)]
+    pub work: WorkSettings,
     /// Tests only: port 0 means "any free port" instead of "off".
     #[arg(skip)]
     pub ephemeral_ports: bool,
@@ -169,6 +171,36 @@ impl Default for BusSettings {
             embedded_max_bytes: 512 * 1024 * 1024,
             embedded_max_queue_length: 100_000,
             embedded_max_queues: 100_000,
+        }
+    }
+}
+
+/// Work item queues and the file store.
+#[derive(Debug, Clone, Args)]
+pub struct WorkSettings {
+    /// Largest file one upload (or one work item file) may store, in bytes; the upload
+    /// fails while streaming once it passes this, and its partial content is removed.
+    #[arg(long, env = "OPENCORE_MAX_FILE_SIZE", default_value_t = 1024 * 1024 * 1024)]
+    pub max_file_size: u64,
+    /// An upload that receives nothing for this long is abandoned and removed.
+    #[arg(long, env = "OPENCORE_UPLOAD_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub upload_idle_timeout: Duration,
+    /// Let the guest user upload files (the reference's `enable_guest_file_upload`).
+    #[arg(long, env = "OPENCORE_ENABLE_GUEST_FILE_UPLOAD")]
+    pub enable_guest_file_upload: bool,
+    /// Work items left `processing` longer than this (their worker died) go back to
+    /// `new` with one more retry, or to `failed` past `maxretries`. Off when unset.
+    #[arg(long, env = "OPENCORE_WORKITEM_TIMEOUT", value_parser = parse_duration)]
+    pub workitem_timeout: Option<Duration>,
+}
+
+impl Default for WorkSettings {
+    fn default() -> Self {
+        WorkSettings {
+            max_file_size: 1024 * 1024 * 1024,
+            upload_idle_timeout: Duration::from_secs(60),
+            enable_guest_file_upload: false,
+            workitem_timeout: None,
         }
     }
 }
@@ -367,6 +399,7 @@ impl ServeConfig {
             mongodb_url: None,
             mongodb_db: "openflow".into(),
             bus: BusSettings::default(),
+            work: WorkSettings::default(),
             ephemeral_ports: true,
         }
     }

@@ -32,6 +32,7 @@ pub mod connections;
 pub mod documents;
 pub mod duration;
 pub mod error;
+pub mod files;
 pub mod policy;
 pub mod proto;
 pub mod protocol;

@@ -57,6 +57,27 @@ pub struct RunningServer {
 }
 
 /// The embedded bus, or RabbitMQ when `--amqp-url` (or the reference's `amqp_url`) is set.
+/// The file store's indexes, and the content of uploads a crash cut short. On the
+/// embedded store this node is the only writer, so every orphan is dead; on a shared
+/// MongoDB another node may be uploading, so only content older than any live upload
+/// (well past the idle timeout) goes.
+async fn prepare_files(config: &ServeConfig, store: &SharedStore) -> Result<(), StartError> {
+    let files = crate::files::FileStore::new(store.clone(), config.work.max_file_size);
+    let bucket = crate::files::DEFAULT_BUCKET;
+    files
+        .ensure_indexes(bucket)
+        .await
+        .map_err(|e| OpenCoreError::Storage(e.to_string()))?;
+    let older_than = match config.mongodb_url {
+        Some(_) => (config.work.upload_idle_timeout * 4).max(Duration::from_secs(3600)),
+        None => Duration::ZERO,
+    };
+    if let Err(err) = files.sweep_orphans(bucket, older_than).await {
+        tracing::warn!(%err, "could not sweep unfinished uploads");
+    }
+    Ok(())
+}
+
 async fn open_bus(config: &ServeConfig) -> Result<crate::bus::SharedBus, StartError> {
     let url = config
         .bus
@@ -149,6 +170,7 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
     let directory =
         directory.with_bcrypt_slots(config.limits.auth_concurrency.max(1) * worker_count);
     let bus = open_bus(&config).await?;
+    prepare_files(&config, &store).await?;
     let services = Services::new(config.clone(), store, directory, bus.clone());
     if let Some(dead_letters) = bus.take_dead_letters() {
         crate::queues::timeouts::spawn_dead_letter_replies(

@@ -15,6 +15,7 @@ use crate::bus::SharedBus;
 use crate::config::ServeConfig;
 use crate::connections::Registry;
 use crate::documents::state::DocumentState;
+use crate::files::FileStore;
 use crate::policy::admission::Admission;
 use crate::policy::unary_budget::UnaryBudget;
 use crate::queues::Queues;
@@ -51,6 +52,8 @@ pub struct Services {
     pub feeds: Feeds,
     /// Queues and exchanges: the bus, the rules on names and rights, delivery counters.
     pub queues: Queues,
+    /// File content (GridFS documents through the store).
+    pub files: FileStore,
     /// Connection caps (global and per client address); each live connection holds a permit.
     pub admission: Admission,
     /// The same caps for the gRPC port's HTTP/2 sockets (each of their streams is also a
@@ -79,6 +82,7 @@ impl Services {
         let unary_budget = UnaryBudget::new(&config.limits);
         let documents = Arc::new(DocumentState::new(store.clone(), directory));
         let queues = Queues::new(bus, config.bus.clone(), documents.clone());
+        let files = FileStore::new(store.clone(), config.work.max_file_size);
         Arc::new(Services {
             config,
             store,
@@ -87,6 +91,7 @@ impl Services {
             connections: Registry::default(),
             feeds: Feeds::default(),
             queues,
+            files,
             admission,
             grpc_sockets,
             unary_budget,
