@@ -52,11 +52,11 @@ pub struct RunningServer {
     http: Option<actix_web::dev::ServerHandle>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Follows `users` to close sessions of disabled or deleted users.
-    revocation: tokio::task::JoinHandle<()>,
+    /// Background tasks stopped at shutdown: revocation (follows `users` to close
+    /// sessions of disabled or deleted users), work item notifications and timeouts.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// The embedded bus, or RabbitMQ when `--amqp-url` (or the reference's `amqp_url`) is set.
 /// The file store's indexes, and the content of uploads a crash cut short. On the
 /// embedded store this node is the only writer, so every orphan is dead; on a shared
 /// MongoDB another node may be uploading, so only content older than any live upload
@@ -78,6 +78,7 @@ async fn prepare_files(config: &ServeConfig, store: &SharedStore) -> Result<(), 
     Ok(())
 }
 
+/// The embedded bus, or RabbitMQ when `--amqp-url` (or the reference's `amqp_url`) is set.
 async fn open_bus(config: &ServeConfig) -> Result<crate::bus::SharedBus, StartError> {
     let url = config
         .bus
@@ -179,7 +180,11 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
             dead_letters,
         );
     }
-    let revocation = crate::actors::revocation::start(services.clone());
+    let mut background = vec![
+        crate::actors::revocation::start(services.clone()),
+        crate::actors::workitem_monitor::start(services.clone()),
+    ];
+    background.extend(crate::actors::workitem_expiry::start(services.clone()));
     let workers = Arc::new(Workers::start(worker_count));
     let (stop, stop_rx) = watch::channel(false);
     let mut bound = Bound::default();
@@ -257,7 +262,7 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
         http: http_handle,
         stop,
         tasks,
-        revocation,
+        background,
     })
 }
 
@@ -282,7 +287,9 @@ impl RunningServer {
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
-        self.revocation.abort();
+        for task in &self.background {
+            task.abort();
+        }
         if let Err(err) = services.store.close().await {
             tracing::error!(%err, "store did not close cleanly");
         }

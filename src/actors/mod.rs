@@ -12,3 +12,5 @@ pub mod lanes;
 pub mod messages;
 pub mod revocation;
 pub mod supervisor;
+pub mod workitem_expiry;
+pub mod workitem_monitor;

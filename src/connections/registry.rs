@@ -93,7 +93,6 @@ impl Registry {
         }
     }
 
-    /// Children of one kind across all connections.
     /// Whether connection `id` holds the child `child` of this kind.
     pub fn has_child(&self, id: u64, kind: ChildKind, child: &str) -> bool {
         self.entries.get(&id).is_some_and(|entry| {
@@ -105,6 +104,34 @@ impl Registry {
         })
     }
 
+    /// Connections holding a child of this kind named `child` (case-insensitively:
+    /// queue names are compared the way the broker-less reference compared them).
+    pub fn holders_of(&self, kind: ChildKind, child: &str) -> Vec<u64> {
+        self.entries
+            .iter()
+            .filter(|entry| {
+                entry
+                    .info
+                    .children
+                    .iter()
+                    .any(|(k, name)| *k == kind && name.eq_ignore_ascii_case(child))
+            })
+            .map(|entry| entry.info.id)
+            .collect()
+    }
+
+    /// Queues an envelope for one connection; `false` when it is gone.
+    pub fn push_to(&self, id: u64, envelope: Envelope) -> bool {
+        match self.entries.get(&id) {
+            Some(entry) => {
+                entry.push.do_send(Push(envelope));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Children of one kind across all connections.
     pub fn count_children(&self, kind: ChildKind) -> usize {
         self.entries
             .iter()
