@@ -14,11 +14,28 @@
 //! - `queue`: the queue workload (a ring of temporary queues; acks, deliveries,
 //!   latency and lost messages).
 //! - `amqp_baseline`: the same ring straight on RabbitMQ with lapin.
+//! - `pushpop`: work item cycles (push → pop → update) on a fresh work item queue.
+//! - `download`: one upload, then C connections downloading it (bytes/s, server RSS).
+//! - `jobs`: running those two (setup connection, spawn, merge).
+
+/// Runs `$body` with `$t` bound to the transport inside a `Conn`, whatever its kind.
+macro_rules! on_conn {
+    ($conn:expr, $t:ident => $body:expr) => {
+        match $conn {
+            Conn::Ws($t) => $body,
+            Conn::Tcp($t) => $body,
+            Conn::Grpc($t) => $body,
+        }
+    };
+}
 
 pub mod amqp_baseline;
 pub mod connection;
+pub mod download;
 pub mod grpc;
+pub mod jobs;
 pub mod pipeline;
+pub mod pushpop;
 pub mod queue;
 pub mod stats;
 pub mod target;
@@ -55,6 +72,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     after_help = "Examples:\n  opencore bench --url ws://127.0.0.1:3000 -c 50 -k 4 -d 10\n  \
                        opencore bench --url grpc://127.0.0.1:50051 --command query --username admin --password PASSWORD\n  \
                        opencore bench --url ws://127.0.0.1:3000 --command queuemessage -c 50 -k 4 --username admin --password PASSWORD\n  \
+                       opencore bench --url ws://127.0.0.1:3000 --command pushpop -c 50 -k 4 --username admin --password PASSWORD\n  \
+                       opencore bench --url grpc://127.0.0.1:50051 --command download -c 1 -k 1 --file-size 100MiB --server-pid PID --username admin --password PASSWORD\n  \
                        opencore bench --command amqp-baseline --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f -c 50 -k 4"
 )]
 pub struct BenchConfig {
@@ -133,6 +152,13 @@ pub struct BenchConfig {
     /// queues may then grow when deliveries are slower than acknowledgements).
     #[arg(long, default_value_t = 0)]
     pub max_backlog: u64,
+    /// `--command download`: bytes of the file uploaded and then downloaded (e.g. 100MiB, 5MB, 1024).
+    #[arg(long, default_value = "100MiB", value_parser = jobs::parse_size)]
+    pub file_size: u64,
+    /// `--command download`: pid of a server on this machine, to report its memory
+    /// (VmRSS before the load and its peak during it).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// `--command amqp-baseline`: the RabbitMQ to drive.
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
@@ -244,6 +270,14 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
                 .map(|u| format!(" as {u}"))
                 .unwrap_or_default(),
         );
+    }
+    if matches!(
+        config.command,
+        BenchCommand::PushPop | BenchCommand::Download
+    ) {
+        let result = runtime.block_on(jobs::execute(&config, &target));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        return result;
     }
     if config.command == BenchCommand::QueueMessage {
         let result = runtime.block_on(execute_queue(&config, &target));

@@ -43,6 +43,14 @@ pub enum BenchCommand {
     /// in between (see `amqp_baseline.rs`).
     #[value(name = "amqp-baseline")]
     AmqpBaseline,
+    /// Work item cycles: `pushworkitem` → `popworkitem` → `updateworkitem`
+    /// (successful), K per connection, on a fresh queue (see `pushpop.rs`).
+    #[value(name = "pushpop")]
+    PushPop,
+    /// Upload one `--file-size` file, then download it on every connection, K at a
+    /// time; MiB/s both ways (see `download.rs`).
+    #[value(name = "download")]
+    Download,
 }
 
 impl BenchCommand {
@@ -55,6 +63,8 @@ impl BenchCommand {
             BenchCommand::Watch => "watch",
             BenchCommand::QueueMessage => "queuemessage",
             BenchCommand::AmqpBaseline => "amqp-baseline",
+            BenchCommand::PushPop => "pushpop",
+            BenchCommand::Download => "download",
         }
     }
 
@@ -77,7 +87,9 @@ impl BenchCommand {
             BenchCommand::GetElement
             | BenchCommand::InsertOne
             | BenchCommand::QueueMessage
-            | BenchCommand::AmqpBaseline => None,
+            | BenchCommand::AmqpBaseline
+            | BenchCommand::PushPop
+            | BenchCommand::Download => None,
         }
     }
 
@@ -92,7 +104,10 @@ impl BenchCommand {
             BenchCommand::Watch => return watch_envelope(priority),
             BenchCommand::Query => pack(&query_by_id("")),
             // Built per message by `queue.rs` (or not sent at all: the AMQP baseline).
-            BenchCommand::QueueMessage | BenchCommand::AmqpBaseline => {
+            BenchCommand::QueueMessage
+            | BenchCommand::AmqpBaseline
+            | BenchCommand::PushPop
+            | BenchCommand::Download => {
                 return Envelope {
                     command: self.name().into(),
                     priority,
