@@ -1,6 +1,8 @@
 //! Shared test support: a real server on ephemeral ports and a raw-protocol client.
 #![allow(dead_code)]
 
+pub mod scripts;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
