@@ -148,10 +148,10 @@ async fn kill_9_during_a_push_pop_burst_loses_no_push_and_hands_no_item_out_twic
                 let envelope =
                     client.envelope("pushworkitem", &push_request(pusher * 1_000_000 + n));
                 let id = client.send(envelope).await;
-                let Some(reply) = client.recv().await else {
+                let Some(reply) = reply_to(&mut client, &id).await else {
                     return;
                 };
-                if reply.rid != id || reply.command != "pushworkitemreply" {
+                if reply.command != "pushworkitemreply" {
                     continue;
                 }
                 let pushed: PushWorkitemResponse = decode(&reply);
@@ -167,10 +167,10 @@ async fn kill_9_during_a_push_pop_burst_loses_no_push_and_hands_no_item_out_twic
             loop {
                 let envelope = client.envelope("popworkitem", &pop_request());
                 let id = client.send(envelope).await;
-                let Some(reply) = client.recv().await else {
+                let Some(reply) = reply_to(&mut client, &id).await else {
                     return;
                 };
-                if reply.rid != id || reply.command != "popworkitemreply" {
+                if reply.command != "popworkitemreply" {
                     continue;
                 }
                 let popped: PopWorkitemResponse = decode(&reply);
