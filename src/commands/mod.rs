@@ -9,7 +9,7 @@ mod create_index;
 mod delete_many;
 mod delete_one;
 mod distinct;
-mod download;
+pub mod download;
 mod drop_collection;
 mod drop_index;
 mod get_document_version;

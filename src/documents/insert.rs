@@ -15,6 +15,13 @@ use crate::error::OpenCoreError;
 /// Prepares and stores `items`; returns them as stored. All or none.
 pub async fn insert(scope: &Scope, items: Vec<Document>) -> Result<Vec<Document>, OpenCoreError> {
     scope.ensure_writable()?;
+    // A `.files` document names its content by `_id`; only `upload` (which writes the
+    // content first) creates them, so no one can point one at content not theirs.
+    if scope.kind == CollectionKind::Files && !scope.is_admin() {
+        return Err(OpenCoreError::FilesCreatedByUpload(
+            scope.collection.clone(),
+        ));
+    }
     if items.is_empty() {
         return Err(OpenCoreError::NullItem);
     }

@@ -31,6 +31,8 @@ const WRITE_BATCH: usize = 4;
 const READ_BATCH: u32 = 4;
 /// The bucket of `fs.files` / `fs.chunks` (the only one clients name today).
 pub const DEFAULT_BUCKET: &str = "fs";
+/// The `.files` collection of the default bucket.
+pub const FILES_COLLECTION: &str = "fs.files";
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum FileError {
