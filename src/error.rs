@@ -231,9 +231,10 @@ pub enum OpenCoreError {
     /// `*.chunks` holds file content without an ACL: only the server and admins use it.
     #[error("Access denied, {0} holds file content; use upload and download")]
     FileContentCollection(String),
-    /// Non-admins create `.files` documents only through `upload`.
-    #[error("Access denied, files in {0} are created with upload")]
-    FilesCreatedByUpload(String),
+    /// A non-admin chose the `_id` of a new `.files` document: the id names the file's
+    /// content, so only `upload` (which writes that content) chooses it.
+    #[error("Access denied, only upload chooses the _id of a file in {0}")]
+    FileIdChosen(String),
 
     // 4xxx: valid request, not served by this server (yet)
     #[error("{0} is not implemented by this server")]
@@ -323,7 +324,7 @@ impl OpenCoreError {
             DownloadWithoutId => 3031,
             DownloadDenied(_) => 3032,
             FileContentCollection(_) => 3033,
-            FilesCreatedByUpload(_) => 3034,
+            FileIdChosen(_) => 3034,
             NotImplemented(_) => 4000,
         }
     }
@@ -552,7 +553,7 @@ mod tests {
             OpenCoreError::DownloadWithoutId,
             OpenCoreError::DownloadDenied("x".into()),
             OpenCoreError::FileContentCollection("fs.chunks".into()),
-            OpenCoreError::FilesCreatedByUpload("fs.files".into()),
+            OpenCoreError::FileIdChosen("fs.files".into()),
         ];
         let mut codes: Vec<i32> = samples.iter().map(|e| e.code()).collect();
         codes.sort();

@@ -251,14 +251,26 @@ async fn acl() {
         .await
         .expect_err("chunks not writable");
     assert!(err.contains("holds file content"), "{err}");
-    let err = insert_one(
-        &mut raw_bob,
-        "fs.files",
-        json!({"filename": "forged", "length": 10}),
-    )
-    .await
-    .expect_err("files documents come from upload");
-    assert!(err.contains("created with upload"), "{err}");
+    // A files document whose `_id` would name someone's content cannot be made; one
+    // with a server-made id names no content.
+    let forged = json!({"_id": {"$oid": id}, "filename": "forged", "length": 10});
+    let err = insert_one(&mut raw_bob, "fs.files", forged)
+        .await
+        .expect_err("file ids come from upload");
+    assert!(err.contains("only upload chooses the _id"), "{err}");
+    let forged = json!({"_id": id, "filename": "forged", "length": 10});
+    let err = insert_one(&mut raw_bob, "files", forged)
+        .await
+        .expect_err("string form too");
+    assert!(err.contains("only upload chooses the _id"), "{err}");
+    let own = json!({"filename": "forged", "length": 300 * 1024});
+    let own = insert_one(&mut raw_bob, "fs.files", own)
+        .await
+        .expect("a plain document");
+    let err = download(&bob, &id_of(&own), "", dir.path(), "empty")
+        .await
+        .expect_err("no content behind it");
+    assert!(err.contains("damaged"), "{err}");
 
     // Ann still has it; deleting its document removes its content.
     let got = download(&ann, &id, "", dir.path(), "mine")
