@@ -53,10 +53,13 @@ pub async fn stream_file(
     mut reader: FileReader,
     response: &DownloadResponse,
 ) -> Result<(), OpenCoreError> {
+    // The first chunk is read before anything is sent: a file whose content is gone
+    // is a plain error reply, without a stream the client would have to abandon.
+    let mut next = reader.next_chunk().await?;
     let begin = stream_envelope("beginstream", rid, &BeginStream::default());
     let mut waiting = VecDeque::with_capacity(UNWRITTEN + 1);
     waiting.push_back(push_tracked(connection, begin));
-    while let Some(chunk) = reader.next_chunk().await? {
+    while let Some(chunk) = next.take() {
         while waiting.len() >= UNWRITTEN {
             if let Some(receipt) = waiting.pop_front() {
                 receipt.await.map_err(|_| OpenCoreError::ConnectionClosed)?;
@@ -64,6 +67,7 @@ pub async fn stream_file(
         }
         let envelope = stream_envelope("stream", rid, &Stream { data: chunk });
         waiting.push_back(push_tracked(connection, envelope));
+        next = reader.next_chunk().await?;
     }
     let answer = reply("download", rid, response);
     waiting.push_back(push_tracked(connection, answer));
