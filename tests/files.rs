@@ -8,109 +8,22 @@
 //!   `fs.chunks`; deleting A's `fs.files` document (as A) removes its content.
 //! * `oversized_upload_is_refused_and_removed`, `abandoned_upload_leaves_nothing`,
 //!   `idle_upload_is_removed`, `stream_for_unknown_upload_is_ignored`.
-//! * `http_download`: `GET /download/{id}` with and without a token.
+//!
+//! `GET /download/{id}` and guest uploads: `files_http.rs`.
 
 mod common;
 mod data_support;
+mod files_support;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
 use data_support::*;
+use files_support::*;
 use opencore::proto::{
     BeginStream, DownloadRequest as RawDownload, EndStream, Stream, UploadRequest as RawUpload,
 };
-use openiap_client::{Client, DownloadRequest, EnvConfig, UploadRequest};
 use serde_json::json;
-
-const MIB: usize = 1024 * 1024;
-
-#[derive(Clone, Copy, Debug)]
-enum Transport {
-    WebSocket,
-    Grpc,
-}
-
-fn url(server: &TestServer, transport: Transport, user: &str, password: &str) -> String {
-    match transport {
-        Transport::WebSocket => format!("ws://{user}:{password}@{}", server.http()),
-        Transport::Grpc => format!("grpc://{user}:{password}@{}", server.grpc()),
-    }
-}
-
-async fn connect(server: &TestServer, transport: Transport, user: &str, password: &str) -> Client {
-    let url = url(server, transport, user, password);
-    Client::new_connect(&url)
-        .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e:?}"))
-}
-
-/// Deterministic, non-repeating-looking content.
-fn content(size: usize, seed: u8) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_u32 ^ u32::from(seed);
-    (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
-fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).expect("write test file");
-    path
-}
-
-async fn upload(client: &Client, path: &Path, filename: &str) -> Result<String, String> {
-    let request = UploadRequest {
-        filename: filename.into(),
-        mimetype: String::new(),
-        metadata: "{}".into(),
-        collectionname: "fs.files".into(),
-    };
-    client
-        .upload(
-            request,
-            EnvConfig::new(),
-            path.to_str().expect("utf-8 path"),
-        )
-        .await
-        .map(|r| r.id)
-        .map_err(|e| format!("{e:?}"))
-}
-
-/// The client downloads into `<tmp>/openiap_<unix seconds>.tmp` and then moves it, so
-/// two downloads in one second in one process share a temp file: this binary's tests
-/// download one at a time.
-static DOWNLOADS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn download(
-    client: &Client,
-    id: &str,
-    filename: &str,
-    folder: &Path,
-    save_as: &str,
-) -> Result<Vec<u8>, String> {
-    let request = DownloadRequest {
-        collectionname: "fs.files".into(),
-        id: id.into(),
-        filename: filename.into(),
-    };
-    let folder_text = folder.to_str().expect("utf-8 path");
-    let _one_at_a_time = DOWNLOADS.lock().await;
-    tokio::time::timeout(
-        Duration::from_secs(120),
-        client.download(request, EnvConfig::new(), Some(folder_text), Some(save_as)),
-    )
-    .await
-    .map_err(|_| "download timed out".to_string())?
-    .map_err(|e| format!("{e:?}"))?;
-    Ok(std::fs::read(folder.join(save_as)).expect("downloaded file"))
-}
 
 async fn round_trip(transport: Transport, sizes: &[usize]) {
     let server = TestServer::start();
@@ -160,12 +73,6 @@ async fn round_trip_100_mib_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_100_mib_grpc() {
     round_trip(Transport::Grpc, &[100 * MIB]).await;
-}
-
-async fn chunk_count(admin: &mut RawClient) -> i32 {
-    count(admin, "fs.chunks", json!({}))
-        .await
-        .expect("admin counts chunks")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,46 +217,6 @@ async fn oversized_upload_is_refused_and_removed() {
             "{transport:?}: only the file that fits"
         );
         assert_eq!(delete_one(&mut root, "fs.files", &id).await, Ok(1));
-    }
-}
-
-/// Sends `upload`, `beginstream` and `chunks` stream envelopes; returns the upload id.
-async fn start_raw_upload(client: &mut RawClient, chunks: usize) -> String {
-    let request = RawUpload {
-        filename: "partial.bin".into(),
-        mimetype: "application/octet-stream".into(),
-        metadata: String::new(),
-    };
-    let envelope = client.envelope("upload", &request);
-    let id = client.send(envelope).await;
-    let mut begin = client.envelope("beginstream", &BeginStream::default());
-    begin.rid = id.clone();
-    client.send(begin).await;
-    for n in 0..chunks {
-        let mut chunk = client.envelope(
-            "stream",
-            &Stream {
-                data: content(MIB, n as u8).into(),
-            },
-        );
-        chunk.rid = id.clone();
-        client.send(chunk).await;
-    }
-    id
-}
-
-async fn wait_for_no_chunks(admin: &mut RawClient) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let chunks = chunk_count(admin).await;
-        if chunks == 0 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{chunks} chunks left behind"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -503,124 +370,4 @@ async fn unary_grpc_upload_and_download_need_a_stream() {
         .insert("jwt", signed.jwt.parse().expect("ascii token"));
     let status = client.upload(request).await.expect_err("unary upload");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
-}
-
-/// GET over HTTP/1.1; returns (status, header block, body bytes).
-async fn http_get_file(
-    addr: std::net::SocketAddr,
-    path: &str,
-    bearer: Option<&str>,
-) -> (u16, String, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect http");
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
-        .await
-        .expect("http answer")
-        .expect("read");
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&response[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head, response[split + 4..].to_vec())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_download_with_and_without_token() {
-    let server = TestServer::start();
-    let mut root = admin(&server).await;
-    create_user(&mut root, "carl", "carl-password").await;
-    let client = connect(&server, Transport::WebSocket, ADMIN, ADMIN_PASSWORD).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let bytes = content(600 * 1024, 3);
-    let path = write_file(dir.path(), "report \"q1\".pdf", &bytes);
-    let id = upload(&client, &path, "report \"q1\".pdf")
-        .await
-        .expect("upload");
-    client.disconnect();
-    let token = signed_in_token(&server, ADMIN, ADMIN_PASSWORD).await;
-    let http = server.http();
-
-    let (status, head, body) = http_get_file(http, &format!("/download/{id}"), Some(&token)).await;
-    assert_eq!(status, 200, "{head}");
-    assert!(body == bytes, "body of {} bytes", body.len());
-    let head = head.to_ascii_lowercase();
-    assert!(
-        head.contains(&format!("content-length: {}", bytes.len())),
-        "{head}"
-    );
-    assert!(head.contains("content-type: application/pdf"), "{head}");
-    assert!(
-        head.contains("content-disposition: attachment; filename=\"report \\\"q1\\\".pdf\""),
-        "{head}"
-    );
-
-    let (status, _, _) = http_get_file(http, &format!("/download/{id}"), None).await;
-    assert_eq!(status, 401);
-    let (status, _, _) = http_get_file(http, &format!("/download/{id}"), Some("not-a-token")).await;
-    assert_eq!(status, 401);
-    let (status, _, body) =
-        http_get_file(http, "/download/0123456789abcdef01234567", Some(&token)).await;
-    assert_eq!(status, 404);
-    assert!(String::from_utf8_lossy(&body).contains("Access denied, downloading"));
-
-    // Not readable is the same 404 as missing.
-    let mut raw_root = signed_in(&server, ADMIN, ADMIN_PASSWORD).await;
-    let mut file = query(&mut raw_root, "fs.files", json!({}))
-        .await
-        .expect("files")
-        .remove(0);
-    file["metadata"]["_acl"] = json!([]);
-    update_one(&mut raw_root, "fs.files", file)
-        .await
-        .expect("acl emptied");
-    let carl = signed_in_token(&server, "carl", "carl-password").await;
-    let (status, _, body) = http_get_file(http, &format!("/download/{id}"), Some(&carl)).await;
-    assert_eq!(status, 404);
-    assert!(String::from_utf8_lossy(&body).contains(&format!("Access denied, downloading {id}")));
-}
-
-async fn signed_in_token(server: &TestServer, username: &str, password: &str) -> String {
-    let mut client = RawClient::connect(server.tcp()).await;
-    client.signin(username, password).await.jwt
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guests_may_not_upload_unless_enabled() {
-    for allowed in [false, true] {
-        let server = TestServer::start_with(|c| {
-            c.enable_guest = true;
-            c.work.enable_guest_file_upload = allowed;
-        });
-        let mut guest = RawClient::connect(server.tcp()).await;
-        let reply = guest.signin_reply("guest", "any").await;
-        assert_eq!(reply.command, "signinreply", "{:?}", error_message(&reply));
-        let id = start_raw_upload(&mut guest, 1).await;
-        let mut end = guest.envelope("endstream", &EndStream::default());
-        end.rid = id.clone();
-        guest.send(end).await;
-        let reply = guest.reply().await;
-        assert_eq!(reply.rid, id);
-        if allowed {
-            assert_eq!(reply.command, "uploadreply", "{:?}", error_message(&reply));
-        } else {
-            assert_eq!(
-                error_message(&reply).as_deref(),
-                Some("Guests are not allowed to upload files")
-            );
-        }
-    }
 }
