@@ -22,6 +22,9 @@ use crate::protocol::envelope::{pack, reply};
 
 /// Chunks pushed to the connection and not yet written, at most.
 pub const UNWRITTEN: usize = 4;
+/// Largest `stream` payload: chunks of files written elsewhere with a larger
+/// `chunkSize` are split, so every envelope stays under gRPC clients' 4 MiB limit.
+pub const MAX_PIECE: usize = 1024 * 1024;
 /// The pause between the written `downloadreply` and `endstream` (Rust client race).
 pub const END_DELAY: Duration = Duration::from_millis(200);
 
@@ -59,14 +62,20 @@ pub async fn stream_file(
     let begin = stream_envelope("beginstream", rid, &BeginStream::default());
     let mut waiting = VecDeque::with_capacity(UNWRITTEN + 1);
     waiting.push_back(push_tracked(connection, begin));
-    while let Some(chunk) = next.take() {
-        while waiting.len() >= UNWRITTEN {
-            if let Some(receipt) = waiting.pop_front() {
-                receipt.await.map_err(|_| OpenCoreError::ConnectionClosed)?;
+    while let Some(mut chunk) = next.take() {
+        loop {
+            while waiting.len() >= UNWRITTEN {
+                if let Some(receipt) = waiting.pop_front() {
+                    receipt.await.map_err(|_| OpenCoreError::ConnectionClosed)?;
+                }
+            }
+            let data = chunk.split_to(chunk.len().min(MAX_PIECE));
+            let envelope = stream_envelope("stream", rid, &Stream { data });
+            waiting.push_back(push_tracked(connection, envelope));
+            if chunk.is_empty() {
+                break;
             }
         }
-        let envelope = stream_envelope("stream", rid, &Stream { data: chunk });
-        waiting.push_back(push_tracked(connection, envelope));
         next = reader.next_chunk().await?;
     }
     let answer = reply("download", rid, response);
