@@ -371,3 +371,66 @@ async fn unary_grpc_upload_and_download_need_a_stream() {
     let status = client.upload(request).await.expect_err("unary upload");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_upload_pauses_the_connection_instead_of_buffering() {
+    let server = TestServer::start();
+    let mut client = signed_in(&server, ADMIN, ADMIN_PASSWORD).await;
+    // 64 MiB in one write: the server reads far faster than the store commits, so the
+    // upload's backlog passes 8 MiB and the connection must stop reading.
+    let request = RawUpload {
+        filename: "fast.bin".into(),
+        ..Default::default()
+    };
+    let envelope = client.envelope("upload", &request);
+    let id = client.send(envelope).await;
+    let mut frames = bytes::BytesMut::new();
+    let mut expected = Vec::with_capacity(64 * MIB);
+    for n in 0..64 {
+        let data = content(MIB, n as u8);
+        expected.extend_from_slice(&data);
+        let mut chunk = client.envelope("stream", &Stream { data: data.into() });
+        chunk.rid = id.clone();
+        chunk.seq = client.seq;
+        client.seq += 1;
+        opencore::protocol::frame::encode_frame(
+            &prost::Message::encode_to_vec(&chunk),
+            &mut frames,
+        );
+    }
+    client.send_raw(&frames).await;
+    let mut end = client.envelope("endstream", &EndStream::default());
+    end.rid = id.clone();
+    client.send(end).await;
+    let reply = client.reply().await;
+    assert_eq!(reply.command, "uploadreply", "{:?}", error_message(&reply));
+    let uploaded: opencore::proto::UploadResponse = decode(&reply);
+    assert_eq!(uploaded.bytes as usize, 64 * MIB);
+    let pauses = server
+        .server
+        .services
+        .counters
+        .upload_pauses
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(pauses > 0, "the connection never paused");
+    let file = server
+        .server
+        .services
+        .files
+        .get(
+            "fs",
+            &bson::Bson::ObjectId(bson::oid::ObjectId::parse_str(&uploaded.id).expect("hex id")),
+        )
+        .await
+        .expect("store")
+        .expect("stored");
+    let stored = server
+        .server
+        .services
+        .files
+        .read_all("fs", &file, u64::MAX)
+        .await
+        .expect("read")
+        .expect("content");
+    assert!(stored == expected, "content differs");
+}

@@ -107,6 +107,7 @@ impl ConnectionActor {
         let idle = self.services.config.work.upload_idle_timeout;
         let drained = route.drained();
         tracing::trace!(connection = self.id, upload = %id, "pausing reads until the upload drains");
+        crate::services::Counters::bump(&self.services.counters.upload_pauses);
         ctx.wait(
             async move { tokio::time::timeout(idle, drained).await.is_ok() }
                 .into_actor(self)
