@@ -25,6 +25,11 @@ pub async fn run(mut ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: UploadRequest = ctx.request(true)?;
     let connection = ctx.connection()?.clone();
     let user = ctx.user()?.clone();
+    if ctx.envelope.id.is_empty() {
+        return Err(OpenCoreError::BadRequest(
+            "upload needs an envelope id: its stream envelopes refer to it".into(),
+        ));
+    }
     let Some(inbox) = ctx.upload.take() else {
         return Err(OpenCoreError::TooManyChildren {
             kind: ChildKind::Upload.plural(),

@@ -26,11 +26,15 @@ pub struct Uploads {
 }
 
 impl Uploads {
-    /// Opens a route for a new upload; `None` at the per-connection cap (the command
-    /// then answers the error). Routes whose upload already ended are pruned first.
+    /// Opens a route for a new upload; `None` at the per-connection cap, for an id
+    /// already streaming, or an empty id (the command then answers the error). Routes
+    /// whose upload already ended are pruned first.
     pub fn open(&mut self, id: &str) -> Option<UploadInbox> {
         self.routes.retain(|_, route| !route.is_closed());
-        if self.routes.len() >= MAX_UPLOADS_PER_CONNECTION || self.routes.contains_key(id) {
+        if id.is_empty()
+            || self.routes.len() >= MAX_UPLOADS_PER_CONNECTION
+            || self.routes.contains_key(id)
+        {
             return None;
         }
         let (route, inbox) = upload_channel();
@@ -118,5 +122,54 @@ impl ConnectionActor {
                     }
                 }),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_capped_unique_and_pruned_when_their_upload_ends() {
+        let mut uploads = Uploads::default();
+        assert!(uploads.open("").is_none(), "an upload needs an id");
+        let mut inboxes: Vec<UploadInbox> = (0..MAX_UPLOADS_PER_CONNECTION)
+            .map(|n| uploads.open(&n.to_string()).expect("under the cap"))
+            .collect();
+        assert!(uploads.open("one more").is_none(), "at the cap");
+        assert!(uploads.is_open("0"));
+        // An upload whose actor let go of its inbox frees its slot.
+        drop(inboxes.remove(0));
+        assert!(!uploads.is_open("0"));
+        assert!(uploads.open("one more").is_some());
+        assert!(uploads.open("1").is_none(), "id already streaming");
+        uploads.close("1");
+        assert!(!uploads.is_open("1"));
+    }
+
+    #[test]
+    fn only_stream_commands_are_pieces() {
+        let stream = Envelope {
+            command: "stream".into(),
+            data: Some(prost_types::Any {
+                type_url: String::new(),
+                value: Stream {
+                    data: Bytes::from_static(b"abc"),
+                }
+                .encode_to_vec(),
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(piece_of(&stream), Some(UploadPiece::Data(d)) if d.as_ref() == b"abc"));
+        let end = Envelope {
+            command: "endstream".into(),
+            ..Default::default()
+        };
+        assert!(matches!(piece_of(&end), Some(UploadPiece::End)));
+        let pong = Envelope {
+            command: "pong".into(),
+            ..Default::default()
+        };
+        assert!(piece_of(&pong).is_none());
     }
 }
