@@ -206,6 +206,36 @@ pub enum OpenCoreError {
     #[error("message size {size} is larger than configured max size {limit}")]
     QueueMessageTooLarge { size: usize, limit: usize },
 
+    // Files (upload, download): 2120-2139 and 3030-3039.
+    /// An upload passed `--max-file-size` while streaming; what it wrote is removed.
+    #[error("File exceeds the size limit of {limit} bytes; the upload was removed")]
+    FileTooLarge { limit: u64 },
+    /// An upload received nothing for `--upload-idle-timeout`; what it wrote is removed.
+    #[error("Upload idle for more than {0} s; the upload was removed")]
+    UploadIdle(u64),
+    /// The connection stopped reading an upload's stream (it closed, or the upload was
+    /// refused before its stream ended).
+    #[error("The upload ended before its endstream; nothing was stored")]
+    UploadIncomplete,
+    /// Stored content is missing chunks or they are malformed.
+    #[error("File content is damaged: {0}")]
+    FileDamaged(String),
+    #[error("Guests are not allowed to upload files")]
+    GuestUpload,
+    /// `download` without `id` and without `filename` (the reference's text).
+    #[error("Access denied (No id)")]
+    DownloadWithoutId,
+    /// Not found or not readable: one answer, so a file's existence is not revealed.
+    #[error("Access denied, downloading {0}")]
+    DownloadDenied(String),
+    /// `*.chunks` holds file content without an ACL: only the server and admins use it.
+    #[error("Access denied, {0} holds file content; use upload and download")]
+    FileContentCollection(String),
+    /// A non-admin chose the `_id` of a new `.files` document: the id names the file's
+    /// content, so only `upload` (which writes that content) chooses it.
+    #[error("Access denied, only upload chooses the _id of a file in {0}")]
+    FileIdChosen(String),
+
     // 4xxx: valid request, not served by this server (yet)
     #[error("{0} is not implemented by this server")]
     NotImplemented(String),
@@ -286,6 +316,15 @@ impl OpenCoreError {
             BusRefused(_) => 2105,
             QueueMessageTooLarge { .. } => 2106,
             BusUnavailable(_) => 1030,
+            FileTooLarge { .. } => 2120,
+            UploadIdle(_) => 2121,
+            UploadIncomplete => 2122,
+            FileDamaged(_) => 2123,
+            GuestUpload => 3030,
+            DownloadWithoutId => 3031,
+            DownloadDenied(_) => 3032,
+            FileContentCollection(_) => 3033,
+            FileIdChosen(_) => 3034,
             NotImplemented(_) => 4000,
         }
     }
@@ -307,11 +346,16 @@ impl OpenCoreError {
             | 2082
             | 2084
             | 2105
-            | 2106 => tonic::Code::ResourceExhausted,
+            | 2106
+            | 2120 => tonic::Code::ResourceExhausted,
             2100 | 2102 | 2104 => tonic::Code::NotFound,
             2101 | 2103 => tonic::Code::FailedPrecondition,
             2001 => tonic::Code::Unimplemented,
             2080 => tonic::Code::FailedPrecondition,
+            2121 | 2122 => tonic::Code::Aborted,
+            2123 => tonic::Code::DataLoss,
+            3030 | 3033 | 3034 => tonic::Code::PermissionDenied,
+            3031 | 3032 => tonic::Code::NotFound,
             3005 | 3010 | 3012..=3021 => tonic::Code::PermissionDenied,
             3011 => tonic::Code::NotFound,
             2018 => tonic::Code::AlreadyExists,
@@ -501,6 +545,15 @@ mod tests {
             OpenCoreError::BusUnavailable("down".into()),
             OpenCoreError::QueueMessageTooLarge { size: 2, limit: 1 },
             OpenCoreError::NotImplemented("x".into()),
+            OpenCoreError::FileTooLarge { limit: 1 },
+            OpenCoreError::UploadIdle(1),
+            OpenCoreError::UploadIncomplete,
+            OpenCoreError::FileDamaged("x".into()),
+            OpenCoreError::GuestUpload,
+            OpenCoreError::DownloadWithoutId,
+            OpenCoreError::DownloadDenied("x".into()),
+            OpenCoreError::FileContentCollection("fs.chunks".into()),
+            OpenCoreError::FileIdChosen("fs.files".into()),
         ];
         let mut codes: Vec<i32> = samples.iter().map(|e| e.code()).collect();
         codes.sort();

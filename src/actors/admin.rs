@@ -68,6 +68,10 @@ impl Handler<Stats> for AdminActor {
                     "protocol_violations": counters.protocol_violations.load(Ordering::Relaxed),
                     "slow_client_disconnects": counters.slow_client_disconnects.load(Ordering::Relaxed),
                 },
+                "files": {
+                    "uploads": services.connections.count_children(crate::connections::ChildKind::Upload),
+                    "upload_pauses": counters.upload_pauses.load(Ordering::Relaxed),
+                },
                 "watches": {
                     "open": services.connections.count_children(crate::connections::ChildKind::Watch),
                     "events_delivered": services.feeds.counters.delivered.load(Ordering::Relaxed),

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use crate::commands::AfterReply;
 pub use crate::commands::SessionUpdate;
-use crate::connections::ConnectionHandle;
+use crate::connections::{ConnectionHandle, UploadInbox};
 pub use crate::policy::identity::Identity;
 use crate::policy::unary_budget::UnaryPermit;
 use crate::proto::Envelope;
@@ -48,6 +48,8 @@ pub struct Request {
     pub budget: Option<UnaryPermit>,
     /// The connection it came from (`None` for unary RPCs).
     pub connection: Option<ConnectionHandle>,
+    /// `upload` on a connection: the stream of its chunks (`connections::upload`).
+    pub upload: Option<UploadInbox>,
 }
 
 /// The end of a request: the reply (if the command has one) and, for sign-in, the

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use prost::{Message, Name};
 
 use crate::auth::ResolvedUser;
-use crate::connections::ConnectionHandle;
+use crate::connections::{ConnectionHandle, UploadInbox};
 use crate::documents::Scope;
 use crate::error::OpenCoreError;
 use crate::proto::Envelope;
@@ -21,6 +21,8 @@ pub struct CommandContext {
     /// The connection the request came on; `None` for gRPC unary calls, which have no
     /// connection to push to or to own children.
     pub connection: Option<ConnectionHandle>,
+    /// `upload` only: the stream of the upload's chunks, routed by the connection.
+    pub upload: Option<UploadInbox>,
 }
 
 impl CommandContext {
@@ -65,6 +67,19 @@ impl CommandContext {
             reply: envelope::reply(&self.envelope.command, &self.envelope.id, message),
             session: None,
             after_reply: None,
+            deferred: false,
+        }
+    }
+
+    /// No reply now: something this command started (an upload's stream actor, a
+    /// download) sends it to the connection later. The request stops counting as in
+    /// flight.
+    pub fn deferred(&self) -> Outcome {
+        Outcome {
+            reply: Envelope::default(),
+            session: None,
+            after_reply: None,
+            deferred: true,
         }
     }
 }
@@ -75,6 +90,8 @@ pub struct Outcome {
     /// Run by the connection right after it queued `reply`: what a command started
     /// (a watch) begins pushing only once the client can know its id.
     pub after_reply: Option<AfterReply>,
+    /// The reply is sent later by what the command started (see `deferred`).
+    pub deferred: bool,
 }
 
 pub type AfterReply = Box<dyn FnOnce() + Send>;

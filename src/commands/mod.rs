@@ -9,6 +9,7 @@ mod create_index;
 mod delete_many;
 mod delete_one;
 mod distinct;
+pub mod download;
 mod drop_collection;
 mod drop_index;
 mod get_document_version;
@@ -29,6 +30,7 @@ mod unregister_queue;
 mod unwatch;
 mod update_document;
 mod update_one;
+mod upload;
 mod watch;
 
 pub use context::{AfterReply, CommandContext, Outcome, SessionUpdate};
@@ -98,6 +100,8 @@ pub enum Command {
     RegisterExchange,
     QueueMessage,
     UnRegisterQueue,
+    Upload,
+    Download,
 }
 
 impl Command {
@@ -133,6 +137,8 @@ impl Command {
             "queuemessage" => Command::QueueMessage,
             // `closequeue` is the reference's internal name for it.
             "unregisterqueue" | "closequeue" => Command::UnRegisterQueue,
+            "upload" => Command::Upload,
+            "download" => Command::Download,
             _ => return None,
         })
     }
@@ -184,6 +190,8 @@ impl Command {
             Command::RegisterExchange => register_exchange::run(ctx).await,
             Command::QueueMessage => queue_message::run(ctx).await,
             Command::UnRegisterQueue => unregister_queue::run(ctx).await,
+            Command::Upload => upload::run(ctx).await,
+            Command::Download => download::run(ctx).await,
         }
     }
 }

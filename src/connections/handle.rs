@@ -16,6 +16,8 @@ pub enum ChildKind {
     Watch,
     /// A queue consumer (`registerqueue`, or an exchange's queue from `registerexchange`).
     Queue,
+    /// An upload's stream actor (`upload`, until its `endstream` is stored).
+    Upload,
 }
 
 impl ChildKind {
@@ -23,6 +25,7 @@ impl ChildKind {
         match self {
             ChildKind::Watch => "watch",
             ChildKind::Queue => "queue",
+            ChildKind::Upload => "upload",
         }
     }
 
@@ -30,6 +33,7 @@ impl ChildKind {
         match self {
             ChildKind::Watch => "watches",
             ChildKind::Queue => "queues",
+            ChildKind::Upload => "uploads",
         }
     }
 }

@@ -11,9 +11,11 @@ mod handle;
 mod registry;
 #[cfg(test)]
 mod tests;
+pub mod upload;
 
 pub use handle::{Attach, ChildKind, ConnectionHandle, Detach, StopChild};
 pub use registry::{ConnectionInfo, Registry, RegistryEntry, UserRef};
+pub use upload::{upload_channel, UploadInbox, UploadPiece, UploadRoute};
 
 use actix::Message;
 

@@ -82,6 +82,11 @@ pub fn is_reserved(name: &str) -> bool {
     RESERVED.contains(&name)
 }
 
+/// GridFS content (`fs.chunks`, `X.chunks`): for the server and admins only.
+pub fn is_file_content(name: &str) -> bool {
+    name.ends_with(".chunks")
+}
+
 /// MongoDB's internal collections.
 pub fn is_system(name: &str) -> bool {
     name.starts_with("system.")
@@ -96,6 +101,7 @@ mod tests {
         assert_eq!(resolve("files"), "fs.files");
         assert!(is_files("fs.files") && is_files("photos.files") && is_files("fs.chunks"));
         assert!(!is_files("entities"));
+        assert!(is_file_content("fs.chunks") && !is_file_content("fs.files"));
         assert!(is_history("entities_hist"));
         assert!(is_reserved("users") && !is_reserved("things"));
         assert_eq!(validate(""), Err(OpenCoreError::CollectionRequired));

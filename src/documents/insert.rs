@@ -15,6 +15,15 @@ use crate::error::OpenCoreError;
 /// Prepares and stores `items`; returns them as stored. All or none.
 pub async fn insert(scope: &Scope, items: Vec<Document>) -> Result<Vec<Document>, OpenCoreError> {
     scope.ensure_writable()?;
+    // A `.files` document names its content by `_id` (`<bucket>.chunks.files_id`). A
+    // non-admin's new one gets a fresh string id, which no content has, so no one can
+    // point a document they control at content that is not theirs.
+    if scope.kind == CollectionKind::Files
+        && !scope.is_admin()
+        && items.iter().any(metadata::has_id)
+    {
+        return Err(OpenCoreError::FileIdChosen(scope.collection.clone()));
+    }
     if items.is_empty() {
         return Err(OpenCoreError::NullItem);
     }

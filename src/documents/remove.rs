@@ -139,5 +139,54 @@ async fn delete_batch(scope: &Scope, doomed: &[Document]) -> Result<u64, OpenCor
     if scope.collection == USERS_COLLECTION {
         remove_memberships(scope, doomed).await?;
     }
+    if let Some(bucket) = crate::files::bucket_of(&scope.collection) {
+        remove_file_content(scope, bucket, doomed, count).await?;
+    }
     Ok(count)
+}
+
+/// A deleted `.files` document takes its content (`<bucket>.chunks`) with it. Only the
+/// content of documents that are really gone is removed: when fewer than all were
+/// deleted (a concurrent change), the ones still there are looked up first.
+async fn remove_file_content(
+    scope: &Scope,
+    bucket: &str,
+    doomed: &[Document],
+    count: u64,
+) -> Result<(), OpenCoreError> {
+    let mut ids: Vec<Bson> = doomed
+        .iter()
+        .filter_map(|d| d.get("_id").cloned())
+        .collect();
+    if (count as usize) < ids.len() {
+        let options = crate::store::FindOptions {
+            projection: Some(doc! {"_id": 1}),
+            ..Default::default()
+        };
+        let still = scope
+            .store()
+            .find(
+                &scope.collection,
+                &doc! {"_id": {"$in": ids.clone()}},
+                &options,
+            )
+            .await?;
+        let still: Vec<Bson> = still
+            .into_iter()
+            .filter_map(|mut d| d.remove("_id"))
+            .collect();
+        ids.retain(|id| !still.contains(id));
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    scope
+        .store()
+        .delete(
+            &crate::files::chunks_of(bucket),
+            &doc! {"files_id": {"$in": ids}},
+            false,
+        )
+        .await?;
+    Ok(())
 }

@@ -35,6 +35,12 @@ impl Scope {
         if collections::is_system(&collection) && !principals.admin {
             return Err(OpenCoreError::AccessDenied);
         }
+        // File content carries no ACL of its own (its `.files` document does): reading
+        // it through the document API would bypass the files' ACL, and writing it
+        // would corrupt or forge other users' files. Only `download` reads it.
+        if collections::is_file_content(&collection) && !principals.admin {
+            return Err(OpenCoreError::FileContentCollection(collection));
+        }
         let kind = state
             .catalog
             .kind(state.store.as_ref(), &collection)

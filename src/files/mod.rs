@@ -13,8 +13,10 @@
 //! `read_all`, which callers bound by size (work item files inlined in replies).
 
 pub mod compress;
+pub mod download;
 #[cfg(test)]
 mod tests;
+pub mod upload;
 
 use bson::{doc, oid::ObjectId, spec::BinarySubtype, Binary, Bson, DateTime, Document};
 use bytes::Bytes;
@@ -29,6 +31,8 @@ const WRITE_BATCH: usize = 4;
 const READ_BATCH: u32 = 4;
 /// The bucket of `fs.files` / `fs.chunks` (the only one clients name today).
 pub const DEFAULT_BUCKET: &str = "fs";
+/// The `.files` collection of the default bucket.
+pub const FILES_COLLECTION: &str = "fs.files";
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum FileError {
@@ -38,6 +42,17 @@ pub enum FileError {
     Damaged { id: String, n: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<FileError> for crate::error::OpenCoreError {
+    fn from(err: FileError) -> Self {
+        use crate::error::OpenCoreError;
+        match err {
+            FileError::TooLarge { limit } => OpenCoreError::FileTooLarge { limit },
+            err @ FileError::Damaged { .. } => OpenCoreError::FileDamaged(err.to_string()),
+            FileError::Store(err) => OpenCoreError::from(err),
+        }
+    }
 }
 
 /// The fields of a `.files` document a caller chooses.
@@ -89,7 +104,7 @@ impl FileStore {
         FileWriter {
             store: self.store.clone(),
             bucket: bucket.to_string(),
-            id: ObjectId::new(),
+            id: new_file_id(),
             limit: self.max_file_size,
             buffer: Vec::with_capacity(CHUNK_SIZE),
             pending: Vec::new(),
@@ -251,6 +266,24 @@ impl FileStore {
         }
         Ok(count)
     }
+}
+
+/// A file id no one can predict: time, a counter and 8 random bytes. The driver's
+/// `ObjectId::new()` is time + a per-process value + a counter, so anyone who saw one
+/// file id could name the next upload's id while its chunks are being written.
+fn new_file_id() -> ObjectId {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let counter = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0);
+    let mut bytes = [0u8; 12];
+    bytes[..4].copy_from_slice(&seconds.to_be_bytes());
+    bytes[4..8].copy_from_slice(&rand::random::<[u8; 4]>());
+    bytes[8..10].copy_from_slice(&(counter as u16).to_be_bytes());
+    bytes[10..].copy_from_slice(&rand::random::<[u8; 2]>());
+    ObjectId::from_bytes(bytes)
 }
 
 /// The smallest ObjectId created at `time` (its first four bytes are the seconds).

@@ -135,7 +135,10 @@ async fn delete_copy_and_missing_chunks() {
     );
     assert_eq!(files.read_all("fs", &copy, 10).await.unwrap(), None);
     let id = file.get("_id").cloned().unwrap();
-    assert_eq!(files.delete("fs", &[id.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        files.delete("fs", std::slice::from_ref(&id)).await.unwrap(),
+        1
+    );
     assert_eq!(
         store
             .count("fs.chunks", &doc! {"files_id": id})

@@ -31,6 +31,8 @@ pub struct Counters {
     pub errors: AtomicU64,
     pub protocol_violations: AtomicU64,
     pub slow_client_disconnects: AtomicU64,
+    /// Times a connection stopped reading until an upload's backlog was written.
+    pub upload_pauses: AtomicU64,
 }
 
 impl Counters {

@@ -31,17 +31,17 @@ use crate::proto::flow_service_server::{FlowService, FlowServiceServer};
 use crate::proto::{
     AggregateRequest, AggregateResponse, CountRequest, CountResponse, CreateCollectionRequest,
     CreateCollectionResponse, CreateIndexRequest, CreateIndexResponse, DeleteManyRequest,
-    DeleteManyResponse, DeleteOneRequest, DeleteOneResponse, DropCollectionRequest,
-    DropCollectionResponse, DropIndexRequest, DropIndexResponse, Envelope, ErrorResponse,
-    GetDocumentVersionRequest, GetDocumentVersionResponse, GetIndexesRequest, GetIndexesResponse,
-    InsertManyRequest, InsertManyResponse, InsertOneRequest, InsertOneResponse,
+    DeleteManyResponse, DeleteOneRequest, DeleteOneResponse, DownloadRequest, DownloadResponse,
+    DropCollectionRequest, DropCollectionResponse, DropIndexRequest, DropIndexResponse, Envelope,
+    ErrorResponse, GetDocumentVersionRequest, GetDocumentVersionResponse, GetIndexesRequest,
+    GetIndexesResponse, InsertManyRequest, InsertManyResponse, InsertOneRequest, InsertOneResponse,
     InsertOrUpdateManyRequest, InsertOrUpdateManyResponse, InsertOrUpdateOneRequest,
     InsertOrUpdateOneResponse, ListCollectionsRequest, ListCollectionsResponse, QueryRequest,
     QueryResponse, QueueMessageRequest, QueueMessageResponse, RegisterExchangeRequest,
     RegisterExchangeResponse, RegisterQueueRequest, RegisterQueueResponse, SigninRequest,
     SigninResponse, UnRegisterQueueRequest, UnRegisterQueueResponse, UnWatchRequest,
     UnWatchResponse, UpdateDocumentRequest, UpdateDocumentResponse, UpdateOneRequest,
-    UpdateOneResponse, WatchRequest, WatchResponse,
+    UpdateOneResponse, UploadRequest, UploadResponse, WatchRequest, WatchResponse,
 };
 use crate::protocol::envelope::pack;
 use crate::services::Services;
@@ -184,6 +184,7 @@ impl FlowServiceImpl {
                 origin: unary_origin(ip),
                 budget: Some(permit),
                 connection: None,
+                upload: None,
             };
             Supervisor::local(&services).do_send(Dispatch(request));
         });
@@ -443,6 +444,23 @@ impl FlowService for FlowServiceImpl {
         request: Request<QueueMessageRequest>,
     ) -> Result<Response<QueueMessageResponse>, Status> {
         self.unary("queuemessage", request).await
+    }
+
+    /// Uploads stream their content after the request: unary calls get a clear
+    /// FAILED_PRECONDITION saying they need a streaming connection.
+    async fn upload(
+        &self,
+        request: Request<UploadRequest>,
+    ) -> Result<Response<UploadResponse>, Status> {
+        self.unary("upload", request).await
+    }
+
+    /// Downloads stream their content before the reply: same as `upload`.
+    async fn download(
+        &self,
+        request: Request<DownloadRequest>,
+    ) -> Result<Response<DownloadResponse>, Status> {
+        self.unary("download", request).await
     }
 
     async fn un_register_queue(

@@ -14,6 +14,7 @@ pub mod children;
 mod liveness;
 pub mod outbound;
 pub mod reorder;
+mod uploads;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +80,8 @@ pub struct ConnectionActor {
     /// Handed to every request, so commands can push and attach children.
     handle: Option<ConnectionHandle>,
     children: Children,
+    /// Routes from `rid` to the stream actors of this connection's uploads.
+    uploads: uploads::Uploads,
     inbound: Option<SpawnHandle>,
     opened: Instant,
     last_inbound: Instant,
@@ -142,6 +145,7 @@ impl ConnectionActor {
             me: None,
             handle: None,
             children: Children::default(),
+            uploads: uploads::Uploads::default(),
             inbound: None,
             opened: Instant::now(),
             last_inbound: Instant::now(),
@@ -300,7 +304,7 @@ impl ConnectionActor {
     }
 
     /// One envelope in client order: limits, identity, dispatch.
-    fn process(&mut self, mut envelope: Envelope, size: usize, _ctx: &mut Context<Self>) {
+    fn process(&mut self, mut envelope: Envelope, size: usize, ctx: &mut Context<Self>) {
         self.last_inbound = Instant::now();
         if envelope.command.bytes().any(|b| b.is_ascii_uppercase()) {
             envelope.command = envelope.command.to_ascii_lowercase();
@@ -308,10 +312,11 @@ impl ConnectionActor {
         if is_silent(&envelope.command) {
             return;
         }
-        // Envelopes with a `rid` answer something the server sent (stream chunks of an
-        // upload, replies to server requests); none expects a reply.
+        // Envelopes with a `rid` answer something the server sent (replies to server
+        // requests) or belong to an upload's stream (routed to it here, before any
+        // dispatch); none expects a reply.
         if !envelope.rid.is_empty() {
-            return;
+            return self.route_upload_piece(&envelope, ctx);
         }
         let limits = &self.services.config.limits;
         let rejection = if self.draining {
@@ -338,6 +343,13 @@ impl ConnectionActor {
         let Some(replies) = self.replies.clone() else {
             return;
         };
+        // An upload's stream follows its request at once: its route must exist before
+        // the next envelope is read (the command gets the other end).
+        let upload = if envelope.command == "upload" {
+            self.uploads.open(&envelope.id)
+        } else {
+            None
+        };
         self.in_flight += 1;
         self.in_flight_bytes += size;
         self.supervisor.do_send(Dispatch(Request {
@@ -350,6 +362,7 @@ impl ConnectionActor {
             origin: self.id,
             budget: None,
             connection: self.handle.clone(),
+            upload,
         }));
     }
 
@@ -429,6 +442,9 @@ impl Actor for ConnectionActor {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.outbound.close();
         self.children.stop_all();
+        // Uploads still streaming end without their `endstream`: their actors remove
+        // what they wrote.
+        self.uploads.clear();
         self.services.connections.remove(self.id);
         Counters::bump(&self.services.counters.connections_closed);
         tracing::debug!(connection = self.id, "disconnected");
@@ -535,7 +551,13 @@ impl Handler<Attach> for ConnectionActor {
         let limit = match attach.kind {
             ChildKind::Watch => self.services.config.limits.max_watches_per_connection,
             ChildKind::Queue => self.services.config.bus.max_queues_per_connection,
+            ChildKind::Upload => crate::connections::upload::MAX_UPLOADS_PER_CONNECTION,
         };
+        // An upload whose stream already ended needs no stopping: its actor is only
+        // finishing the `.files` document (and would detach itself before this).
+        if attach.kind == ChildKind::Upload && !self.uploads.is_open(&attach.id) {
+            return Ok(());
+        }
         let (kind, id) = (attach.kind, attach.id.clone());
         self.children.attach(attach, limit)?;
         self.services.connections.add_child(self.id, kind, &id);
@@ -547,6 +569,9 @@ impl Handler<Detach> for ConnectionActor {
     type Result = bool;
 
     fn handle(&mut self, Detach { kind, id }: Detach, _ctx: &mut Context<Self>) -> bool {
+        if kind == ChildKind::Upload {
+            self.uploads.close(&id);
+        }
         let found = self.children.detach(kind, &id);
         if found {
             self.services.connections.remove_child(self.id, kind, &id);

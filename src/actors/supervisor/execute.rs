@@ -27,6 +27,7 @@ pub async fn execute(services: Arc<Services>, command: Command, request: Request
         bytes,
         budget,
         connection,
+        upload,
         ..
     } = request;
     let request_id = envelope.id.clone();
@@ -49,6 +50,7 @@ pub async fn execute(services: Arc<Services>, command: Command, request: Request
                     user,
                     peer,
                     connection,
+                    upload,
                 })
                 .await
         }
@@ -73,7 +75,7 @@ where
 {
     match AssertUnwindSafe(work).catch_unwind().await {
         Ok(Ok(outcome)) => Completed {
-            reply: Some(outcome.reply),
+            reply: (!outcome.deferred).then_some(outcome.reply),
             session: outcome.session,
             after_reply: outcome.after_reply,
             ..Completed::default()
