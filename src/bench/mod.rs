@@ -17,6 +17,7 @@
 
 pub mod amqp_baseline;
 pub mod connection;
+pub mod files;
 pub mod grpc;
 pub mod pipeline;
 pub mod queue;
@@ -139,6 +140,13 @@ pub struct BenchConfig {
     /// `--command amqp-baseline`: AMQP connections the C clients share (round-robin).
     #[arg(long, default_value_t = 1)]
     pub amqp_connections: usize,
+    /// `--command upload`/`download`: size of the file each connection uploads, MiB.
+    #[arg(long, default_value_t = 100)]
+    pub file_mb: usize,
+    /// `--command upload`/`download`: the server's process id (same machine), to report
+    /// its resident size and peak growth during the run.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 impl BenchConfig {
@@ -249,6 +257,20 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
         let result = runtime.block_on(execute_queue(&config, &target));
         runtime.shutdown_timeout(Duration::from_secs(1));
         return print_queue_report(&config, result?);
+    }
+    if matches!(
+        config.command,
+        BenchCommand::Upload | BenchCommand::Download
+    ) {
+        let result = runtime.block_on(files::execute(&config, &target));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        let report = result?;
+        if config.json {
+            println!("{}", report.to_json());
+        } else {
+            println!("{}", report.to_text());
+        }
+        return Ok(());
     }
     if config.command == BenchCommand::Watch {
         let result = runtime.block_on(execute_watch(&config, &target));

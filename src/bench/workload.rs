@@ -43,6 +43,13 @@ pub enum BenchCommand {
     /// in between (see `amqp_baseline.rs`).
     #[value(name = "amqp-baseline")]
     AmqpBaseline,
+    /// Each connection uploads one `--file-mb` file; reports MiB/s (see `files.rs`).
+    #[value(name = "upload")]
+    Upload,
+    /// Each connection uploads one file, then downloads it until `--duration` ends;
+    /// reports MiB/s and, with `--server-pid`, the server's RSS growth.
+    #[value(name = "download")]
+    Download,
 }
 
 impl BenchCommand {
@@ -55,6 +62,8 @@ impl BenchCommand {
             BenchCommand::Watch => "watch",
             BenchCommand::QueueMessage => "queuemessage",
             BenchCommand::AmqpBaseline => "amqp-baseline",
+            BenchCommand::Upload => "upload",
+            BenchCommand::Download => "download",
         }
     }
 
@@ -77,7 +86,9 @@ impl BenchCommand {
             BenchCommand::GetElement
             | BenchCommand::InsertOne
             | BenchCommand::QueueMessage
-            | BenchCommand::AmqpBaseline => None,
+            | BenchCommand::AmqpBaseline
+            | BenchCommand::Upload
+            | BenchCommand::Download => None,
         }
     }
 
@@ -92,7 +103,10 @@ impl BenchCommand {
             BenchCommand::Watch => return watch_envelope(priority),
             BenchCommand::Query => pack(&query_by_id("")),
             // Built per message by `queue.rs` (or not sent at all: the AMQP baseline).
-            BenchCommand::QueueMessage | BenchCommand::AmqpBaseline => {
+            BenchCommand::QueueMessage
+            | BenchCommand::AmqpBaseline
+            | BenchCommand::Upload
+            | BenchCommand::Download => {
                 return Envelope {
                     command: self.name().into(),
                     priority,
