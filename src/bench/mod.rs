@@ -15,8 +15,7 @@
 //!   latency and lost messages).
 //! - `amqp_baseline`: the same ring straight on RabbitMQ with lapin.
 //! - `pushpop`: work item cycles (push → pop → update) on a fresh work item queue.
-//! - `download`: one upload, then C connections downloading it (bytes/s, server RSS).
-//! - `jobs`: running those two (setup connection, spawn, merge).
+//! - `jobs`: running `pushpop` (setup connection, spawn, merge).
 
 /// Runs `$body` with `$t` bound to the transport inside a `Conn`, whatever its kind.
 macro_rules! on_conn {
@@ -31,7 +30,7 @@ macro_rules! on_conn {
 
 pub mod amqp_baseline;
 pub mod connection;
-pub mod download;
+pub mod files;
 pub mod grpc;
 pub mod jobs;
 pub mod pipeline;
@@ -73,7 +72,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
                        opencore bench --url grpc://127.0.0.1:50051 --command query --username admin --password PASSWORD\n  \
                        opencore bench --url ws://127.0.0.1:3000 --command queuemessage -c 50 -k 4 --username admin --password PASSWORD\n  \
                        opencore bench --url ws://127.0.0.1:3000 --command pushpop -c 50 -k 4 --username admin --password PASSWORD\n  \
-                       opencore bench --url grpc://127.0.0.1:50051 --command download -c 1 -k 1 --file-size 100MiB --server-pid PID --username admin --password PASSWORD\n  \
                        opencore bench --command amqp-baseline --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f -c 50 -k 4"
 )]
 pub struct BenchConfig {
@@ -152,19 +150,19 @@ pub struct BenchConfig {
     /// queues may then grow when deliveries are slower than acknowledgements).
     #[arg(long, default_value_t = 0)]
     pub max_backlog: u64,
-    /// `--command download`: bytes of the file uploaded and then downloaded (e.g. 100MiB, 5MB, 1024).
-    #[arg(long, default_value = "100MiB", value_parser = jobs::parse_size)]
-    pub file_size: u64,
-    /// `--command download`: pid of a server on this machine, to report its memory
-    /// (VmRSS before the load and its peak during it).
-    #[arg(long)]
-    pub server_pid: Option<u32>,
     /// `--command amqp-baseline`: the RabbitMQ to drive.
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
     /// `--command amqp-baseline`: AMQP connections the C clients share (round-robin).
     #[arg(long, default_value_t = 1)]
     pub amqp_connections: usize,
+    /// `--command upload`/`download`: size of the file each connection uploads, MiB.
+    #[arg(long, default_value_t = 100)]
+    pub file_mb: usize,
+    /// `--command upload`/`download`: the server's process id (same machine), to report
+    /// its resident size and peak growth during the run.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 impl BenchConfig {
@@ -271,10 +269,7 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
                 .unwrap_or_default(),
         );
     }
-    if matches!(
-        config.command,
-        BenchCommand::PushPop | BenchCommand::Download
-    ) {
+    if config.command == BenchCommand::PushPop {
         let result = runtime.block_on(jobs::execute(&config, &target));
         runtime.shutdown_timeout(Duration::from_secs(1));
         return result;
@@ -283,6 +278,20 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
         let result = runtime.block_on(execute_queue(&config, &target));
         runtime.shutdown_timeout(Duration::from_secs(1));
         return print_queue_report(&config, result?);
+    }
+    if matches!(
+        config.command,
+        BenchCommand::Upload | BenchCommand::Download
+    ) {
+        let result = runtime.block_on(files::execute(&config, &target));
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        let report = result?;
+        if config.json {
+            println!("{}", report.to_json());
+        } else {
+            println!("{}", report.to_text());
+        }
+        return Ok(());
     }
     if config.command == BenchCommand::Watch {
         let result = runtime.block_on(execute_watch(&config, &target));

@@ -47,8 +47,11 @@ pub enum BenchCommand {
     /// (successful), K per connection, on a fresh queue (see `pushpop.rs`).
     #[value(name = "pushpop")]
     PushPop,
-    /// Upload one `--file-size` file, then download it on every connection, K at a
-    /// time; MiB/s both ways (see `download.rs`).
+    /// Each connection uploads one `--file-mb` file; reports MiB/s (see `files.rs`).
+    #[value(name = "upload")]
+    Upload,
+    /// Each connection uploads one file, then downloads it until `--duration` ends;
+    /// reports MiB/s and, with `--server-pid`, the server's RSS growth.
     #[value(name = "download")]
     Download,
 }
@@ -64,6 +67,7 @@ impl BenchCommand {
             BenchCommand::QueueMessage => "queuemessage",
             BenchCommand::AmqpBaseline => "amqp-baseline",
             BenchCommand::PushPop => "pushpop",
+            BenchCommand::Upload => "upload",
             BenchCommand::Download => "download",
         }
     }
@@ -89,6 +93,7 @@ impl BenchCommand {
             | BenchCommand::QueueMessage
             | BenchCommand::AmqpBaseline
             | BenchCommand::PushPop
+            | BenchCommand::Upload
             | BenchCommand::Download => None,
         }
     }
@@ -107,6 +112,7 @@ impl BenchCommand {
             BenchCommand::QueueMessage
             | BenchCommand::AmqpBaseline
             | BenchCommand::PushPop
+            | BenchCommand::Upload
             | BenchCommand::Download => {
                 return Envelope {
                     command: self.name().into(),

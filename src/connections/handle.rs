@@ -1,6 +1,6 @@
 //! What a command holds of the connection it came from: its id, a way to push
-//! envelopes to it, and a way to attach child actors (watches now; queue consumers and
-//! file streams next) that the connection stops when it closes. Children are not
+//! envelopes to it, and a way to attach child actors (watches, queue consumers, upload
+//! streams) that the connection stops when it closes. Children are not
 //! requests: they never count against the connection's in-flight limits.
 
 use actix::{Message, Recipient};

@@ -94,14 +94,30 @@ pub async fn download(
     };
     let folder_text = folder.to_str().expect("utf-8 path");
     let _one_at_a_time = DOWNLOADS.lock().await;
-    tokio::time::timeout(
+    let started = unix_seconds();
+    let result = tokio::time::timeout(
         Duration::from_secs(120),
         client.download(request, EnvConfig::new(), Some(folder_text), Some(save_as)),
     )
     .await
-    .map_err(|_| "download timed out".to_string())?
-    .map_err(|e| format!("{e:?}"))?;
+    .map_err(|_| "download timed out".to_string())
+    .and_then(|r| r.map_err(|e| format!("{e:?}")));
+    if result.is_err() {
+        // A refused download leaves the client's temp file behind; it is this test's.
+        for second in started..=unix_seconds() {
+            let _ =
+                std::fs::remove_file(std::env::temp_dir().join(format!("openiap_{second}.tmp")));
+        }
+    }
+    result?;
     Ok(std::fs::read(folder.join(save_as)).expect("downloaded file"))
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub async fn chunk_count(admin: &mut RawClient) -> i32 {

@@ -1,4 +1,4 @@
-//! The actors a connection owns (watches; later queue consumers and file streams): at
+//! The actors a connection owns (watches, queue consumers, upload streams): at
 //! most a configured number of each kind, all stopped when the connection closes. They
 //! are not requests and never count against the in-flight limits.
 

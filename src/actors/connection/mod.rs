@@ -6,9 +6,11 @@
 //! server pushes come back here to be numbered and queued for the writer. Its limits
 //! are those of its tier (`policy::tier`): small until it signs in.
 //!
-//! It owns its children (watches; later queue consumers and file streams): commands
-//! attach them through the connection's handle, and the connection stops every child
-//! when it closes. Children are not requests and never count as in flight.
+//! It owns its children (watches, queue consumers, upload streams): commands attach
+//! them through the connection's handle, and the connection stops every child when it
+//! closes. Children are not requests and never count as in flight. Stream envelopes
+//! of an upload (`rid` = the upload's id) are routed to its stream actor before any
+//! dispatch, and a fast uploader pauses the reading (`uploads.rs`).
 
 pub mod children;
 mod liveness;
