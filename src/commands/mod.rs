@@ -1,6 +1,7 @@
 //! The command table: every protobuf command the server serves, its handler family,
 //! and the function that runs it. One file per command, named after it.
 
+mod add_work_item_queue;
 mod aggregate;
 mod context;
 mod count;
@@ -8,6 +9,8 @@ mod create_collection;
 mod create_index;
 mod delete_many;
 mod delete_one;
+mod delete_work_item_queue;
+mod delete_workitem;
 mod distinct;
 mod drop_collection;
 mod drop_index;
@@ -20,6 +23,9 @@ mod insert_or_update_many;
 mod insert_or_update_one;
 mod list_collections;
 mod ping;
+mod pop_workitem;
+mod push_workitem;
+mod push_workitems;
 mod query;
 mod queue_message;
 mod register_exchange;
@@ -29,6 +35,8 @@ mod unregister_queue;
 mod unwatch;
 mod update_document;
 mod update_one;
+mod update_work_item_queue;
+mod update_workitem;
 mod watch;
 
 pub use context::{AfterReply, CommandContext, Outcome, SessionUpdate};
@@ -98,6 +106,14 @@ pub enum Command {
     RegisterExchange,
     QueueMessage,
     UnRegisterQueue,
+    PushWorkitem,
+    PushWorkitems,
+    PopWorkitem,
+    UpdateWorkitem,
+    DeleteWorkitem,
+    AddWorkItemQueue,
+    UpdateWorkItemQueue,
+    DeleteWorkItemQueue,
 }
 
 impl Command {
@@ -133,6 +149,14 @@ impl Command {
             "queuemessage" => Command::QueueMessage,
             // `closequeue` is the reference's internal name for it.
             "unregisterqueue" | "closequeue" => Command::UnRegisterQueue,
+            "pushworkitem" => Command::PushWorkitem,
+            "pushworkitems" => Command::PushWorkitems,
+            "popworkitem" => Command::PopWorkitem,
+            "updateworkitem" => Command::UpdateWorkitem,
+            "deleteworkitem" => Command::DeleteWorkitem,
+            "addworkitemqueue" => Command::AddWorkItemQueue,
+            "updateworkitemqueue" => Command::UpdateWorkItemQueue,
+            "deleteworkitemqueue" => Command::DeleteWorkItemQueue,
             _ => return None,
         })
     }
@@ -184,6 +208,14 @@ impl Command {
             Command::RegisterExchange => register_exchange::run(ctx).await,
             Command::QueueMessage => queue_message::run(ctx).await,
             Command::UnRegisterQueue => unregister_queue::run(ctx).await,
+            Command::PushWorkitem => push_workitem::run(ctx).await,
+            Command::PushWorkitems => push_workitems::run(ctx).await,
+            Command::PopWorkitem => pop_workitem::run(ctx).await,
+            Command::UpdateWorkitem => update_workitem::run(ctx).await,
+            Command::DeleteWorkitem => delete_workitem::run(ctx).await,
+            Command::AddWorkItemQueue => add_work_item_queue::run(ctx).await,
+            Command::UpdateWorkItemQueue => update_work_item_queue::run(ctx).await,
+            Command::DeleteWorkItemQueue => delete_work_item_queue::run(ctx).await,
         }
     }
 }

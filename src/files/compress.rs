@@ -38,7 +38,8 @@ pub fn inflate(data: &[u8], limit: u64) -> Result<Vec<u8>, CompressError> {
 
 /// Deflates with zlib, what every client inflates.
 pub fn deflate(data: &[u8]) -> Vec<u8> {
-    let mut encoder = ZlibEncoder::new(Vec::with_capacity(data.len() / 2 + 64), Compression::fast());
+    let mut encoder =
+        ZlibEncoder::new(Vec::with_capacity(data.len() / 2 + 64), Compression::fast());
     // Writing into a Vec cannot fail.
     let _ = encoder.write_all(data);
     encoder.finish().unwrap_or_default()

@@ -242,7 +242,11 @@ impl FileStore {
         }
         let count = orphans.len() as u64;
         if count > 0 {
-            tracing::info!(bucket, count, "removing content of uploads that never finished");
+            tracing::info!(
+                bucket,
+                count,
+                "removing content of uploads that never finished"
+            );
             self.delete_content(bucket, &orphans).await?;
         }
         Ok(count)
@@ -350,7 +354,9 @@ impl FileWriter {
         }
         let batch = std::mem::take(&mut self.pending);
         let count = batch.len() as u32;
-        self.store.insert_many(&chunks_of(&self.bucket), batch).await?;
+        self.store
+            .insert_many(&chunks_of(&self.bucket), batch)
+            .await?;
         self.written_chunks += count;
         Ok(())
     }
@@ -441,7 +447,8 @@ impl FileReader {
             return Ok(None);
         }
         let end = (self.next + READ_BATCH).min(self.count);
-        let filter = doc! {"files_id": self.id.clone(), "n": {"$gte": self.next as i32, "$lt": end as i32}};
+        let filter =
+            doc! {"files_id": self.id.clone(), "n": {"$gte": self.next as i32, "$lt": end as i32}};
         let options = FindOptions {
             sort: Some(doc! {"n": 1}),
             ..Default::default()

@@ -19,7 +19,14 @@ fn pattern(len: usize) -> Vec<u8> {
 #[tokio::test]
 async fn content_round_trips_across_chunk_boundaries() {
     let (_dir, files, _) = files(u64::MAX).await;
-    for len in [0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, CHUNK_SIZE * 9 + 7] {
+    for len in [
+        0,
+        1,
+        CHUNK_SIZE - 1,
+        CHUNK_SIZE,
+        CHUNK_SIZE + 1,
+        CHUNK_SIZE * 9 + 7,
+    ] {
         let content = pattern(len);
         let mut writer = files.writer("fs");
         // Odd write sizes, so chunks are cut inside writes.
@@ -35,7 +42,11 @@ async fn content_round_trips_across_chunk_boundaries() {
             .unwrap();
         assert_eq!(length_of(&file), len as u64);
         assert_eq!(file.get_str("contentType").unwrap(), "text/plain");
-        let read = files.read_all("fs", &file, u64::MAX).await.unwrap().unwrap();
+        let read = files
+            .read_all("fs", &file, u64::MAX)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(read == content, "length {len}");
     }
 }
@@ -114,11 +125,24 @@ async fn delete_copy_and_missing_chunks() {
         .await
         .unwrap();
     assert_ne!(copy.get("_id"), file.get("_id"));
-    assert_eq!(files.read_all("fs", &copy, u64::MAX).await.unwrap().unwrap(), content);
+    assert_eq!(
+        files
+            .read_all("fs", &copy, u64::MAX)
+            .await
+            .unwrap()
+            .unwrap(),
+        content
+    );
     assert_eq!(files.read_all("fs", &copy, 10).await.unwrap(), None);
     let id = file.get("_id").cloned().unwrap();
     assert_eq!(files.delete("fs", &[id.clone()]).await.unwrap(), 1);
-    assert_eq!(store.count("fs.chunks", &doc! {"files_id": id}).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .count("fs.chunks", &doc! {"files_id": id})
+            .await
+            .unwrap(),
+        0
+    );
     // Content lost under a file document is reported, not returned short.
     let copy_id = copy.get("_id").cloned().unwrap();
     store
