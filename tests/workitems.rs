@@ -385,6 +385,12 @@ async fn files_and_chaining() {
     // Chaining: the successful item is copied to the target with copies of its files.
     let done = set_state(&client, &popped, "successful", "").await;
     assert_eq!(done.state, "successful");
+    // The popped item sent back with its inlined content keeps its files as they were.
+    let mut kept: Vec<&str> = done.files.iter().map(|f| f.id.as_str()).collect();
+    let mut before: Vec<&str> = pushed.files.iter().map(|f| f.id.as_str()).collect();
+    kept.sort();
+    before.sort();
+    assert_eq!(kept, before);
     let chained = pop(&client, "wiq_target", true, false)
         .await
         .expect("chained copy");
@@ -405,6 +411,61 @@ async fn files_and_chaining() {
         .collect();
     assert_eq!(copy["plain.bin"].file, plain);
     assert_eq!(copy["zlib.txt"].file, text);
+
+    // Files on update: bytes replace the same-named file (the old one is deleted), a
+    // name alone removes its file.
+    let old_zlib = copy["zlib.txt"].id.clone();
+    let mut change = chained.clone();
+    change.files = Vec::new();
+    let updated = client
+        .update_workitem(
+            UpdateWorkitemRequest {
+                workitem: Some(change),
+                files: vec![
+                    WorkitemFile {
+                        filename: "zlib.txt".into(),
+                        file: b"replaced".to_vec(),
+                        ..Default::default()
+                    },
+                    WorkitemFile {
+                        filename: "gzip.txt".into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            },
+            EnvConfig::new(),
+        )
+        .await
+        .expect("update files")
+        .workitem
+        .expect("item");
+    let names: Vec<&str> = updated.files.iter().map(|f| f.filename.as_str()).collect();
+    assert_eq!(names, vec!["plain.bin", "zlib.txt"]);
+    assert_ne!(updated.files[1].id, old_zlib);
+    let count_files = |query: Value| {
+        let client = &client;
+        async move {
+            client
+                .count(
+                    openiap_client::CountRequest {
+                        collectionname: "fs.files".into(),
+                        query: query.to_string(),
+                        ..Default::default()
+                    },
+                    EnvConfig::new(),
+                )
+                .await
+                .expect("count")
+                .result
+        }
+    };
+    assert_eq!(
+        count_files(json!({"_id": old_zlib})).await,
+        0,
+        "replaced file deleted"
+    );
+    assert_eq!(count_files(json!({"metadata.wi": chained.id})).await, 2);
 
     // Deleting the item deletes its files (the copies stay with the copy).
     client

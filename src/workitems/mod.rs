@@ -69,14 +69,30 @@ pub fn pop_sort() -> bson::Document {
     doc! {"priority": 1, "nextrun": 1, "_created": 1, "_id": 1}
 }
 
-/// Creates the pop index on `workitems` (idempotent; called at start-up).
+/// Creates the indexes work items rely on (idempotent; called at start-up): the pop
+/// index on `workitems` (also serves counts and purges by `wiqid`), queue lookups by
+/// name in `mq`, and the item/queue owner of files in `fs.files` (deleting an item or
+/// purging a queue must not scan every file).
 pub async fn ensure_indexes(store: &dyn Store) -> Result<(), OpenCoreError> {
-    let spec = IndexSpec {
+    let pop = IndexSpec {
         keys: doc! {"wiqid": 1, "state": 1, "priority": 1, "nextrun": 1, "_created": 1, "_id": 1},
         name: Some(POP_INDEX.to_string()),
         ..Default::default()
     };
-    store.create_index(ITEMS_COLLECTION, &spec).await?;
+    store.create_index(ITEMS_COLLECTION, &pop).await?;
+    let by_name = IndexSpec {
+        keys: doc! {"name": 1},
+        ..Default::default()
+    };
+    store.create_index(QUEUES_COLLECTION, &by_name).await?;
+    let files = crate::files::files_of(FILES_BUCKET);
+    for key in ["metadata.wi", "metadata.wiqid"] {
+        let spec = IndexSpec {
+            keys: doc! {key: 1},
+            ..Default::default()
+        };
+        store.create_index(&files, &spec).await?;
+    }
     Ok(())
 }
 

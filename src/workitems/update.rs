@@ -219,22 +219,20 @@ async fn apply_files(
         if file.filename.is_empty() && file.id.is_empty() && file.file.is_empty() {
             continue;
         }
-        let position = entries.iter().position(|e| {
-            (!file.filename.is_empty()
-                && (e.get_str("name") == Ok(file.filename.as_str())
-                    || e.get_str("filename") == Ok(file.filename.as_str())))
-                || (file.file.is_empty()
-                    && !file.id.is_empty()
-                    && e.get_str("_id") == Ok(file.id.as_str()))
-        });
-        // An entry the item already has, unchanged: nothing to do.
-        if file.file.is_empty() {
-            if let Some(at) = position {
-                if !file.id.is_empty() && entries[at].get_str("_id") == Ok(file.id.as_str()) {
-                    continue;
-                }
-            }
+        // An entry the item already has (a popped item sent back, possibly with the
+        // content the pop inlined): unchanged, nothing to store again.
+        if !file.id.is_empty()
+            && entries
+                .iter()
+                .any(|e| e.get_str("_id") == Ok(file.id.as_str()))
+        {
+            continue;
         }
+        let position = entries.iter().position(|e| {
+            !file.filename.is_empty()
+                && (e.get_str("name") == Ok(file.filename.as_str())
+                    || e.get_str("filename") == Ok(file.filename.as_str()))
+        });
         let replacement = files::attach(services, user, principals, queue, item_id, file).await?;
         if let Some(at) = position {
             let old = entries.remove(at);
