@@ -235,6 +235,9 @@ pub enum OpenCoreError {
     /// A work item file that cannot be stored (too large, bad compression).
     #[error("Work item file {name}: {reason}")]
     WorkitemFile { name: String, reason: String },
+    /// Checked before anything is stored: the client would never see the reply.
+    #[error("The reply to this push would be about {size} bytes, over the {limit} bytes this transport's clients accept; push fewer or smaller items per request")]
+    PushReplyTooLarge { size: usize, limit: usize },
     #[error("Unknown work item queue or {0} is missing invoke rights")]
     WorkitemQueueMissingInvoke(String),
     #[error("Unknown work item or  {0} is missing invoke rights")]
@@ -335,6 +338,7 @@ impl OpenCoreError {
             WorkitemIllegalState(_) => 2150,
             TooManyWorkitems { .. } => 2151,
             WorkitemFile { .. } => 2152,
+            PushReplyTooLarge { .. } => 2153,
             WorkitemQueueMissingInvoke(_) => 3040,
             WorkitemMissingInvoke(_) => 3041,
             WorkitemDeleteDenied => 3042,
@@ -360,7 +364,8 @@ impl OpenCoreError {
             | 2084
             | 2105
             | 2106
-            | 2151 => tonic::Code::ResourceExhausted,
+            | 2151
+            | 2153 => tonic::Code::ResourceExhausted,
             2100 | 2102 | 2104 | 2141 | 2144 | 2145 | 2149 => tonic::Code::NotFound,
             2101 | 2103 | 2146 | 2147 => tonic::Code::FailedPrecondition,
             2143 => tonic::Code::AlreadyExists,
@@ -574,6 +579,7 @@ mod tests {
                 name: "a".into(),
                 reason: "b".into(),
             },
+            OpenCoreError::PushReplyTooLarge { size: 2, limit: 1 },
             OpenCoreError::WorkitemQueueMissingInvoke("x".into()),
             OpenCoreError::WorkitemMissingInvoke("x".into()),
             OpenCoreError::WorkitemDeleteDenied,

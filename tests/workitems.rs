@@ -709,6 +709,37 @@ async fn grpc_unary_rpcs() {
         .unwrap_err();
     assert_eq!(too_many.code(), tonic::Code::ResourceExhausted);
     assert!(too_many.message().contains("limit 1000"));
+    // A push whose reply could not reach a gRPC client is refused before storing.
+    let huge = json!({"s": "x".repeat(4 * 1024 * 1024)}).to_string();
+    let too_big = client
+        .push_workitem(authorized(
+            &jwt,
+            proto::PushWorkitemRequest {
+                wiq: "wiq_grpc".into(),
+                payload: huge,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(too_big.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        too_big.message().contains("push fewer or smaller items"),
+        "{}",
+        too_big.message()
+    );
+    let still_empty = client
+        .pop_workitem(authorized(
+            &jwt,
+            proto::PopWorkitemRequest {
+                wiq: "wiq_grpc".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(still_empty.workitem.is_none(), "nothing was stored");
     let denied = client
         .delete_work_item_queue(authorized(
             &jwt,

@@ -18,6 +18,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
                 &item,
                 request.includefiles,
                 request.compressed,
+                ctx.reply_limit(),
             )
             .await?,
         ),

@@ -16,6 +16,7 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
         &request.wiqid,
         &targets,
         vec![item],
+        ctx.reply_limit(),
     )
     .await?;
     Ok(ctx.reply(&PushWorkitemResponse {

@@ -11,7 +11,16 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let user = ctx.user()?.clone();
     let (wiq, wiqid) = (request.wiq.clone(), request.wiqid.clone());
     let (targets, items) = push::from_push_many(request);
-    let stored = push::push(&ctx.services, &user, &wiq, &wiqid, &targets, items).await?;
+    let stored = push::push(
+        &ctx.services,
+        &user,
+        &wiq,
+        &wiqid,
+        &targets,
+        items,
+        ctx.reply_limit(),
+    )
+    .await?;
     Ok(ctx.reply(&PushWorkitemsResponse {
         workitems: stored.iter().map(convert::workitem).collect(),
     }))

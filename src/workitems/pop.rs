@@ -73,13 +73,16 @@ pub async fn reply_item(
     item: &Document,
     includefiles: bool,
     compressed: bool,
+    reply_limit: usize,
 ) -> Result<proto::Workitem, OpenCoreError> {
     let mut workitem = convert::workitem(item);
     let entries = convert::file_entries(item);
     if entries.is_empty() {
         return Ok(workitem);
     }
-    let budget = INLINE_BUDGET.saturating_sub(workitem.payload.len());
+    let budget = INLINE_BUDGET
+        .min(reply_limit.saturating_sub(64 * 1024))
+        .saturating_sub(workitem.payload.len());
     workitem.files = files::for_reply(
         services,
         &Principals::of(user),

@@ -53,7 +53,28 @@ pub fn parse_payload(text: &str) -> Result<Document, OpenCoreError> {
     Ok(payload)
 }
 
-/// Pushes `items` to the queue `wiq`/`wiqid`; returns them as stored.
+/// Room for the fields of one item in a reply besides its name and payload (ids,
+/// dates, state, queue, targets), and for one file entry.
+const REPLY_ITEM_OVERHEAD: usize = 1024;
+const REPLY_FILE_OVERHEAD: usize = 160;
+
+/// About how large the reply echoing these items will be.
+pub fn estimated_reply(items: &[NewItem]) -> usize {
+    items
+        .iter()
+        .map(|item| {
+            item.payload.len()
+                + item.name.len()
+                + REPLY_ITEM_OVERHEAD
+                + item.files.len() * REPLY_FILE_OVERHEAD
+                + item.files.iter().map(|f| f.filename.len()).sum::<usize>()
+        })
+        .sum()
+}
+
+/// Pushes `items` to the queue `wiq`/`wiqid`; returns them as stored. `reply_limit`:
+/// the largest reply the caller's transport can deliver; a push whose reply would not
+/// fit is refused before anything is stored.
 pub async fn push(
     services: &Services,
     user: &Arc<ResolvedUser>,
@@ -61,11 +82,19 @@ pub async fn push(
     wiqid: &str,
     targets: &Targets,
     items: Vec<NewItem>,
+    reply_limit: usize,
 ) -> Result<Vec<Document>, OpenCoreError> {
     if items.len() > super::MAX_PUSH_ITEMS {
         return Err(OpenCoreError::TooManyWorkitems {
             count: items.len(),
             limit: super::MAX_PUSH_ITEMS,
+        });
+    }
+    let size = estimated_reply(&items);
+    if size > reply_limit {
+        return Err(OpenCoreError::PushReplyTooLarge {
+            size,
+            limit: reply_limit,
         });
     }
     if items.is_empty() {
