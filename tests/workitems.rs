@@ -833,3 +833,37 @@ async fn concurrent_pops_are_exclusive_and_ordered() {
     );
     client.disconnect();
 }
+
+/// An item too large for a gRPC reply (pushed over WebSocket) is handed back when a
+/// gRPC client pops it, and a WebSocket client then gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeliverable_pop_hands_the_item_back() {
+    use opencore::proto;
+    let server = TestServer::start();
+    let ws = admin(&server).await;
+    add_queue(&ws, queue_named("wiq_big", 3)).await;
+    let big = json!({"s": "y".repeat(5 * 1024 * 1024)});
+    let pushed = push(&ws, "wiq_big", "big", big).await;
+    let (mut grpc, signed) = grpc_admin(&server).await;
+    let refused = grpc
+        .pop_workitem(authorized(
+            &signed.jwt,
+            proto::PopWorkitemRequest {
+                wiq: "wiq_big".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    let popped = pop(&ws, "wiq_big", false, false)
+        .await
+        .expect("handed back");
+    assert_eq!(popped.id, pushed.id);
+    assert_eq!(popped.state, "processing");
+    ws.disconnect();
+}

@@ -94,3 +94,19 @@ pub async fn reply_item(
     .await?;
     Ok(workitem)
 }
+
+/// Hands a claimed item back (`new`, ready now, nobody's) when its reply cannot be
+/// delivered, so it does not sit in `processing` until a timeout.
+pub async fn release(services: &Services, item: &Document) -> Result<(), OpenCoreError> {
+    let id = item.get("_id").cloned().unwrap_or(bson::Bson::Null);
+    let filter = doc! {"_id": id, "state": state::PROCESSING, "userid": item.get("userid").cloned().unwrap_or(bson::Bson::Null)};
+    let update = doc! {
+        "$set": {"state": state::NEW, "nextrun": DateTime::now()},
+        "$unset": {"userid": "", "username": ""},
+    };
+    services
+        .store
+        .update(ITEMS_COLLECTION, &filter, &update, Default::default())
+        .await?;
+    Ok(())
+}
