@@ -262,6 +262,17 @@ async fn lifecycle() {
         .await
         .expect("purge");
     assert_eq!(purged.name, "wiq_life");
+    let by_deleteone = client
+        .delete_one(
+            openiap_client::DeleteOneRequest {
+                collectionname: "mq".into(),
+                id: queue.id.clone(),
+                ..Default::default()
+            },
+            EnvConfig::new(),
+        )
+        .await;
+    assert!(server_error(by_deleteone).contains("you must call DeleteWorkItemQueue to delete"));
     assert!(
         pop(&client, "wiq_life", false, false).await.is_none(),
         "purged"
