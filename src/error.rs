@@ -235,6 +235,44 @@ pub enum OpenCoreError {
     /// content, so only `upload` (which writes that content) chooses it.
     #[error("Access denied, only upload chooses the _id of a file in {0}")]
     FileIdChosen(String),
+    // Work items (2140-2169, 3040-3049); texts are the reference's where it has one.
+    #[error("wiq or wiqid is mandatory")]
+    WorkitemQueueRequired,
+    #[error("Work item queue not found {wiq} ({wiqid}) not found.")]
+    WorkitemQueueNotFound { wiq: String, wiqid: String },
+    /// A field of a work item or queue request that is missing or unacceptable.
+    #[error("{0}")]
+    WorkitemInvalid(String),
+    #[error("Work item queue with name {0} already exists")]
+    WorkitemQueueExists(String),
+    #[error("Work item queue with _id {0} not found.")]
+    WorkitemQueueIdNotFound(String),
+    #[error("Work item queue with name {0} not found.")]
+    WorkitemQueueNameNotFound(String),
+    #[error("Work item queue {0} is not empty, enable purge to delete")]
+    WorkitemQueueNotEmpty(String),
+    #[error("Failed purging workitemqueue {0}")]
+    WorkitemQueuePurgeFailed(String),
+    #[error("_id is mandatory")]
+    WorkitemIdRequired,
+    #[error("Work item  with _id {0} not found.")]
+    WorkitemNotFound(String),
+    #[error("Illegal state {0} on Workitem, must be failed, successful, processing or retry")]
+    WorkitemIllegalState(String),
+    #[error("Too many work items in one request: {count} (limit {limit})")]
+    TooManyWorkitems { count: usize, limit: usize },
+    /// A work item file that cannot be stored (too large, bad compression).
+    #[error("Work item file {name}: {reason}")]
+    WorkitemFile { name: String, reason: String },
+    /// Checked before anything is stored: the client would never see the reply.
+    #[error("The reply to this push would be about {size} bytes, over the {limit} bytes this transport's clients accept; push fewer or smaller items per request")]
+    PushReplyTooLarge { size: usize, limit: usize },
+    #[error("Unknown work item queue or {0} is missing invoke rights")]
+    WorkitemQueueMissingInvoke(String),
+    #[error("Unknown work item or  {0} is missing invoke rights")]
+    WorkitemMissingInvoke(String),
+    #[error("Unknown work item or access denied")]
+    WorkitemDeleteDenied,
 
     // 4xxx: valid request, not served by this server (yet)
     #[error("{0} is not implemented by this server")]
@@ -325,6 +363,23 @@ impl OpenCoreError {
             DownloadDenied(_) => 3032,
             FileContentCollection(_) => 3033,
             FileIdChosen(_) => 3034,
+            WorkitemQueueRequired => 2140,
+            WorkitemQueueNotFound { .. } => 2141,
+            WorkitemInvalid(_) => 2142,
+            WorkitemQueueExists(_) => 2143,
+            WorkitemQueueIdNotFound(_) => 2144,
+            WorkitemQueueNameNotFound(_) => 2145,
+            WorkitemQueueNotEmpty(_) => 2146,
+            WorkitemQueuePurgeFailed(_) => 2147,
+            WorkitemIdRequired => 2148,
+            WorkitemNotFound(_) => 2149,
+            WorkitemIllegalState(_) => 2150,
+            TooManyWorkitems { .. } => 2151,
+            WorkitemFile { .. } => 2152,
+            PushReplyTooLarge { .. } => 2153,
+            WorkitemQueueMissingInvoke(_) => 3040,
+            WorkitemMissingInvoke(_) => 3041,
+            WorkitemDeleteDenied => 3042,
             NotImplemented(_) => 4000,
         }
     }
@@ -347,9 +402,13 @@ impl OpenCoreError {
             | 2084
             | 2105
             | 2106
-            | 2120 => tonic::Code::ResourceExhausted,
-            2100 | 2102 | 2104 => tonic::Code::NotFound,
-            2101 | 2103 => tonic::Code::FailedPrecondition,
+            | 2120
+            | 2151
+            | 2153 => tonic::Code::ResourceExhausted,
+            2100 | 2102 | 2104 | 2141 | 2144 | 2145 | 2149 => tonic::Code::NotFound,
+            2101 | 2103 | 2146 | 2147 => tonic::Code::FailedPrecondition,
+            2143 => tonic::Code::AlreadyExists,
+            3040..=3042 => tonic::Code::PermissionDenied,
             2001 => tonic::Code::Unimplemented,
             2080 => tonic::Code::FailedPrecondition,
             2121 | 2122 => tonic::Code::Aborted,
@@ -544,6 +603,29 @@ mod tests {
             OpenCoreError::BusRefused("full".into()),
             OpenCoreError::BusUnavailable("down".into()),
             OpenCoreError::QueueMessageTooLarge { size: 2, limit: 1 },
+            OpenCoreError::WorkitemQueueRequired,
+            OpenCoreError::WorkitemQueueNotFound {
+                wiq: "a".into(),
+                wiqid: "b".into(),
+            },
+            OpenCoreError::WorkitemInvalid("x".into()),
+            OpenCoreError::WorkitemQueueExists("x".into()),
+            OpenCoreError::WorkitemQueueIdNotFound("x".into()),
+            OpenCoreError::WorkitemQueueNameNotFound("x".into()),
+            OpenCoreError::WorkitemQueueNotEmpty("x".into()),
+            OpenCoreError::WorkitemQueuePurgeFailed("x".into()),
+            OpenCoreError::WorkitemIdRequired,
+            OpenCoreError::WorkitemNotFound("x".into()),
+            OpenCoreError::WorkitemIllegalState("x".into()),
+            OpenCoreError::TooManyWorkitems { count: 2, limit: 1 },
+            OpenCoreError::WorkitemFile {
+                name: "a".into(),
+                reason: "b".into(),
+            },
+            OpenCoreError::PushReplyTooLarge { size: 2, limit: 1 },
+            OpenCoreError::WorkitemQueueMissingInvoke("x".into()),
+            OpenCoreError::WorkitemMissingInvoke("x".into()),
+            OpenCoreError::WorkitemDeleteDenied,
             OpenCoreError::NotImplemented("x".into()),
             OpenCoreError::FileTooLarge { limit: 1 },
             OpenCoreError::UploadIdle(1),

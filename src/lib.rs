@@ -11,6 +11,7 @@
 //!   identity resolution, applied around every command.
 //! - `watch`: change notifications: per-collection relays and one actor per watch.
 //! - `commands`: one file per protobuf command.
+//! - `workitems`: work item queues and items (push, atomic pop, retries, chaining, files).
 //! - `documents`: the document API's shared logic: JSON in strings, metadata, inserts,
 //!   replacements, deletes, `history` (`<collection>_hist` snapshots and versions) and
 //!   `users` (the `users` collection's rules); `acl`: rights, filters, ACE rules,
@@ -42,3 +43,4 @@ pub mod services;
 pub mod store;
 pub mod transports;
 pub mod watch;
+pub mod workitems;

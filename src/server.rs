@@ -68,6 +68,8 @@ async fn prepare_files(config: &ServeConfig, store: &SharedStore) -> Result<(), 
         .ensure_indexes(bucket)
         .await
         .map_err(|e| OpenCoreError::Storage(e.to_string()))?;
+    // Pops walk this index (see `workitems`).
+    crate::workitems::ensure_indexes(store.as_ref()).await?;
     let older_than = match config.mongodb_url {
         Some(_) => (config.work.upload_idle_timeout * 4).max(Duration::from_secs(3600)),
         None => Duration::ZERO,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use openiap_client::{Client, EnvConfig, PopWorkitemRequest};
+use openiap_client::{Client, EnvConfig};
 
 async fn check_client(url: &str) {
     let client = Client::new_connect(url)
@@ -16,18 +16,11 @@ async fn check_client(url: &str) {
     assert!(user.roles.iter().any(|r| r.name == "admins"));
     // A command this server does not serve yet is a clean server error, not a hang.
     let result = client
-        .pop_workitem(
-            PopWorkitemRequest {
-                wiq: "q".into(),
-                ..Default::default()
-            },
-            EnvConfig::new(),
-            None,
-        )
+        .get_agent_pod_logs(EnvConfig::new(), "agent", "pod")
         .await;
-    let err = result.expect_err("popworkitem is not served");
+    let err = result.expect_err("getagentlog is not served");
     assert!(
-        format!("{err:?}").contains("Unknown command popworkitem"),
+        format!("{err:?}").contains("Unknown command getagentlog"),
         "{err:?}"
     );
     client.disconnect();

@@ -4,6 +4,8 @@
 //! changes with the right documents, unwatches, and then gets no further event. And
 //! each uses the queue commands from two or three connections, on the embedded bus and
 //! on RabbitMQ: temporary and named queues, RPC through replyto, timeouts, exchanges.
+//! The Python and Node clients also push, pop (files inlined zlib-deflated), retries, updates
+//! and delete work items (`tests/clients/{python,node}/workitem_check.*`).
 //!
 //! The clients run as child processes: `tests/clients/python/watch_check.py`,
 //! `tests/clients/node/watch_check.js`, `tests/clients/python/queue_check.py` and
@@ -31,26 +33,72 @@ use common::scripts::*;
 use common::*;
 
 fn python(test: &str, transport: Transport) {
+    python_script(test, "python/watch_check.py", transport);
+}
+
+fn python_script(test: &str, script: &str, transport: Transport) {
     let Some(python) = env_var(PYTHON_VAR) else {
         return skipped(PYTHON_VAR, test);
     };
     let server = TestServer::start();
     let mut command = client_command(&python);
     command
-        .arg(clients_dir().join("python/watch_check.py"))
+        .arg(clients_dir().join(script))
         .arg(url(&server, transport));
     run_check(test, command);
 }
 
+// Work items: `tests/clients/python/workitem_check.py` (see its header).
+#[test]
+fn python_client_workitems_over_websocket() {
+    python_script(
+        "python_client_workitems_over_websocket",
+        "python/workitem_check.py",
+        Transport::WebSocket,
+    );
+}
+
+#[test]
+fn python_client_workitems_over_grpc() {
+    python_script(
+        "python_client_workitems_over_grpc",
+        "python/workitem_check.py",
+        Transport::Grpc,
+    );
+}
+
 fn node(test: &str, transport: Transport) {
+    node_script(test, "node/watch_check.js", transport);
+}
+
+fn node_script(test: &str, script: &str, transport: Transport) {
     let Some(mut command) = node_command(test) else {
         return;
     };
     let server = TestServer::start();
     command
-        .arg(clients_dir().join("node/watch_check.js"))
+        .arg(clients_dir().join(script))
         .arg(url(&server, transport));
     run_check(test, command);
+}
+
+// Work items: `tests/clients/node/workitem_check.js` (see its header).
+#[test]
+fn node_client_workitems_over_websocket() {
+    node_script(
+        "node_client_workitems_over_websocket",
+        "node/workitem_check.js",
+        Transport::WebSocket,
+    );
+}
+
+#[test]
+fn node_client_workitems_over_grpc() {
+    node_script(
+        "node_client_workitems_over_grpc",
+        "node/workitem_check.js",
+        Transport::Grpc,
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use opencore::proto::flow_service_client::FlowServiceClient;
 use opencore::proto::{
-    Envelope, GetElementRequest, GetElementResponse, PopWorkitemRequest, QueryRequest,
+    Envelope, GetAgentLogRequest, GetElementRequest, GetElementResponse, QueryRequest,
     SigninRequest,
 };
 use opencore::protocol::envelope::pack;
@@ -158,7 +158,7 @@ async fn grpc_unary_signin_is_real_and_unserved_rpcs_are_unimplemented() {
         .unwrap_err();
     assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
     let unserved = client
-        .pop_workitem(PopWorkitemRequest::default())
+        .get_agent_log(GetAgentLogRequest::default())
         .await
         .unwrap_err();
     assert_eq!(unserved.code(), tonic::Code::Unimplemented);

@@ -61,6 +61,17 @@ impl CommandContext {
             .unwrap_or_default()
     }
 
+    /// The largest reply the request's transport delivers to official clients (gRPC
+    /// unary calls: the gRPC limit).
+    pub fn reply_limit(&self) -> usize {
+        let configured = self.services.config.limits.max_message_size;
+        self.connection
+            .as_ref()
+            .map(|c| c.transport)
+            .unwrap_or(crate::connections::TransportKind::Grpc)
+            .max_outbound_envelope(configured)
+    }
+
     /// A normal reply to this request.
     pub fn reply<M: Message + Name>(&self, message: &M) -> Outcome {
         Outcome {

@@ -1,6 +1,7 @@
 //! The command table: every protobuf command the server serves, its handler family,
 //! and the function that runs it. One file per command, named after it.
 
+mod add_work_item_queue;
 mod aggregate;
 mod context;
 mod count;
@@ -8,6 +9,8 @@ mod create_collection;
 mod create_index;
 mod delete_many;
 mod delete_one;
+mod delete_work_item_queue;
+mod delete_workitem;
 mod distinct;
 pub mod download;
 mod drop_collection;
@@ -21,6 +24,9 @@ mod insert_or_update_many;
 mod insert_or_update_one;
 mod list_collections;
 mod ping;
+mod pop_workitem;
+mod push_workitem;
+mod push_workitems;
 mod query;
 mod queue_message;
 mod register_exchange;
@@ -30,6 +36,8 @@ mod unregister_queue;
 mod unwatch;
 mod update_document;
 mod update_one;
+mod update_work_item_queue;
+mod update_workitem;
 mod upload;
 mod watch;
 
@@ -102,6 +110,14 @@ pub enum Command {
     UnRegisterQueue,
     Upload,
     Download,
+    PushWorkitem,
+    PushWorkitems,
+    PopWorkitem,
+    UpdateWorkitem,
+    DeleteWorkitem,
+    AddWorkItemQueue,
+    UpdateWorkItemQueue,
+    DeleteWorkItemQueue,
 }
 
 impl Command {
@@ -139,6 +155,14 @@ impl Command {
             "unregisterqueue" | "closequeue" => Command::UnRegisterQueue,
             "upload" => Command::Upload,
             "download" => Command::Download,
+            "pushworkitem" => Command::PushWorkitem,
+            "pushworkitems" => Command::PushWorkitems,
+            "popworkitem" => Command::PopWorkitem,
+            "updateworkitem" => Command::UpdateWorkitem,
+            "deleteworkitem" => Command::DeleteWorkitem,
+            "addworkitemqueue" => Command::AddWorkItemQueue,
+            "updateworkitemqueue" => Command::UpdateWorkItemQueue,
+            "deleteworkitemqueue" => Command::DeleteWorkItemQueue,
             _ => return None,
         })
     }
@@ -192,6 +216,14 @@ impl Command {
             Command::UnRegisterQueue => unregister_queue::run(ctx).await,
             Command::Upload => upload::run(ctx).await,
             Command::Download => download::run(ctx).await,
+            Command::PushWorkitem => push_workitem::run(ctx).await,
+            Command::PushWorkitems => push_workitems::run(ctx).await,
+            Command::PopWorkitem => pop_workitem::run(ctx).await,
+            Command::UpdateWorkitem => update_workitem::run(ctx).await,
+            Command::DeleteWorkitem => delete_workitem::run(ctx).await,
+            Command::AddWorkItemQueue => add_work_item_queue::run(ctx).await,
+            Command::UpdateWorkItemQueue => update_work_item_queue::run(ctx).await,
+            Command::DeleteWorkItemQueue => delete_work_item_queue::run(ctx).await,
         }
     }
 }

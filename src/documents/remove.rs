@@ -60,6 +60,17 @@ pub async fn delete(
             .find(&scope.collection, &round, &options)
             .await?;
         let exhausted = matched.len() < batch;
+        // A work item queue goes with its items, files and role: only its own command
+        // deletes it (the reference's rule).
+        if scope.collection == "mq"
+            && matched
+                .iter()
+                .any(|d| d.get_str("_type") == Ok("workitemqueue") && scope.can(d, Right::Delete))
+        {
+            return Err(OpenCoreError::AccessDeniedBecause(
+                "you must call DeleteWorkItemQueue to delete".into(),
+            ));
+        }
         let (mut doomed, stay): (Vec<Document>, Vec<Document>) =
             matched.into_iter().partition(|d| may_delete(scope, d));
         deleted.protected += stay.len();

@@ -29,19 +29,24 @@ use crate::error::OpenCoreError;
 use crate::policy::admission::ConnectionPermit;
 use crate::proto::flow_service_server::{FlowService, FlowServiceServer};
 use crate::proto::{
-    AggregateRequest, AggregateResponse, CountRequest, CountResponse, CreateCollectionRequest,
-    CreateCollectionResponse, CreateIndexRequest, CreateIndexResponse, DeleteManyRequest,
-    DeleteManyResponse, DeleteOneRequest, DeleteOneResponse, DownloadRequest, DownloadResponse,
+    AddWorkItemQueueRequest, AddWorkItemQueueResponse, AggregateRequest, AggregateResponse,
+    CountRequest, CountResponse, CreateCollectionRequest, CreateCollectionResponse,
+    CreateIndexRequest, CreateIndexResponse, DeleteManyRequest, DeleteManyResponse,
+    DeleteOneRequest, DeleteOneResponse, DeleteWorkItemQueueRequest, DeleteWorkItemQueueResponse,
+    DeleteWorkitemRequest, DeleteWorkitemResponse, DownloadRequest, DownloadResponse,
     DropCollectionRequest, DropCollectionResponse, DropIndexRequest, DropIndexResponse, Envelope,
     ErrorResponse, GetDocumentVersionRequest, GetDocumentVersionResponse, GetIndexesRequest,
     GetIndexesResponse, InsertManyRequest, InsertManyResponse, InsertOneRequest, InsertOneResponse,
     InsertOrUpdateManyRequest, InsertOrUpdateManyResponse, InsertOrUpdateOneRequest,
-    InsertOrUpdateOneResponse, ListCollectionsRequest, ListCollectionsResponse, QueryRequest,
-    QueryResponse, QueueMessageRequest, QueueMessageResponse, RegisterExchangeRequest,
-    RegisterExchangeResponse, RegisterQueueRequest, RegisterQueueResponse, SigninRequest,
-    SigninResponse, UnRegisterQueueRequest, UnRegisterQueueResponse, UnWatchRequest,
+    InsertOrUpdateOneResponse, ListCollectionsRequest, ListCollectionsResponse, PopWorkitemRequest,
+    PopWorkitemResponse, PushWorkitemRequest, PushWorkitemResponse, PushWorkitemsRequest,
+    PushWorkitemsResponse, QueryRequest, QueryResponse, QueueMessageRequest, QueueMessageResponse,
+    RegisterExchangeRequest, RegisterExchangeResponse, RegisterQueueRequest, RegisterQueueResponse,
+    SigninRequest, SigninResponse, UnRegisterQueueRequest, UnRegisterQueueResponse, UnWatchRequest,
     UnWatchResponse, UpdateDocumentRequest, UpdateDocumentResponse, UpdateOneRequest,
-    UpdateOneResponse, UploadRequest, UploadResponse, WatchRequest, WatchResponse,
+    UpdateOneResponse, UpdateWorkItemQueueRequest, UpdateWorkItemQueueResponse,
+    UpdateWorkitemRequest, UpdateWorkitemResponse, UploadRequest, UploadResponse, WatchRequest,
+    WatchResponse,
 };
 use crate::protocol::envelope::pack;
 use crate::services::Services;
@@ -468,5 +473,61 @@ impl FlowService for FlowServiceImpl {
         request: Request<UnRegisterQueueRequest>,
     ) -> Result<Response<UnRegisterQueueResponse>, Status> {
         self.unary("unregisterqueue", request).await
+    }
+
+    async fn push_workitem(
+        &self,
+        request: Request<PushWorkitemRequest>,
+    ) -> Result<Response<PushWorkitemResponse>, Status> {
+        self.unary("pushworkitem", request).await
+    }
+
+    async fn push_workitems(
+        &self,
+        request: Request<PushWorkitemsRequest>,
+    ) -> Result<Response<PushWorkitemsResponse>, Status> {
+        self.unary("pushworkitems", request).await
+    }
+
+    async fn update_workitem(
+        &self,
+        request: Request<UpdateWorkitemRequest>,
+    ) -> Result<Response<UpdateWorkitemResponse>, Status> {
+        self.unary("updateworkitem", request).await
+    }
+
+    async fn pop_workitem(
+        &self,
+        request: Request<PopWorkitemRequest>,
+    ) -> Result<Response<PopWorkitemResponse>, Status> {
+        self.unary("popworkitem", request).await
+    }
+
+    async fn delete_workitem(
+        &self,
+        request: Request<DeleteWorkitemRequest>,
+    ) -> Result<Response<DeleteWorkitemResponse>, Status> {
+        self.unary("deleteworkitem", request).await
+    }
+
+    async fn add_work_item_queue(
+        &self,
+        request: Request<AddWorkItemQueueRequest>,
+    ) -> Result<Response<AddWorkItemQueueResponse>, Status> {
+        self.unary("addworkitemqueue", request).await
+    }
+
+    async fn update_work_item_queue(
+        &self,
+        request: Request<UpdateWorkItemQueueRequest>,
+    ) -> Result<Response<UpdateWorkItemQueueResponse>, Status> {
+        self.unary("updateworkitemqueue", request).await
+    }
+
+    async fn delete_work_item_queue(
+        &self,
+        request: Request<DeleteWorkItemQueueRequest>,
+    ) -> Result<Response<DeleteWorkItemQueueResponse>, Status> {
+        self.unary("deleteworkitemqueue", request).await
     }
 }
