@@ -188,7 +188,7 @@ async fn kill_9_during_a_push_pop_burst_loses_no_push_and_hands_no_item_out_twic
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let acks = acks.lock().unwrap();
-        if acks.pushed.len() >= 400 && acks.popped.len() >= 200 {
+        if acks.pushed.len() >= 3000 && acks.popped.len() >= 1500 {
             break;
         }
         assert!(
