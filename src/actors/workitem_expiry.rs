@@ -17,12 +17,11 @@ use crate::documents::metadata::id_text;
 use crate::services::Services;
 use crate::store::{FindOptions, IndexSpec, SharedStore, StoreResult, UpdateOptions};
 
-const WORKITEMS: &str = "workitems";
-const QUEUES: &str = "mq";
+use crate::workitems::{ITEMS_COLLECTION as WORKITEMS, QUEUES_COLLECTION as QUEUES};
 /// Items returned per sweep; the next sweep takes the rest.
 const BATCH: u64 = 500;
 /// The reference's default when a queue has none.
-const DEFAULT_MAX_RETRIES: i64 = 3;
+const DEFAULT_MAX_RETRIES: i64 = crate::workitems::DEFAULT_MAX_RETRIES as i64;
 
 /// Starts the sweep when `--workitem-timeout` is set.
 pub fn start(services: Arc<Services>) -> Option<tokio::task::JoinHandle<()>> {

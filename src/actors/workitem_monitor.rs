@@ -28,8 +28,7 @@ use crate::protocol::envelope;
 use crate::services::Services;
 use crate::store::{ChangeEvent, FindOptions, Subscription};
 
-const WORKITEMS: &str = "workitems";
-const QUEUES: &str = "mq";
+use crate::workitems::{ITEMS_COLLECTION as WORKITEMS, QUEUES_COLLECTION as QUEUES};
 /// A consumer hears about one queue at most this often.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Every notifiable queue is checked this often (delayed items coming due).
