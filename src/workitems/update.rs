@@ -249,8 +249,10 @@ async fn apply_files(
     Ok(entries)
 }
 
-/// Pushes a copy of a finished item to its success or failed target queue.
-async fn chain(
+/// Pushes a copy of a finished item (`finished`: `successful` or `failed`) to its
+/// success or failed target queue (on the item, else on `queue`); nothing when none is
+/// set. Public for the server's own state changes (the processing-timeout sweep).
+pub async fn chain(
     services: &Services,
     user: &ResolvedUser,
     queue: &Document,
