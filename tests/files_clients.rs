@@ -8,117 +8,17 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::scripts::*;
 use common::*;
 use opencore::proto::{BeginStream, EndStream, Stream, UploadRequest, UploadResponse};
 
-const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.is_empty())
-}
-
-fn skipped(var: &str, test: &str) {
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: {var} not set; {test} needs the official client installed (see .ci/run)"
-    );
-}
-
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-#[derive(Clone, Copy)]
-enum Transport {
-    WebSocket,
-    Grpc,
-}
-
-fn url(server: &TestServer, transport: Transport) -> String {
-    match transport {
-        Transport::WebSocket => format!("ws://{ADMIN}:{ADMIN_PASSWORD}@{}/ws/v2", server.http()),
-        Transport::Grpc => format!("grpc://{ADMIN}:{ADMIN_PASSWORD}@{}", server.grpc()),
-    }
-}
-
-fn client_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut command = Command::new(program);
-    command
-        .env("enable_analytics", "false")
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("WATCH_CHECK_TIMEOUT", "45");
-    for var in [
-        "apiurl",
-        "grpcapiurl",
-        "wsapiurl",
-        "jwt",
-        "OPENIAP_USERNAME",
-        "OPENIAP_PASSWORD",
-        "OPENIAP_JWT",
-    ] {
-        command.env_remove(var);
-    }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-fn run_check(label: &str, mut command: Command) {
-    let started = Instant::now();
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("{label}: cannot start {command:?}: {e}"));
-    let stdout = drain(child.stdout.take().expect("piped stdout"));
-    let stderr = drain(child.stderr.take().expect("piped stderr"));
-    let status = loop {
-        match child.try_wait().expect("wait for the client") {
-            Some(status) => break Some(status),
-            None if started.elapsed() > CHILD_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    let output = format!(
-        "--- stdout ---\n{}--- stderr ---\n{}",
-        stdout.join().unwrap_or_default(),
-        stderr.join().unwrap_or_default()
-    );
-    match status {
-        Some(status) if status.success() => eprintln!("{label}: passed\n{output}"),
-        Some(status) => panic!("{label}: the client check failed ({status})\n{output}"),
-        None => panic!("{label}: the client check did not end within {CHILD_TIMEOUT:?}\n{output}"),
-    }
-}
-
 fn node(test: &str, transport: Transport) {
-    let Some(dir) = env_var("OPENCORE_NODE_CLIENT_DIR") else {
-        return skipped("OPENCORE_NODE_CLIENT_DIR", test);
+    let Some(mut command) = node_command(test) else {
+        return;
     };
-    let modules = Path::new(&dir).join("node_modules");
     let server = TestServer::start();
     let work = tempfile::tempdir().expect("temp dir");
-    let mut command = client_command(env_var("OPENCORE_NODE").unwrap_or_else(|| "node".into()));
     command
-        .env("NODE_PATH", &modules)
         .arg(clients_dir().join("node/file_check.js"))
         .arg(url(&server, transport))
         .arg(work.path());
@@ -163,8 +63,8 @@ fn raw_upload(server: &TestServer, name: &str, bytes: &[u8]) -> String {
 }
 
 fn python(test: &str, transport: Transport) {
-    let Some(python) = env_var("OPENCORE_PYTHON_CLIENT") else {
-        return skipped("OPENCORE_PYTHON_CLIENT", test);
+    let Some(python) = env_var(PYTHON_VAR) else {
+        return skipped(PYTHON_VAR, test);
     };
     let server = TestServer::start();
     let work = tempfile::tempdir().expect("temp dir");
