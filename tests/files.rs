@@ -220,6 +220,51 @@ async fn oversized_upload_is_refused_and_removed() {
     }
 }
 
+/// An `upload` from a connection that never signed in is refused, and the stream
+/// envelopes sent behind it are dropped as they come: without the route closing when
+/// the refused request lets go of it, 20 MiB of stream pieces would pile up, pause the
+/// connection for the upload idle timeout (30 s here), and the `ping` behind them would
+/// get no answer within `WAIT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_upload_is_refused_and_its_stream_dropped() {
+    let server =
+        TestServer::start_with(|c| c.work.upload_idle_timeout = Duration::from_secs(30));
+    let mut root = admin(&server).await;
+    let mut anonymous = RawClient::connect(server.tcp()).await;
+    let upload = anonymous.envelope(
+        "upload",
+        &RawUpload {
+            filename: "anon.bin".into(),
+            mimetype: "application/octet-stream".into(),
+            metadata: String::new(),
+        },
+    );
+    let id = anonymous.send(upload).await;
+    let mut begin = anonymous.envelope("beginstream", &BeginStream::default());
+    begin.rid = id.clone();
+    anonymous.send(begin).await;
+    for n in 0..40u8 {
+        let mut chunk = anonymous.envelope(
+            "stream",
+            &Stream {
+                data: content(MIB / 2, n).into(),
+            },
+        );
+        chunk.rid = id.clone();
+        anonymous.send(chunk).await;
+    }
+    let ping = anonymous.envelope("ping", &opencore::proto::PingRequest {});
+    let ping_id = anonymous.send(ping).await;
+    let refused = anonymous.reply().await;
+    assert_eq!(refused.rid, id);
+    let message = error_message(&refused).expect("an error reply");
+    assert!(message.to_lowercase().contains("sign"), "{message}");
+    let pong = anonymous.reply().await;
+    assert_eq!(pong.rid, ping_id, "the connection kept reading");
+    assert_eq!(chunk_count(&mut root).await, 0);
+    assert_eq!(count(&mut root, "fs.files", json!({})).await, Ok(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_upload_leaves_nothing() {
     let server = TestServer::start();
