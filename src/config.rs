@@ -91,6 +91,14 @@ pub struct ServeConfig {
     /// How long shutdown waits for in-flight requests before closing connections.
     #[arg(long, env = "OPENCORE_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// On SIGTERM, how long to keep serving with /readyz failing before draining, so
+    /// load balancers stop sending new connections first (Kubernetes: a few probe periods).
+    #[arg(long, env = "OPENCORE_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+    /// This node's name in logs, traces and the admin API (Kubernetes: the pod name).
+    /// Defaults to the host name.
+    #[arg(long, env = "OPENCORE_NODE_ID")]
+    pub node_id: Option<String>,
     /// Bcrypt cost for passwords the server hashes (the reference uses 12).
     #[arg(long, env = "OPENCORE_BCRYPT_COST", default_value_t = 12)]
     pub bcrypt_cost: u32,
@@ -108,6 +116,13 @@ pub struct ServeConfig {
     /// Tests only: port 0 means "any free port" instead of "off".
     #[arg(skip)]
     pub ephemeral_ports: bool,
+}
+
+impl ServeConfig {
+    /// This node's name: `--node-id`, else (once the server started) the host name.
+    pub fn node_id(&self) -> &str {
+        self.node_id.as_deref().unwrap_or("opencore")
+    }
 }
 
 /// The message bus: embedded (default) or RabbitMQ, and the limits of queues.
@@ -395,6 +410,8 @@ impl ServeConfig {
             limits: Limits::default(),
             workers: Some(2),
             shutdown_grace: Duration::from_secs(2),
+            drain_delay: Duration::ZERO,
+            node_id: None,
             bcrypt_cost: 4,
             mongodb_url: None,
             mongodb_db: "openflow".into(),

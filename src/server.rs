@@ -116,6 +116,13 @@ fn listen_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Start
 
 /// Starts everything. Must run inside an actix `System` on a multi-thread tokio runtime.
 pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError> {
+    if config.node_id.as_deref().is_none_or(str::is_empty) {
+        config.node_id = Some(
+            hostname::get()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "opencore".into()),
+        );
+    }
     if config.jwt_secret.is_none() {
         config.jwt_secret = std::env::var("aes_secret").ok().filter(|s| !s.is_empty());
     }
@@ -274,6 +281,12 @@ impl RunningServer {
     pub async fn shutdown(self) {
         let services = self.services.clone();
         services.start_draining();
+        let delay = services.config.drain_delay;
+        if !delay.is_zero() {
+            // /readyz fails from now on; keep serving until load balancers notice.
+            tracing::info!(?delay, "not ready; serving on until the drain delay ends");
+            tokio::time::sleep(delay).await;
+        }
         let _ = self.stop.send(true);
         services.connections.control_all(Control::Drain);
         let deadline = Instant::now() + services.config.shutdown_grace;
@@ -339,6 +352,11 @@ fn log_listeners(server: &RunningServer) {
                 .display()
         );
     }
+    tracing::info!(
+        "node {} (opencore {})",
+        server.services.config.node_id(),
+        env!("CARGO_PKG_VERSION")
+    );
     if let Some(addr) = bound.http {
         tracing::info!("http, websocket /ws/v2, /config on http://{addr}");
     }

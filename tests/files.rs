@@ -227,8 +227,7 @@ async fn oversized_upload_is_refused_and_removed() {
 /// get no answer within `WAIT`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_upload_is_refused_and_its_stream_dropped() {
-    let server =
-        TestServer::start_with(|c| c.work.upload_idle_timeout = Duration::from_secs(30));
+    let server = TestServer::start_with(|c| c.work.upload_idle_timeout = Duration::from_secs(30));
     let mut root = admin(&server).await;
     let mut anonymous = RawClient::connect(server.tcp()).await;
     let upload = anonymous.envelope(

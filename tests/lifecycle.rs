@@ -1,5 +1,6 @@
 //! The `opencore` binary as an operator runs it: first start on a fresh data dir,
-//! SIGTERM with a request in flight, restart on the same data dir.
+//! SIGTERM with a request in flight, restart on the same data dir; SIGTERM with a drain
+//! delay (not ready, still serving); a second process on the same data dir.
 
 mod common;
 
@@ -21,6 +22,16 @@ fn free_port() -> u16 {
 }
 
 fn spawn(data_dir: &std::path::Path, tcp_port: u16, http_port: u16) -> Child {
+    spawn_with(data_dir, tcp_port, http_port, &[], Stdio::null())
+}
+
+fn spawn_with(
+    data_dir: &std::path::Path,
+    tcp_port: u16,
+    http_port: u16,
+    extra: &[&str],
+    stderr: Stdio,
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_opencore"))
         .args([
             "serve",
@@ -40,6 +51,7 @@ fn spawn(data_dir: &std::path::Path, tcp_port: u16, http_port: u16) -> Child {
         ])
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .env_remove("OPENCORE_ADMIN_PASSWORD")
         .env_remove("OPENCORE_JWT_SECRET")
         .env_remove("aes_secret")
@@ -47,7 +59,7 @@ fn spawn(data_dir: &std::path::Path, tcp_port: u16, http_port: u16) -> Child {
         .env_remove("MONGODB_URL")
         .env_remove("mongodb_url")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start opencore")
 }
@@ -162,6 +174,94 @@ async fn first_start_sigterm_and_restart() {
         "no new password on restart: {out}"
     );
     let status = tokio::task::spawn_blocking(move || wait_exit(&mut server))
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+/// With `--drain-delay`, SIGTERM first makes `/readyz` fail while everything keeps
+/// working (new connections included), so a load balancer can stop routing to the node
+/// before its connections are closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_drain_delay_fails_readiness_but_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tcp_port, http_port) = (free_port(), free_port());
+    let tcp: SocketAddr = format!("127.0.0.1:{tcp_port}").parse().unwrap();
+    let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
+    let extra = ["--admin-password", "drain-test", "--drain-delay", "3s"];
+    let mut server = spawn_with(
+        &dir.path().join("data"),
+        tcp_port,
+        http_port,
+        &extra,
+        Stdio::null(),
+    );
+    wait_for_port(tcp);
+    assert_eq!(http_get(http, "/readyz", None).await.0, 200);
+    let mut before = RawClient::connect(tcp).await;
+    before.signin(ADMIN, "drain-test").await;
+    let terminated = Instant::now();
+    sigterm(&server);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while http_get(http, "/readyz", None).await.0 != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still passes after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Still serving: the old connection and a new one.
+    before.signin(ADMIN, "drain-test").await;
+    let mut after = RawClient::connect(tcp).await;
+    after.signin(ADMIN, "drain-test").await;
+    assert!(
+        terminated.elapsed() < Duration::from_secs(3),
+        "the checks above ran inside the drain delay"
+    );
+    assert!(
+        before.closed().await,
+        "connections close once the delay ends"
+    );
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut server))
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        terminated.elapsed() >= Duration::from_secs(3),
+        "exited before the drain delay ended"
+    );
+}
+
+/// The embedded store serves one node: a second process on the same data dir stops at
+/// once with a message that says so (the first keeps running).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_process_on_the_same_data_dir_fails_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (tcp_port, http_port) = (free_port(), free_port());
+    let tcp: SocketAddr = format!("127.0.0.1:{tcp_port}").parse().unwrap();
+    let extra = ["--admin-password", "lock-test"];
+    let mut first = spawn_with(&data_dir, tcp_port, http_port, &extra, Stdio::null());
+    wait_for_port(tcp);
+    let mut second = spawn_with(&data_dir, free_port(), free_port(), &extra, Stdio::piped());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = wait_exit(&mut second);
+        let mut err = String::new();
+        std::io::Read::read_to_string(second.stderr.as_mut().unwrap(), &mut err).unwrap();
+        (status, err)
+    })
+    .await
+    .unwrap();
+    assert!(!status.0.success(), "the second process must not start");
+    assert!(
+        status.1.contains("in use by another opencore process"),
+        "{}",
+        status.1
+    );
+    let mut client = RawClient::connect(tcp).await;
+    client.signin(ADMIN, "lock-test").await;
+    sigterm(&first);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut first))
         .await
         .unwrap();
     assert!(status.success());

@@ -220,6 +220,17 @@ async fn http_routes() {
     assert!(body.contains(r#""tcp":1"#), "{body}");
 }
 
+/// `--node-id` names the node in the admin view (Kubernetes sets it to the pod name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_view_names_the_node() {
+    let server = TestServer::start_with(|c| c.node_id = Some("node-a7".into()));
+    let mut client = RawClient::connect(server.tcp()).await;
+    let jwt = client.signin(ADMIN, ADMIN_PASSWORD).await.jwt;
+    let (status, body) = http_get(server.http(), "/admin/stats", Some(&jwt)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""node":"node-a7""#), "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_pings_and_refreshes_tokens_before_they_expire() {
     let server = TestServer::start_with(|c| {

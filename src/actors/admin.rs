@@ -50,6 +50,7 @@ impl Handler<Stats> for AdminActor {
             let queues = &services.queues.counters;
             json!({
                 "version": env!("CARGO_PKG_VERSION"),
+                "node": services.config.node_id(),
                 "uptime_seconds": uptime,
                 "draining": services.is_draining(),
                 "connections": {

@@ -172,7 +172,14 @@ impl EmbeddedStore {
         let db = Database::builder()
             .set_cache_size(options.cache_size)
             .create(data_dir.join("opencore.redb"))
-            .map_err(backend)?;
+            .map_err(|err| match err {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
+                    "the data dir {} is in use by another opencore process; the embedded \
+                     store serves one node (run several nodes with --mongodb-url)",
+                    data_dir.display()
+                )),
+                other => backend(other),
+            })?;
         let db = Arc::new(db);
         let feed = Arc::new(ChangeFeed::default());
         let shared = Arc::new(Shared {

@@ -1848,3 +1848,17 @@ async fn embedded_subscriptions_are_counted() {
     store.insert_many("c", vec![doc! {"_id": 1}]).await.unwrap();
     assert_eq!(again.recv().await.unwrap().document_key, Bson::Int32(1));
 }
+
+#[test]
+fn a_second_open_of_the_same_data_dir_fails_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _first = open(&dir);
+    let Err(err) = EmbeddedStore::open(dir.path()) else {
+        panic!("two stores on one data dir");
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains("in use by another opencore process"),
+        "{message}"
+    );
+}
