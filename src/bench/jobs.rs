@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::target::Target;
+use super::target::Targets;
 use super::workload::BenchCommand;
 use super::{connection, open_all, pushpop, BenchConfig, Conn};
 
-pub async fn execute(config: &BenchConfig, target: &Target) -> Result<(), String> {
+pub async fn execute(config: &BenchConfig, target: &Targets) -> Result<(), String> {
     // One more connection than the load: it prepares and cleans up.
     let mut conns = open_all(target, config, config.connections + 1).await?;
     let (mut setup, mut setup_counter, _) = conns.remove(0);

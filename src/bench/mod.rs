@@ -60,7 +60,7 @@ use crate::protocol::envelope::reply_command;
 use connection::Transport;
 use pipeline::{Pipeline, Schedule};
 use stats::{ConnStats, Errors, Latency, Report};
-use target::{Target, Transport as TransportKind};
+use target::{Target, Targets, Transport as TransportKind};
 use workload::BenchCommand;
 
 /// How long one connection may take to connect (TCP + WebSocket/HTTP2 handshake).
@@ -76,7 +76,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 )]
 pub struct BenchConfig {
     /// Server to drive: ws://host:port[/path] (default path /ws/v2), grpc://host:port or tcp://host:port.
-    /// Not used by `--command amqp-baseline`.
+    /// Several nodes of one cluster: a comma-separated list (connection i goes to node
+    /// i mod n; figures are reported per node and in total). Not used by `--command amqp-baseline`.
     #[arg(long, env = "OPENCORE_BENCH_URL")]
     pub url: Option<String>,
     /// Concurrent connections (C).
@@ -166,14 +167,14 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
-    fn validate(&self) -> Result<Target, String> {
+    fn validate(&self) -> Result<Targets, String> {
         let url = self
             .url
             .as_deref()
             .ok_or("--url is required (ws://host:port, grpc://host:port or tcp://host:port)")?;
-        let target = Target::parse(url)?;
+        let targets = Targets::parse(url)?;
         self.validate_common()?;
-        Ok(target)
+        Ok(targets)
     }
 
     /// `--command amqp-baseline`: the AMQP URL, and the settings it uses.
@@ -244,6 +245,17 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
         return run_amqp_baseline(config);
     }
     let target = config.validate()?;
+    if target.all().len() > 1
+        && matches!(
+            config.command,
+            BenchCommand::Upload | BenchCommand::Download
+        )
+    {
+        return Err(format!(
+            "--command {} takes one --url",
+            config.command.name()
+        ));
+    }
     let threads = config
         .threads
         .unwrap_or_else(|| default_threads(config.connections))
@@ -283,7 +295,7 @@ pub fn run(config: BenchConfig) -> Result<(), String> {
         config.command,
         BenchCommand::Upload | BenchCommand::Download
     ) {
-        let result = runtime.block_on(files::execute(&config, &target));
+        let result = runtime.block_on(files::execute(&config, target.first()));
         runtime.shutdown_timeout(Duration::from_secs(1));
         let report = result?;
         if config.json {
@@ -530,7 +542,7 @@ pub fn budget_share(max_requests: Option<u64>, connections: usize, index: usize)
     })
 }
 
-async fn execute(config: &BenchConfig, target: &Target) -> Result<Report, String> {
+async fn execute(config: &BenchConfig, target: &Targets) -> Result<Report, String> {
     // 1. Connect (and sign in) every connection before any load.
     let conns = open_all(target, config, config.connections).await?;
 
@@ -560,10 +572,10 @@ async fn execute(config: &BenchConfig, target: &Target) -> Result<Report, String
     let deadline = tokio::time::Instant::from_std(schedule.end) + Duration::from_secs(5);
     let mut all = Vec::with_capacity(running.len());
     let mut stuck = 0u64;
-    for handle in running {
+    for (index, handle) in running.into_iter().enumerate() {
         let abort = handle.abort_handle();
         match tokio::time::timeout_at(deadline, handle).await {
-            Ok(Ok(stats)) => all.push(stats),
+            Ok(Ok(stats)) => all.push((index, stats)),
             Ok(Err(err)) => return Err(format!("a connection task failed: {err}")),
             Err(_) => {
                 abort.abort();
@@ -571,7 +583,30 @@ async fn execute(config: &BenchConfig, target: &Target) -> Result<Report, String
             }
         }
     }
-    let mut report = merge(config, target, &schedule, all);
+    let nodes = target.all();
+    let per_node = if nodes.len() > 1 {
+        let mut shares: Vec<Vec<ConnStats>> = nodes.iter().map(|_| Vec::new()).collect();
+        for (index, stats) in &all {
+            shares[index % nodes.len()].push(stats.clone());
+        }
+        nodes
+            .iter()
+            .zip(shares)
+            .enumerate()
+            .map(|(n, (node, share))| {
+                let connections = (n..config.connections).step_by(nodes.len()).count();
+                let mut report = merge(config, &node.to_string(), &schedule, share);
+                report.connections = connections;
+                report
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let all = all.into_iter().map(|(_, stats)| stats).collect();
+    let mut report = merge(config, &target.to_string(), &schedule, all);
+    report.transport = target.transport().as_str().to_string();
+    report.nodes = per_node;
     if stuck > 0 {
         report.errors.disconnects += stuck;
         report
@@ -581,12 +616,7 @@ async fn execute(config: &BenchConfig, target: &Target) -> Result<Report, String
     Ok(report)
 }
 
-fn merge(
-    config: &BenchConfig,
-    target: &Target,
-    schedule: &Schedule,
-    all: Vec<ConnStats>,
-) -> Report {
+fn merge(config: &BenchConfig, url: &str, schedule: &Schedule, all: Vec<ConnStats>) -> Report {
     let mut histogram = stats::new_histogram();
     let mut errors = Errors::default();
     let mut sent = 0;
@@ -604,9 +634,9 @@ fn merge(
         }
     }
     Report {
-        transport: target.transport.as_str().to_string(),
+        transport: url.split("://").next().unwrap_or_default().to_string(),
         command: config.command.name().to_string(),
-        url: target.to_string(),
+        url: url.to_string(),
         connections: config.connections,
         in_flight: config.in_flight,
         warmup: config.warmup,
@@ -616,18 +646,19 @@ fn merge(
         latency: Latency::from_histogram(&histogram),
         errors,
         first_error,
+        nodes: Vec::new(),
     }
 }
 
 /// Opens every connection or none (closing those that did open).
 async fn open_all(
-    target: &Target,
+    target: &Targets,
     config: &BenchConfig,
     count: usize,
 ) -> Result<Vec<Opened>, String> {
     let mut opening = JoinSet::new();
     for index in 0..count {
-        let target = target.clone();
+        let target = target.for_connection(index).clone();
         let config = config.clone();
         opening.spawn(async move { (index, Conn::open(&target, &config).await) });
     }
@@ -662,7 +693,7 @@ async fn open_all(
 /// The watch workload: C watchers, one writer (see `watch.rs`).
 async fn execute_watch(
     config: &BenchConfig,
-    target: &Target,
+    target: &Targets,
 ) -> Result<watch::WatchReport, String> {
     let watchers = open_all(target, config, config.connections).await?;
     let mut writer_config = config.clone();
@@ -698,7 +729,7 @@ async fn execute_watch(
         );
     }
     Ok(watch::WatchReport::build(
-        target.transport.as_str(),
+        target.transport().as_str(),
         config.duration,
         window,
         &acks,
@@ -709,7 +740,7 @@ async fn execute_watch(
 /// The queue workload: a ring of C connections with temporary queues (see `queue.rs`).
 async fn execute_queue(
     config: &BenchConfig,
-    target: &Target,
+    target: &Targets,
 ) -> Result<queue::QueueReport, String> {
     let count = config.connections;
     // 1. Connect and sign in, then register every connection's temporary queue.
@@ -804,7 +835,7 @@ async fn execute_queue(
         }
     }
     let info = queue::RunInfo {
-        transport: target.transport.as_str().to_string(),
+        transport: target.transport().as_str().to_string(),
         command: config.command.name().to_string(),
         target: target.to_string(),
         connections: count,

@@ -144,6 +144,8 @@ pub struct Report {
     pub latency: Latency,
     pub errors: Errors,
     pub first_error: Option<String>,
+    /// With several `--url`s: the same figures for each node's share of the connections.
+    pub nodes: Vec<Report>,
 }
 
 impl Report {
@@ -185,6 +187,9 @@ impl Report {
                 text.push_str(&format!("\nfirst error: {first}"));
             }
         }
+        for node in &self.nodes {
+            text.push_str(&format!("\n  node {}: {}", node.url, node.to_text()));
+        }
         text
     }
 
@@ -218,6 +223,7 @@ impl Report {
                 "unexpected": self.errors.unexpected,
             },
             "first_error": self.first_error,
+            "nodes": self.nodes.iter().map(Report::to_json).collect::<Vec<_>>(),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Where the load goes: `--url` parsed into a transport, a host, a port and (for
-//! WebSocket) a path.
+//! WebSocket) a path. A comma-separated list spreads the connections over several
+//! nodes of one cluster (`Targets`).
 
 use std::fmt;
 
@@ -135,6 +136,57 @@ impl fmt::Display for Target {
             Transport::WebSocket => f.write_str(&self.ws_url()),
             other => write!(f, "{other}://{}", self.authority()),
         }
+    }
+}
+
+/// One or more servers (`--url a,b`): connection `i` goes to server `i % n`, so a
+/// ring workload (queuemessage) crosses nodes on every hop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targets(Vec<Target>);
+
+impl Targets {
+    /// Parses a comma-separated list of URLs, all of one transport.
+    pub fn parse(urls: &str) -> Result<Targets, String> {
+        let targets = urls
+            .split(',')
+            .filter(|url| !url.trim().is_empty())
+            .map(Target::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(first) = targets.first() else {
+            return Err("--url is empty".into());
+        };
+        if targets.iter().any(|t| t.transport != first.transport) {
+            return Err(format!("every url in '{urls}' must use the same transport"));
+        }
+        Ok(Targets(targets))
+    }
+
+    pub fn for_connection(&self, index: usize) -> &Target {
+        &self.0[index % self.0.len()]
+    }
+
+    pub fn first(&self) -> &Target {
+        &self.0[0]
+    }
+
+    pub fn all(&self) -> &[Target] {
+        &self.0
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.first().transport
+    }
+}
+
+impl fmt::Display for Targets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, target) in self.0.iter().enumerate() {
+            if n > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{target}")?;
+        }
+        Ok(())
     }
 }
 

@@ -567,6 +567,7 @@ fn sample_report() -> Report {
         },
         errors: Errors::default(),
         first_error: None,
+        nodes: Vec::new(),
     }
 }
 
@@ -843,4 +844,87 @@ fn watch_workload_runs_against_a_server_and_loses_nothing() {
         assert!(report.first_error.is_none(), "{url}: {report:?}");
     }
     server.stop();
+}
+
+#[test]
+fn a_url_list_spreads_connections_over_nodes_of_one_transport() {
+    let targets =
+        super::target::Targets::parse("ws://a:3001, ws://b:3002/ws/v2").expect("two nodes");
+    assert_eq!(targets.all().len(), 2);
+    assert_eq!(targets.for_connection(0).port, 3001);
+    assert_eq!(targets.for_connection(1).port, 3002);
+    assert_eq!(targets.for_connection(4).port, 3001);
+    assert_eq!(targets.to_string(), "ws://a:3001/ws/v2,ws://b:3002/ws/v2");
+    assert!(super::target::Targets::parse("ws://a:1,tcp://b:2").is_err());
+    assert!(super::target::Targets::parse(",").is_err());
+    assert_eq!(
+        super::target::Targets::parse("tcp://a:1")
+            .unwrap()
+            .all()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_url_list_reports_each_node_and_the_total() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let servers: Vec<_> = dirs
+        .iter()
+        .map(|dir| {
+            crate::server::BackgroundServer::start(crate::config::ServeConfig::for_tests(
+                dir.path().join("data"),
+            ))
+            .unwrap()
+        })
+        .collect();
+    let urls = servers
+        .iter()
+        .map(|server| format!("tcp://{}", server.bound.tcp.unwrap()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let args = [
+        "bench",
+        "--url",
+        &urls,
+        "-c",
+        "3",
+        "-k",
+        "2",
+        "-d",
+        "5s",
+        "--warmup",
+        "0s",
+        "--max-requests",
+        "60",
+    ];
+    let config = Wrapper::try_parse_from(args).unwrap().bench;
+    let target = config.validate().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(super::execute(&config, &target)).unwrap();
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    assert_eq!(report.errors.total(), 0, "{:?}", report.first_error);
+    assert_eq!(report.requests, 60);
+    assert_eq!(report.nodes.len(), 2);
+    // Connections 0 and 2 on the first node, 1 on the second; budgets 20 each.
+    assert_eq!(
+        (report.nodes[0].connections, report.nodes[1].connections),
+        (2, 1)
+    );
+    assert_eq!(
+        (report.nodes[0].requests, report.nodes[1].requests),
+        (40, 20)
+    );
+    assert!(
+        report.to_text().contains("node tcp://"),
+        "{}",
+        report.to_text()
+    );
+    for server in servers {
+        server.stop();
+    }
 }
