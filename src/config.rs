@@ -95,6 +95,9 @@ pub struct ServeConfig {
     /// load balancers stop sending new connections first (Kubernetes: a few probe periods).
     #[arg(long, env = "OPENCORE_DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
     pub drain_delay: Duration,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <token>`.
+    #[arg(long, env = "OPENCORE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// This node's name in logs, traces and the admin API (Kubernetes: the pod name).
     /// Defaults to the host name.
     #[arg(long, env = "OPENCORE_NODE_ID")]
@@ -411,6 +414,7 @@ impl ServeConfig {
             workers: Some(2),
             shutdown_grace: Duration::from_secs(2),
             drain_delay: Duration::ZERO,
+            metrics_token: None,
             node_id: None,
             bcrypt_cost: 4,
             mongodb_url: None,

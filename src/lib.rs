@@ -19,6 +19,7 @@
 //! - `auth`: tokens, passwords, users and nested roles.
 //! - `store`: the storage trait, the embedded redb store and its query engine.
 //! - `services`: the state shared by actors and commands.
+//! - `telemetry`: Prometheus metrics (and OpenTelemetry traces when configured).
 //! - `server`: start/stop of the whole; `config`: flags and environment.
 //! - `bench`: the load generator behind `opencore bench`.
 
@@ -41,6 +42,7 @@ pub mod queues;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod telemetry;
 pub mod transports;
 pub mod watch;
 pub mod workitems;

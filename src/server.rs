@@ -116,6 +116,10 @@ fn listen_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Start
 
 /// Starts everything. Must run inside an actix `System` on a multi-thread tokio runtime.
 pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError> {
+    crate::telemetry::metrics::register_labels(
+        &crate::commands::Command::NAMES,
+        &crate::commands::Family::NAMES,
+    );
     if config.node_id.as_deref().is_none_or(str::is_empty) {
         config.node_id = Some(
             hostname::get()

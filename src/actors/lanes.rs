@@ -18,7 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-pub const LANES: usize = 4;
+pub const LANES: usize = crate::services::load::PRIORITY_LANES;
 
 /// One lane: a FIFO per connection, served round-robin.
 #[derive(Debug)]
@@ -171,6 +171,11 @@ impl<T> PriorityLanes<T> {
 
     pub fn len(&self) -> usize {
         self.lanes.iter().map(|lane| lane.len).sum()
+    }
+
+    /// Requests waiting in each lane (priority 0..=3).
+    pub fn lane_lengths(&self) -> [usize; LANES] {
+        std::array::from_fn(|lane| self.lanes[lane].len)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -66,6 +66,8 @@ pub struct Completed {
     /// The request ran as a known principal (session, valid token, or guest): the
     /// connection counts as signed in from now on and gets its full limits.
     pub signed_in: bool,
+    /// 0 when the command succeeded, else the stable code of its error (metrics).
+    pub error_code: i32,
 }
 
 /// Requests into the supervisor.

@@ -61,6 +61,9 @@ pub enum Family {
 }
 
 impl Family {
+    /// Family names in declaration order (`Family as usize`).
+    pub const NAMES: [&'static str; 4] = ["session", "diagnostics", "data", "admin"];
+
     pub const ALL: [Family; 4] = [
         Family::Session,
         Family::Diagnostics,
@@ -121,6 +124,53 @@ pub enum Command {
 }
 
 impl Command {
+    /// Every command's wire name, in declaration order (`Command as usize`): metric
+    /// labels and the like.
+    pub const NAMES: [&'static str; 38] = [
+        "signin",
+        "getelement",
+        "ping",
+        "query",
+        "count",
+        "distinct",
+        "aggregate",
+        "insertone",
+        "insertmany",
+        "updateone",
+        "updatedocument",
+        "insertorupdateone",
+        "insertorupdatemany",
+        "deleteone",
+        "deletemany",
+        "getdocumentversion",
+        "listcollections",
+        "createcollection",
+        "dropcollection",
+        "createindex",
+        "getindexes",
+        "dropindex",
+        "watch",
+        "unwatch",
+        "registerqueue",
+        "registerexchange",
+        "queuemessage",
+        "unregisterqueue",
+        "upload",
+        "download",
+        "pushworkitem",
+        "pushworkitems",
+        "popworkitem",
+        "updateworkitem",
+        "deleteworkitem",
+        "addworkitemqueue",
+        "updateworkitemqueue",
+        "deleteworkitemqueue",
+    ];
+
+    pub fn name(&self) -> &'static str {
+        Self::NAMES[*self as usize]
+    }
+
     /// `command` must already be lower-cased.
     pub fn parse(command: &str) -> Option<Command> {
         Some(match command {
@@ -232,4 +282,20 @@ impl Command {
 /// (a client's answer to a server ping).
 pub fn is_silent(command: &str) -> bool {
     matches!(command, "noop" | "pong" | "queuemessagereply")
+}
+
+#[cfg(test)]
+mod names_tests {
+    use super::*;
+
+    #[test]
+    fn name_tables_match_the_enums() {
+        for name in Command::NAMES {
+            let command = Command::parse(name).expect("a known command");
+            assert_eq!(command.name(), name);
+        }
+        for family in Family::ALL {
+            assert_eq!(Family::NAMES[family as usize], family.as_str());
+        }
+    }
 }

@@ -31,6 +31,13 @@ pub enum TransportKind {
 }
 
 impl TransportKind {
+    pub const ALL: [TransportKind; 4] = [
+        TransportKind::WebSocket,
+        TransportKind::Grpc,
+        TransportKind::Tcp,
+        TransportKind::Pipe,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             TransportKind::WebSocket => "websocket",

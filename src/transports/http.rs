@@ -23,6 +23,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/livenessprobe", web::get().to(liveness))
         .route("/readyz", web::get().to(readiness))
         .route("/admin/stats", web::get().to(admin_stats))
+        .route("/metrics", web::get().to(super::metrics::scrape))
         .route("/download/{id}", web::get().to(download_file));
 }
 

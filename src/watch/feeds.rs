@@ -172,6 +172,9 @@ pub struct FeedSnapshot {
     pub watchers: usize,
     /// Feed events the relay got past: passed on, or lost because it fell behind.
     pub events: u64,
+    /// Prepared events the slowest watch of the collection has not taken yet (it is
+    /// disconnected past `RELAY_CAPACITY`).
+    pub backlog: usize,
 }
 
 /// What watches did, for the admin view.
@@ -229,6 +232,7 @@ impl Feeds {
                 collection: relay.collection.clone(),
                 watchers: relay.watchers(),
                 events: relay.events.load(Ordering::Relaxed),
+                backlog: relay.sender.len(),
             })
             .collect();
         all.sort_by(|a, b| a.collection.cmp(&b.collection));

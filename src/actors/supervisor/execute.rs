@@ -15,6 +15,7 @@ use crate::error::OpenCoreError;
 use crate::policy::identity;
 use crate::protocol::envelope::error_reply;
 use crate::services::{Counters, Services};
+use crate::telemetry::metrics;
 
 /// Runs one request to its end; resolves when the reply has been handed to the
 /// connection (or the unary caller).
@@ -28,6 +29,7 @@ pub async fn execute(services: Arc<Services>, command: Command, request: Request
         budget,
         connection,
         upload,
+        received,
         ..
     } = request;
     let request_id = envelope.id.clone();
@@ -56,6 +58,15 @@ pub async fn execute(services: Arc<Services>, command: Command, request: Request
         }
     };
     let mut completed = guarded(work, &request_id, command_name, &services).await;
+    metrics::record_request(
+        Some(command as usize),
+        Some(command.family() as usize),
+        completed.error_code,
+        received.elapsed(),
+    );
+    if command == Command::Signin {
+        metrics::record_signin(completed.error_code == 0);
+    }
     completed.request_bytes = bytes;
     completed.signed_in = signed_in.get() || completed.session.is_some();
     reply_to.send(completed);
@@ -84,6 +95,7 @@ where
             Counters::bump(&services.counters.errors);
             Completed {
                 reply: Some(error_reply(request_id, &err)),
+                error_code: err.code(),
                 ..Completed::default()
             }
         }
@@ -93,6 +105,7 @@ where
             let err = OpenCoreError::HandlerPanicked(command);
             Completed {
                 reply: Some(error_reply(request_id, &err)),
+                error_code: err.code(),
                 ..Completed::default()
             }
         }

@@ -37,6 +37,21 @@ struct FamilyState {
     load: Arc<FamilyLoad>,
 }
 
+impl FamilyState {
+    /// Mirrors the lanes' lengths into the shared load (admin view, `/metrics`).
+    fn publish_queue(&self) {
+        self.load.queued.store(self.lanes.len(), Ordering::Relaxed);
+        for (shared, waiting) in self
+            .load
+            .queued_by_lane
+            .iter()
+            .zip(self.lanes.lane_lengths())
+        {
+            shared.store(waiting, Ordering::Relaxed);
+        }
+    }
+}
+
 pub struct Supervisor {
     services: Arc<Services>,
     families: HashMap<Family, FamilyState>,
@@ -134,10 +149,7 @@ impl Supervisor {
                 } else {
                     None
                 };
-                state
-                    .load
-                    .queued
-                    .store(state.lanes.len(), Ordering::Relaxed);
+                state.publish_queue();
                 next
             }
             None => None,
@@ -178,6 +190,12 @@ impl Handler<Dispatch> for Supervisor {
                 OpenCoreError::UnknownCommand(request.envelope.command.clone())
             };
             let reply = error_reply(&request.envelope.id, &err);
+            crate::telemetry::metrics::record_request(
+                None,
+                None,
+                err.code(),
+                request.received.elapsed(),
+            );
             request.reply_to.send(Completed {
                 reply: Some(reply),
                 request_bytes: request.bytes,
@@ -195,10 +213,7 @@ impl Handler<Dispatch> for Supervisor {
             let priority = request.envelope.priority;
             let origin = request.origin;
             state.lanes.push(priority, origin, (command, request));
-            state
-                .load
-                .queued
-                .store(state.lanes.len(), Ordering::Relaxed);
+            state.publish_queue();
         }
     }
 }

@@ -258,10 +258,12 @@ fn run(
             // fails what the group had not answered yet: an uncommitted transaction is
             // dropped (aborted), every caller is answered, and the catalog is read back
             // from the database, which is the truth whether the commit happened or not.
+            let (writes, started) = (batch.len(), std::time::Instant::now());
             let outcome = resilience::catch("a group commit", || {
                 commit_batch(&db, &feed, &shared, &mut catalog, batch);
                 Ok(())
             });
+            crate::telemetry::metrics::record_group_commit(writes, started.elapsed());
             if outcome.is_err() {
                 match initial_catalog(&db) {
                     Ok(reloaded) => catalog = Arc::new(reloaded),

@@ -1,0 +1,5 @@
+//! Observability: Prometheus metrics (`metrics`) and, when configured, OpenTelemetry
+//! traces. A leaf: everything may record here; this module imports nothing of the
+//! server's own.
+
+pub mod metrics;
