@@ -23,7 +23,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/livenessprobe", web::get().to(liveness))
         .route("/readyz", web::get().to(readiness))
         .route("/admin/stats", web::get().to(admin_stats))
-        .route("/download/{id}", web::get().to(download_file));
+        .route("/download/{id}", web::get().to(download_file))
+        .configure(crate::transports::rest::routes);
 }
 
 async fn client_config(services: web::Data<Arc<Services>>) -> HttpResponse {

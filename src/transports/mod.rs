@@ -4,6 +4,7 @@
 pub mod grpc;
 pub mod grpc_socket;
 pub mod http;
+pub mod rest;
 pub mod stream;
 pub mod websocket;
 pub mod workers;
