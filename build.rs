@@ -24,7 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.enable_type_names();
     config.type_name_domain(["."], "type.googleapis.com");
     config.bytes(["."]);
-    config.type_attribute(".openiap", "#[derive(serde::Serialize, serde::Deserialize)]");
+    config.type_attribute(
+        ".openiap",
+        "#[derive(serde::Serialize, serde::Deserialize)]",
+    );
     // Absent JSON fields take the proto3 default, as on the wire.
     config.message_attribute(".openiap", "#[serde(default)]");
     for file in &descriptors.file {
@@ -51,7 +54,10 @@ fn json_fields(
     let path = format!("{parent}.{}", message.name());
     for field in &message.field {
         let field_path = format!("{path}.{}", field.name());
-        config.field_attribute(&field_path, format!("#[serde(rename = \"{}\")]", field.name()));
+        config.field_attribute(
+            &field_path,
+            format!("#[serde(rename = \"{}\")]", field.name()),
+        );
         // 3 = LABEL_REPEATED; 12 = TYPE_BYTES.
         let repeated = field.label == Some(3);
         let helper = match (field.type_name(), field.r#type) {

@@ -17,10 +17,11 @@ fn b64() -> base64::engine::GeneralPurpose {
 pub fn bytes_from_json(value: &Value) -> Option<Vec<u8>> {
     match value {
         Value::Null => Some(Vec::new()),
-        Value::String(text) => b64()
-            .decode(text.trim())
-            .ok()
-            .or_else(|| base64::engine::general_purpose::URL_SAFE.decode(text.trim()).ok()),
+        Value::String(text) => b64().decode(text.trim()).ok().or_else(|| {
+            base64::engine::general_purpose::URL_SAFE
+                .decode(text.trim())
+                .ok()
+        }),
         Value::Array(items) => items
             .iter()
             .map(|item| item.as_u64().and_then(|n| u8::try_from(n).ok()))
@@ -203,7 +204,10 @@ mod tests {
             bytes_from_json(&serde_json::json!({"1": 2, "0": 1})),
             Some(vec![1, 2])
         );
-        assert_eq!(bytes_from_json(&serde_json::json!("AQID")), Some(vec![1, 2, 3]));
+        assert_eq!(
+            bytes_from_json(&serde_json::json!("AQID")),
+            Some(vec![1, 2, 3])
+        );
         assert_eq!(bytes_from_json(&serde_json::json!({"5": 1})), None);
         let envelope: Envelope = serde_json::from_value(serde_json::json!({
             "command": "ping", "data": {"type_url": "x", "value": "AQID"}

@@ -55,10 +55,12 @@ async fn call<Q: Message + Name, R: Message + Default>(
         .map_err(|err| failure(&err))?
         .ok_or_else(|| failure(&OpenCoreError::Internal))?;
     if let Some(error) = dispatch::error_of(&reply) {
-        return Err(HttpResponse::build(dispatch::status_for(error.code)).json(ErrorJson {
-            message: error.message,
-            code: error.code,
-        }));
+        return Err(
+            HttpResponse::build(dispatch::status_for(error.code)).json(ErrorJson {
+                message: error.message,
+                code: error.code,
+            }),
+        );
     }
     let data = reply.data.unwrap_or_default();
     R::decode(data.value.as_slice()).map_err(|_| failure(&OpenCoreError::Internal))
@@ -115,7 +117,13 @@ pub async fn me(request: HttpRequest, services: ServicesData) -> HttpResponse {
 pub async fn collections(request: HttpRequest, services: ServicesData) -> HttpResponse {
     let caller = try_or_return!(signed(&request));
     let reply: ListCollectionsResponse = try_or_return!(
-        call(&services, &caller, "listcollections", &ListCollectionsRequest::default()).await
+        call(
+            &services,
+            &caller,
+            "listcollections",
+            &ListCollectionsRequest::default()
+        )
+        .await
     );
     parsed(&reply.results)
 }
@@ -123,6 +131,7 @@ pub async fn collections(request: HttpRequest, services: ServicesData) -> HttpRe
 /// Query parameters (GET) or body (POST) of a query; `query`, `projection` and
 /// `orderby` are JSON (objects, or text holding JSON).
 #[derive(Debug, Default, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct QueryParams {
     #[schema(value_type = Object)]
@@ -237,6 +246,7 @@ pub async fn aggregate(
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(default)]
 pub struct CountParams {
     /// JSON filter.

@@ -153,9 +153,13 @@ async fn respond(
 ) -> HttpResponse {
     let command = envelope.command.clone();
     let id = envelope.id.clone();
+    // `noop`/`pong` are consumed without a reply, as on a connection; the Node
+    // client's connect probe (a `noop`) wants a 200 with JSON.
+    if crate::commands::is_silent(&command) {
+        return HttpResponse::Ok().json(json!({}));
+    }
     let reply = match dispatch::run(services, caller, envelope).await {
         Ok(Some(reply)) => reply,
-        // `noop`/`pong` have no reply; the Node client's connect probe wants JSON.
         Ok(None) => return HttpResponse::Ok().json(json!({})),
         Err(err) => return error_response(&err, &id, form),
     };
@@ -262,7 +266,10 @@ fn parse(body: &[u8]) -> Result<(Envelope, Form), (OpenCoreError, String)> {
         Some(Value::String(text)) => {
             let value: Value = serde_json::from_str(&text)
                 .map_err(|err| fail(undecodable(format!("data is not JSON: {err}"))))?;
-            (Some(from_json(&command, value, &type_url).map_err(|e| fail(undecodable(e)))?), Form::Json)
+            (
+                Some(from_json(&command, value, &type_url).map_err(|e| fail(undecodable(e)))?),
+                Form::Json,
+            )
         }
         Some(Value::Object(map)) if is_any(&map) => {
             let mut any = any_from_json(&Value::Object(map))
@@ -350,7 +357,10 @@ mod tests {
             assert_eq!(envelope.command, "query");
             let any = envelope.data.expect("data");
             assert_eq!(any.type_url, QueryRequest::type_url());
-            assert_eq!(QueryRequest::decode(any.value.as_slice()).ok(), Some(expected.clone()));
+            assert_eq!(
+                QueryRequest::decode(any.value.as_slice()).ok(),
+                Some(expected.clone())
+            );
         }
     }
 
@@ -365,6 +375,9 @@ mod tests {
         assert_eq!(code(r#"{"command": "watch"}"#), Some(2180));
         assert_eq!(code(r#"{"command": "query", "data": 5}"#), Some(2003));
         assert_eq!(code(r#"{"command": "query", "data": "{"}"#), Some(2003));
-        assert_eq!(code(r#"{"command": "query", "data": {"top": "x"}}"#), Some(2003));
+        assert_eq!(
+            code(r#"{"command": "query", "data": {"top": "x"}}"#),
+            Some(2003)
+        );
     }
 }

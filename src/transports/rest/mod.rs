@@ -25,12 +25,30 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/api/openapi.json", web::get().to(openapi::document))
         .route("/api/v1/me", web::get().to(api_v1::me))
         .route("/api/v1/collections", web::get().to(api_v1::collections))
-        .route("/api/v1/query/{collectionname}", web::get().to(api_v1::query_get))
-        .route("/api/v1/query/{collectionname}", web::post().to(api_v1::query_post))
-        .route("/api/v1/aggregate/{collectionname}", web::post().to(api_v1::aggregate))
-        .route("/api/v1/count/{collectionname}", web::get().to(api_v1::count))
-        .route("/api/v1/entities/{collectionname}", web::post().to(api_v1::insert))
-        .route("/api/v1/entities/{collectionname}", web::put().to(api_v1::update))
+        .route(
+            "/api/v1/query/{collectionname}",
+            web::get().to(api_v1::query_get),
+        )
+        .route(
+            "/api/v1/query/{collectionname}",
+            web::post().to(api_v1::query_post),
+        )
+        .route(
+            "/api/v1/aggregate/{collectionname}",
+            web::post().to(api_v1::aggregate),
+        )
+        .route(
+            "/api/v1/count/{collectionname}",
+            web::get().to(api_v1::count),
+        )
+        .route(
+            "/api/v1/entities/{collectionname}",
+            web::post().to(api_v1::insert),
+        )
+        .route(
+            "/api/v1/entities/{collectionname}",
+            web::put().to(api_v1::update),
+        )
         .route(
             "/api/v1/entities/{collectionname}/{id}",
             web::delete().to(api_v1::delete),
@@ -89,7 +107,11 @@ fn caller(request: &HttpRequest, envelope_jwt: &str) -> Caller {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
         _ => header,
     };
-    let token = if token.is_empty() { envelope_jwt } else { token };
+    let token = if token.is_empty() {
+        envelope_jwt
+    } else {
+        token
+    };
     Caller {
         ip: peer
             .map(|a| a.ip())

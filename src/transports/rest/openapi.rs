@@ -67,7 +67,9 @@ mod tests {
     #[test]
     fn document_is_openapi_3_1_with_every_route() {
         let doc = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
-        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")));
+        assert!(doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1.")));
         for path in [
             "/api/v2",
             "/api/v1/me",
@@ -76,6 +78,9 @@ mod tests {
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing");
         }
-        assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
     }
 }
