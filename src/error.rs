@@ -274,6 +274,16 @@ pub enum OpenCoreError {
     #[error("Unknown work item or access denied")]
     WorkitemDeleteDenied,
 
+    // REST (`/api/v2`, `/api/v1`): 2180-2189.
+    /// Commands that push to a connection or stream content cannot answer in one reply.
+    #[error("{0} needs a streaming connection (WebSocket, gRPC SetupStream, TCP or unix socket); it is not available over REST")]
+    StreamOverRest(String),
+    /// The HTTP body is not the JSON the route expects.
+    #[error("Invalid request body: {0}")]
+    RestBody(String),
+    #[error("Request body of {size} bytes is over the {limit} bytes limit")]
+    RestBodyTooLarge { size: usize, limit: usize },
+
     // 4xxx: valid request, not served by this server (yet)
     #[error("{0} is not implemented by this server")]
     NotImplemented(String),
@@ -380,6 +390,9 @@ impl OpenCoreError {
             WorkitemQueueMissingInvoke(_) => 3040,
             WorkitemMissingInvoke(_) => 3041,
             WorkitemDeleteDenied => 3042,
+            StreamOverRest(_) => 2180,
+            RestBody(_) => 2181,
+            RestBodyTooLarge { .. } => 2182,
             NotImplemented(_) => 4000,
         }
     }
@@ -626,6 +639,9 @@ mod tests {
             OpenCoreError::WorkitemQueueMissingInvoke("x".into()),
             OpenCoreError::WorkitemMissingInvoke("x".into()),
             OpenCoreError::WorkitemDeleteDenied,
+            OpenCoreError::StreamOverRest("watch".into()),
+            OpenCoreError::RestBody("x".into()),
+            OpenCoreError::RestBodyTooLarge { size: 2, limit: 1 },
             OpenCoreError::NotImplemented("x".into()),
             OpenCoreError::FileTooLarge { limit: 1 },
             OpenCoreError::UploadIdle(1),

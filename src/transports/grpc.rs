@@ -215,7 +215,7 @@ impl FlowServiceImpl {
 
 /// Unary calls have no connection: for fair scheduling, all calls from one address
 /// count as one origin (kept apart from connection ids by the top bit).
-fn unary_origin(ip: std::net::IpAddr) -> u64 {
+pub(crate) fn unary_origin(ip: std::net::IpAddr) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     ip.hash(&mut hasher);

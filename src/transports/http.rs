@@ -24,7 +24,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readiness))
         .route("/admin/stats", web::get().to(admin_stats))
         .route("/metrics", web::get().to(super::metrics::scrape))
-        .route("/download/{id}", web::get().to(download_file));
+        .route("/download/{id}", web::get().to(download_file))
+        .configure(crate::transports::rest::routes);
 }
 
 async fn client_config(services: web::Data<Arc<Services>>) -> HttpResponse {

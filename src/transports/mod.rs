@@ -5,6 +5,7 @@ pub mod grpc;
 pub mod grpc_socket;
 pub mod http;
 pub mod metrics;
+pub mod rest;
 pub mod stream;
 pub mod websocket;
 pub mod workers;
