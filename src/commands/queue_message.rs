@@ -16,6 +16,8 @@ use crate::queues::body::{self, Parsed, Sender};
 use crate::queues::names;
 use crate::queues::objects::{ObjectKind, Purpose};
 use crate::queues::timeouts;
+use crate::telemetry::traces;
+use tracing::Instrument;
 
 pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
     let request: QueueMessageRequest = ctx.request(true)?;
@@ -96,6 +98,8 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
         Duration::from_millis(request.expiration as u64)
     };
     let priority = ctx.envelope.priority.clamp(0, i32::from(MAX_PRIORITY)) as u8;
+    let publish_span =
+        tracing::info_span!(target: "opencore_trace", "bus.publish", otel.kind = "producer");
     let published = queues
         .bus
         .publish(OutgoingMessage {
@@ -105,8 +109,9 @@ pub async fn run(ctx: CommandContext) -> Result<Outcome, OpenCoreError> {
             reply_to: replyto.clone(),
             priority,
             expiration,
-            headers: Vec::new(),
+            headers: trace_headers(&ctx, &publish_span),
         })
+        .instrument(publish_span)
         .await?;
     queues
         .counters
@@ -175,4 +180,15 @@ fn unroutable(
     }
     answer_rpc();
     Ok(())
+}
+
+/// `traceparent` for the message: the publish span when traces are on, else the
+/// sender's own ids if its envelope carries them, so the consumer's `queueevent` (on any
+/// node) continues the same trace.
+fn trace_headers(ctx: &CommandContext, publish: &tracing::Span) -> Vec<(String, String)> {
+    let ids = traces::ids(publish)
+        .or_else(|| Some((ctx.envelope.traceid.clone(), ctx.envelope.spanid.clone())));
+    ids.and_then(|(trace_id, span_id)| traces::traceparent(&trace_id, &span_id))
+        .map(|header| vec![("traceparent".to_string(), header)])
+        .unwrap_or_default()
 }

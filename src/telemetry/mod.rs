@@ -3,3 +3,4 @@
 //! server's own.
 
 pub mod metrics;
+pub mod traces;

@@ -15,7 +15,8 @@ use crate::error::OpenCoreError;
 use crate::policy::identity;
 use crate::protocol::envelope::error_reply;
 use crate::services::{Counters, Services};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, traces};
+use tracing::Instrument;
 
 /// Runs one request to its end; resolves when the reply has been handed to the
 /// connection (or the unary caller).
@@ -34,6 +35,12 @@ pub async fn execute(services: Arc<Services>, command: Command, request: Request
     } = request;
     let request_id = envelope.id.clone();
     let command_name = envelope.command.clone();
+    // Only with an exporter running: otherwise `Span::none()`, which costs nothing.
+    let span = if traces::enabled() {
+        traces::request_span(command.name(), &envelope.traceid, &envelope.spanid)
+    } else {
+        tracing::Span::none()
+    };
     let signed_in = Rc::new(Cell::new(false));
     let work = {
         let services = services.clone();
@@ -42,6 +49,9 @@ pub async fn execute(services: Arc<Services>, command: Command, request: Request
             let user =
                 identity::resolve(services.directory(), &claimed, &envelope.command, &peer).await?;
             signed_in.set(user.is_some());
+            if let Some(user) = user.as_ref().filter(|_| traces::enabled()) {
+                tracing::Span::current().record("user.id", user.id.as_str());
+            }
             if command.needs_user() && user.is_none() {
                 return Err(OpenCoreError::NotSignedIn);
             }
@@ -57,7 +67,23 @@ pub async fn execute(services: Arc<Services>, command: Command, request: Request
                 .await
         }
     };
-    let mut completed = guarded(work, &request_id, command_name, &services).await;
+    let mut completed = guarded(
+        work.instrument(span.clone()),
+        &request_id,
+        command_name,
+        &services,
+    )
+    .await;
+    if traces::enabled() {
+        span.record("result.code", completed.error_code);
+        // The reply names the server's span, so the client can link to it.
+        if let (Some(reply), Some((trace_id, span_id))) =
+            (completed.reply.as_mut(), traces::ids(&span))
+        {
+            reply.traceid = trace_id;
+            reply.spanid = span_id;
+        }
+    }
     metrics::record_request(
         Some(command as usize),
         Some(command.family() as usize),

@@ -166,9 +166,17 @@ fn event_envelope(queue: &str, mut delivery: Delivery) -> Envelope {
         exchangename: std::mem::take(&mut delivery.exchange),
         data: String::from_utf8_lossy(&delivery.body).into_owned(),
     };
+    let (traceid, spanid) = delivery
+        .headers
+        .iter()
+        .find(|(key, _)| key == "traceparent")
+        .and_then(|(_, value)| crate::telemetry::traces::parse_traceparent(value))
+        .unwrap_or_default();
     Envelope {
         command: "queueevent".to_string(),
         priority: i32::from(delivery.priority),
+        traceid,
+        spanid,
         data: Some(prost_types::Any {
             type_url: QueueEvent::type_url(),
             value: event.encode_to_vec(),

@@ -198,7 +198,11 @@ impl EmbeddedStore {
     }
 
     async fn write(&self, op: WriteOp) -> StoreResult<WriteOutcome> {
-        self.writer.submit(op).await
+        use tracing::Instrument;
+        // A child of the request's span when traces are on; a disabled callsite otherwise.
+        let span =
+            tracing::info_span!(target: "opencore_trace", "store.write", otel.kind = "client");
+        self.writer.submit(op).instrument(span).await
     }
 
     /// Runs a read on the blocking pool: scans may take long and must not stall actors.
@@ -207,8 +211,12 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Snapshot<'_>) -> StoreResult<T> + Send + 'static,
     {
+        use tracing::Instrument;
         let (db, shared) = (self.db.clone(), self.shared.clone());
+        let span =
+            tracing::info_span!(target: "opencore_trace", "store.read", otel.kind = "client");
         tokio::task::spawn_blocking(move || work(&Snapshot::open(&db, &shared)?))
+            .instrument(span)
             .await
             .map_err(backend)?
     }
