@@ -94,9 +94,7 @@ async fn dashboard_signs_in_lists_and_closes_connections() {
         .expect("webdriver session");
 
     let result = async {
-        client
-            .goto(&format!("http://{http_addr}/admin/"))
-            .await?;
+        client.goto(&format!("http://{http_addr}/admin/")).await?;
         let username = client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -148,7 +146,10 @@ async fn dashboard_signs_in_lists_and_closes_connections() {
         }
     };
 
-    assert!(other.closed().await, "the server closed the other connection");
+    assert!(
+        other.closed().await,
+        "the server closed the other connection"
+    );
     eventually("row removed after the next refresh", || {
         let client = client.clone();
         let other_row = other_row.clone();
@@ -164,7 +165,10 @@ async fn dashboard_signs_in_lists_and_closes_connections() {
     let png = client.screenshot().await.expect("screenshot");
     let _ = client.close().await;
     drop(driver);
-    assert!(png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    assert!(
+        png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "a PNG"
+    );
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/admin-dashboard.png");
     std::fs::write(&path, &png).expect("screenshot written");
     assert!(std::fs::metadata(&path).expect("written").len() > 1000);
