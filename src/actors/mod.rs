@@ -7,6 +7,7 @@
 //! - one `AdminActor`, answering the HTTP admin view.
 
 pub mod admin;
+mod admin_config;
 pub mod connection;
 pub mod lanes;
 pub mod messages;

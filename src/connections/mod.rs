@@ -7,14 +7,18 @@
 //! actor itself, so commands and services can hold connections without importing the
 //! actor layer.
 
+pub mod actor_tree;
 mod handle;
 mod registry;
 #[cfg(test)]
 mod tests;
 pub mod upload;
 
+pub use actor_tree::{ActorGuard, ActorId, ActorTree};
 pub use handle::{Attach, ChildKind, ConnectionHandle, Detach, StopChild};
-pub use registry::{ConnectionInfo, Registry, RegistryEntry, UserRef};
+pub use registry::{
+    ConnectionInfo, ConnectionStats, Registry, RegistryEntry, StatsSnapshot, UserRef,
+};
 pub use upload::{upload_channel, UploadInbox, UploadPiece, UploadRoute};
 
 use actix::Message;

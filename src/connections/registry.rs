@@ -4,6 +4,8 @@
 //! connection messages through it (shutdown, revoked users, the admin view).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use actix::Recipient;
@@ -41,6 +43,61 @@ pub struct RegistryEntry {
     pub info: ConnectionInfo,
     pub control: Recipient<Control>,
     pub push: Recipient<Push>,
+    /// Live numbers the connection actor keeps current (relaxed stores, no locking).
+    pub stats: Arc<ConnectionStats>,
+}
+
+/// Numbers of one connection that change per request; written only by its actor.
+#[derive(Default, Debug)]
+pub struct ConnectionStats {
+    /// Its entry in the actor tree.
+    pub actor: AtomicU64,
+    /// Unix ms of the last envelope read from the client.
+    pub last_activity: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub outbound_bytes: AtomicU64,
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl ConnectionStats {
+    pub fn touch(&self) {
+        self.last_activity.store(unix_ms(), Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            actor: self.actor.load(Ordering::Relaxed),
+            last_activity: rfc3339(self.last_activity.load(Ordering::Relaxed) as i64),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            outbound_bytes: self.outbound_bytes.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub actor: u64,
+    pub last_activity: String,
+    pub in_flight: u64,
+    pub outbound_bytes: u64,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn rfc3339(millis: i64) -> String {
+    bson::DateTime::from_millis(millis)
+        .try_to_rfc3339_string()
+        .unwrap_or_default()
 }
 
 #[derive(Default)]
@@ -139,6 +196,24 @@ impl Registry {
             .sum()
     }
 
+    /// One connection with its live numbers.
+    pub fn detail(&self, id: u64) -> Option<(ConnectionInfo, StatsSnapshot)> {
+        self.entries
+            .get(&id)
+            .map(|e| (e.info.clone(), e.stats.snapshot()))
+    }
+
+    /// Every connection with its live numbers, ordered by id.
+    pub fn list_detailed(&self) -> Vec<(ConnectionInfo, StatsSnapshot)> {
+        let mut all: Vec<_> = self
+            .entries
+            .iter()
+            .map(|e| (e.info.clone(), e.stats.snapshot()))
+            .collect();
+        all.sort_by_key(|(info, _)| info.id);
+        all
+    }
+
     pub fn get(&self, id: u64) -> Option<ConnectionInfo> {
         self.entries.get(&id).map(|e| e.info.clone())
     }
@@ -215,6 +290,5 @@ fn serialize_time<S: serde::Serializer>(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    let date = bson::DateTime::from_millis(millis);
-    serializer.serialize_str(&date.try_to_rfc3339_string().unwrap_or_default())
+    serializer.serialize_str(&rfc3339(millis))
 }

@@ -58,6 +58,7 @@ fn entry(id: u64, addr: &Addr<Probe>, user: Option<&str>) -> RegistryEntry {
             connected: SystemTime::now(),
             children: Vec::new(),
         },
+        stats: Default::default(),
         control: addr.clone().recipient(),
         push: addr.clone().recipient(),
     }

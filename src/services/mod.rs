@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::auth::Directory;
 use crate::bus::SharedBus;
 use crate::config::ServeConfig;
-use crate::connections::Registry;
+use crate::connections::{ActorTree, Registry};
 use crate::documents::state::DocumentState;
 use crate::files::FileStore;
 use crate::policy::admission::Admission;
@@ -50,6 +50,8 @@ pub struct Services {
     pub counters: Counters,
     /// Every live connection of this node.
     pub connections: Registry,
+    /// Every long-lived actor and background task of this node (the admin view).
+    pub actors: Arc<ActorTree>,
     /// Per collection, the one change-feed relay that the watches of this node share.
     pub feeds: Feeds,
     /// Queues and exchanges: the bus, the rules on names and rights, delivery counters.
@@ -91,6 +93,7 @@ impl Services {
             documents,
             counters: Counters::default(),
             connections: Registry::default(),
+            actors: ActorTree::new(),
             feeds: Feeds::default(),
             queues,
             files,

@@ -25,7 +25,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/admin/stats", web::get().to(admin_stats))
         .route("/metrics", web::get().to(super::metrics::scrape))
         .route("/download/{id}", web::get().to(download_file))
-        .configure(crate::transports::rest::routes);
+        .configure(crate::transports::rest::routes)
+        .configure(super::admin_api::routes);
 }
 
 async fn client_config(services: web::Data<Arc<Services>>) -> HttpResponse {
@@ -166,25 +167,21 @@ fn content_disposition(filename: &str) -> String {
     format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}")
 }
 
-/// Admins only: `Authorization: Bearer <token of a member of admins>`.
+/// Admins only: `Authorization: Bearer <token of a member of admins>`, or the
+/// dashboard's sign-in cookie (`admin_api`).
 async fn admin_stats(
     request: HttpRequest,
     services: web::Data<Arc<Services>>,
     admin: web::Data<Addr<AdminActor>>,
 ) -> HttpResponse {
-    let token = bearer(&request);
-    if token.is_empty() {
-        return HttpResponse::Unauthorized()
-            .json(json!({"message": "Authorization: Bearer <jwt> required"}));
+    if let Err(refused) = super::admin_api::authorize(&request, &services).await {
+        return refused;
     }
-    match services.directory().resolve_token(&token).await {
-        Ok((user, _)) if user.is_admin() => match admin.send(Stats).await {
-            Ok(stats) => HttpResponse::Ok().json(stats),
-            Err(_) => HttpResponse::ServiceUnavailable()
-                .json(json!({"message": "admin actor unavailable"})),
-        },
-        Ok(_) => HttpResponse::Forbidden().json(json!({"message": "Access denied"})),
-        Err(_) => HttpResponse::Unauthorized().json(json!({"message": "invalid or expired token"})),
+    match admin.send(Stats).await {
+        Ok(stats) => HttpResponse::Ok().json(stats),
+        Err(_) => {
+            HttpResponse::ServiceUnavailable().json(json!({"message": "admin actor unavailable"}))
+        }
     }
 }
 

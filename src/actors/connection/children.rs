@@ -4,13 +4,15 @@
 
 use actix::Recipient;
 
-use crate::connections::{Attach, ChildKind, StopChild};
+use crate::connections::{ActorGuard, Attach, ChildKind, StopChild};
 use crate::error::OpenCoreError;
 
 struct Child {
     kind: ChildKind,
     id: String,
     stop: Recipient<StopChild>,
+    /// Its actor-tree entry, removed when the child is detached or the connection stops.
+    _tree: Option<ActorGuard>,
 }
 
 #[derive(Default)]
@@ -20,7 +22,12 @@ pub struct Children {
 
 impl Children {
     /// Adopts a child unless the connection holds `limit` of its kind already.
-    pub fn attach(&mut self, attach: Attach, limit: usize) -> Result<(), OpenCoreError> {
+    pub fn attach(
+        &mut self,
+        attach: Attach,
+        limit: usize,
+        tree: Option<ActorGuard>,
+    ) -> Result<(), OpenCoreError> {
         let held = self.list.iter().filter(|c| c.kind == attach.kind).count();
         if held >= limit {
             return Err(OpenCoreError::TooManyChildren {
@@ -32,6 +39,7 @@ impl Children {
             kind: attach.kind,
             id: attach.id,
             stop: attach.stop,
+            _tree: tree,
         });
         Ok(())
     }

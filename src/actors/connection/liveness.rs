@@ -16,6 +16,11 @@ use crate::services::Counters;
 impl ConnectionActor {
     /// Once a second: slow clients, idle and unauthenticated connections.
     pub(super) fn housekeeping(&mut self, ctx: &mut Context<Self>) {
+        // The writer drains without telling the actor: refresh the admin view's figure.
+        self.stats.outbound_bytes.store(
+            self.outbound.queued_bytes() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let limits = &self.services.config.limits;
         if self.outbound.queued_bytes() <= self.tier.max_outbound_bytes {
             self.over_limit_since = None;

@@ -30,8 +30,8 @@ use crate::actors::messages::{Completed, Dispatch, Identity, ReplyTo, Request, S
 use crate::actors::supervisor::Supervisor;
 use crate::commands::is_silent;
 use crate::connections::{
-    Attach, ChildKind, ConnectionHandle, ConnectionInfo, Control, Detach, Push, PushTracked,
-    RegistryEntry, TransportKind, UserRef,
+    ActorGuard, Attach, ChildKind, ConnectionHandle, ConnectionInfo, ConnectionStats, Control,
+    Detach, Push, PushTracked, RegistryEntry, TransportKind, UserRef,
 };
 use crate::error::OpenCoreError;
 use crate::policy::admission::ConnectionPermit;
@@ -96,6 +96,10 @@ pub struct ConnectionActor {
     frame_limit: Option<FrameLimit>,
     /// This connection's slot under the connection caps; released when the actor is dropped.
     _permit: ConnectionPermit,
+    /// Its actor-tree entry (set when started; removed with the actor).
+    tree: Option<ActorGuard>,
+    /// Numbers the admin view reads from the registry.
+    stats: Arc<ConnectionStats>,
 }
 
 /// How a transport starts a connection actor.
@@ -157,6 +161,8 @@ impl ConnectionActor {
             closing: false,
             frame_limit,
             _permit: permit,
+            tree: None,
+            stats: Arc::default(),
             services,
         };
         ConnectionActor::create(move |ctx| {
@@ -203,6 +209,9 @@ impl ConnectionActor {
             size = envelope.encoded_len();
         }
         let queued = self.outbound.enqueue(envelope, size, written);
+        self.stats
+            .outbound_bytes
+            .store(queued as u64, std::sync::atomic::Ordering::Relaxed);
         let limit = self.tier.max_outbound_bytes;
         if queued <= limit {
             return;
@@ -330,8 +339,11 @@ impl ConnectionActor {
                 .admit_request(limits, self.in_flight, self.in_flight_bytes, size)
                 .err()
         };
+        Counters::bump(&self.stats.requests);
+        self.stats.touch();
         if let Some(err) = rejection {
             Counters::bump(&self.services.counters.errors);
+            Counters::bump(&self.stats.errors);
             return self.send(error_reply(&envelope.id, &err));
         }
         let identity = if !envelope.jwt.is_empty() {
@@ -354,6 +366,9 @@ impl ConnectionActor {
         };
         self.in_flight += 1;
         self.in_flight_bytes += size;
+        self.stats
+            .in_flight
+            .store(self.in_flight as u64, std::sync::atomic::Ordering::Relaxed);
         self.supervisor.do_send(Dispatch(Request {
             envelope,
             identity,
@@ -392,6 +407,14 @@ impl ConnectionActor {
         self.session = Some(update);
     }
 
+    /// One message handled, for the actor tree.
+    #[inline]
+    fn count_handled(&self) {
+        if let Some(tree) = &self.tree {
+            tree.handled();
+        }
+    }
+
     fn stop_reading(&mut self, ctx: &mut Context<Self>) {
         if let Some(handle) = self.inbound.take() {
             ctx.cancel_future(handle);
@@ -416,6 +439,16 @@ impl Actor for ConnectionActor {
         ));
         self.me = Some(me.clone());
         Counters::bump(&self.services.counters.connections_opened);
+        let tree = self.services.actors.register(
+            "connection",
+            format!("{} {} {}", self.id, self.transport.as_str(), self.peer),
+            crate::actors::supervisor::Supervisor::local_tree_id(),
+        );
+        self.stats
+            .actor
+            .store(tree.id(), std::sync::atomic::Ordering::Relaxed);
+        self.stats.touch();
+        self.tree = Some(tree);
         self.services.connections.insert(RegistryEntry {
             info: ConnectionInfo {
                 id: self.id,
@@ -429,6 +462,7 @@ impl Actor for ConnectionActor {
             },
             control: me.clone().recipient(),
             push: me.recipient(),
+            stats: self.stats.clone(),
         });
         ctx.run_interval(Duration::from_secs(1), Self::housekeeping);
         let ping_interval = self
@@ -449,12 +483,14 @@ impl Actor for ConnectionActor {
         self.uploads.clear();
         self.services.connections.remove(self.id);
         Counters::bump(&self.services.counters.connections_closed);
+        self.tree = None;
         tracing::debug!(connection = self.id, "disconnected");
     }
 }
 
 impl StreamHandler<Inbound> for ConnectionActor {
     fn handle(&mut self, item: Inbound, ctx: &mut Context<Self>) {
+        self.count_handled();
         match item {
             Inbound::Bytes(bytes) => self.on_bytes(bytes, ctx),
             Inbound::Envelope(envelope) => {
@@ -484,8 +520,19 @@ impl Handler<Completed> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, completed: Completed, ctx: &mut Context<Self>) {
+        self.count_handled();
         self.in_flight = self.in_flight.saturating_sub(1);
         self.in_flight_bytes = self.in_flight_bytes.saturating_sub(completed.request_bytes);
+        self.stats
+            .in_flight
+            .store(self.in_flight as u64, std::sync::atomic::Ordering::Relaxed);
+        if completed
+            .reply
+            .as_ref()
+            .is_some_and(|r| r.command == "error")
+        {
+            Counters::bump(&self.stats.errors);
+        }
         if completed.signed_in || completed.session.is_some() {
             self.enter_signed_in();
         }
@@ -508,6 +555,7 @@ impl Handler<Push> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, Push(envelope): Push, _ctx: &mut Context<Self>) {
+        self.count_handled();
         self.send(envelope);
     }
 }
@@ -516,6 +564,7 @@ impl Handler<PushTracked> for ConnectionActor {
     type Result = ();
 
     fn handle(&mut self, push: PushTracked, _ctx: &mut Context<Self>) {
+        self.count_handled();
         self.send_tracked(push.envelope, Some(push.written));
     }
 }
@@ -561,7 +610,11 @@ impl Handler<Attach> for ConnectionActor {
             return Ok(());
         }
         let (kind, id) = (attach.kind, attach.id.clone());
-        self.children.attach(attach, limit)?;
+        let tree = self
+            .tree
+            .as_ref()
+            .map(|t| t.child(kind.as_str(), id.clone()));
+        self.children.attach(attach, limit, tree)?;
         self.services.connections.add_child(self.id, kind, &id);
         Ok(())
     }

@@ -22,6 +22,7 @@ use actix::prelude::*;
 use crate::actors::lanes::PriorityLanes;
 use crate::actors::messages::{Completed, Dispatch, Request};
 use crate::commands::{Command, Family};
+use crate::connections::{ActorGuard, ActorId};
 use crate::error::OpenCoreError;
 use crate::protocol::envelope::error_reply;
 use crate::services::load::FamilyLoad;
@@ -55,10 +56,13 @@ impl FamilyState {
 pub struct Supervisor {
     services: Arc<Services>,
     families: HashMap<Family, FamilyState>,
+    /// Its entry in the actor tree (the parent of this worker's connections).
+    tree: ActorGuard,
 }
 
 thread_local! {
     static LOCAL: RefCell<Option<Addr<Supervisor>>> = const { RefCell::new(None) };
+    static LOCAL_TREE_ID: std::cell::Cell<Option<ActorId>> = const { std::cell::Cell::new(None) };
 }
 
 impl Supervisor {
@@ -70,10 +74,17 @@ impl Supervisor {
             if let Some(addr) = slot.as_ref().filter(|a| a.connected()) {
                 return addr.clone();
             }
-            let addr = Supervisor::new(services.clone()).start();
+            let supervisor = Supervisor::new(services.clone());
+            LOCAL_TREE_ID.with(|id| id.set(Some(supervisor.tree.id())));
+            let addr = supervisor.start();
             *slot = Some(addr.clone());
             addr
         })
+    }
+
+    /// The actor-tree id of this thread's supervisor, once it started.
+    pub fn local_tree_id() -> Option<ActorId> {
+        LOCAL_TREE_ID.with(|id| id.get())
     }
 
     fn new(services: Arc<Services>) -> Self {
@@ -105,8 +116,19 @@ impl Supervisor {
                 (*family, state)
             })
             .collect();
+        let worker_index = services.loads.snapshot().len();
         services.loads.register(worker);
-        Supervisor { services, families }
+        let thread = std::thread::current();
+        let name = format!(
+            "worker {worker_index} ({})",
+            thread.name().unwrap_or("unnamed")
+        );
+        let tree = services.actors.register("supervisor", name, None);
+        Supervisor {
+            services,
+            families,
+            tree,
+        }
     }
 
     fn start(
@@ -155,6 +177,7 @@ impl Supervisor {
             None => None,
         };
         if let Some((command, request)) = next {
+            self.tree.counters().mailbox.fetch_sub(1, Ordering::Relaxed);
             self.start(family, command, request, ctx);
         }
     }
@@ -173,6 +196,7 @@ impl Handler<Finished> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, Finished(family): Finished, ctx: &mut Context<Self>) {
+        self.tree.handled();
         self.finish(family, ctx);
     }
 }
@@ -181,6 +205,7 @@ impl Handler<Dispatch> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, Dispatch(request): Dispatch, ctx: &mut Context<Self>) {
+        self.tree.handled();
         Counters::bump(&self.services.counters.requests);
         let Some(command) = Command::parse(&request.envelope.command) else {
             Counters::bump(&self.services.counters.errors);
@@ -213,6 +238,8 @@ impl Handler<Dispatch> for Supervisor {
             let priority = request.envelope.priority;
             let origin = request.origin;
             state.lanes.push(priority, origin, (command, request));
+            // Waiting in the lanes is this supervisor's mailbox in the admin view.
+            self.tree.counters().mailbox.fetch_add(1, Ordering::Relaxed);
             state.publish_queue();
         }
     }
