@@ -39,7 +39,7 @@ pub struct ServeConfig {
     /// Address every listener binds to.
     #[arg(long, env = "OPENCORE_BIND", default_value = "127.0.0.1")]
     pub bind: IpAddr,
-    /// HTTP port: /ws/v2, /config, /livenessprobe, /readyz, /admin. 0 turns it off.
+    /// HTTP port: /ws/v2, /config, /livenessprobe, /readyz, /admin/, /metrics, /api (REST), /download. 0 turns it off.
     #[arg(long, env = "OPENCORE_HTTP_PORT", default_value_t = 3000)]
     pub http_port: u16,
     /// gRPC port (openiap.FlowService, h2c). 0 turns it off.

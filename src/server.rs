@@ -55,6 +55,9 @@ pub struct RunningServer {
     /// Background tasks stopped at shutdown: revocation (follows `users` to close
     /// sessions of disabled or deleted users), work item notifications and timeouts.
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// The admin view's entries for the background tasks and the store and bus (they
+    /// live as long as the server; dropped at shutdown).
+    _task_entries: Vec<crate::connections::actor_tree::ActorGuard>,
 }
 
 /// The file store's indexes, and the content of uploads a crash cut short. On the
@@ -198,6 +201,23 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
         crate::actors::workitem_monitor::start(services.clone()),
     ];
     background.extend(crate::actors::workitem_expiry::start(services.clone()));
+    let mut task_entries = vec![
+        services.actors.register("task", "users revocation", None),
+        services.actors.register("task", "work item monitor", None),
+        services.actors.register(
+            "store",
+            if services.config.mongodb_url.is_some() { "mongodb" } else { "embedded store writer" },
+            None,
+        ),
+        services.actors.register(
+            "bus",
+            if services.config.bus.amqp_url.is_some() { "amqp (lapin)" } else { "embedded bus" },
+            None,
+        ),
+    ];
+    if background.len() > 2 {
+        task_entries.push(services.actors.register("task", "work item expiry sweep", None));
+    }
     let workers = Arc::new(Workers::start(worker_count));
     let (stop, stop_rx) = watch::channel(false);
     let mut bound = Bound::default();
@@ -276,6 +296,7 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
         stop,
         tasks,
         background,
+        _task_entries: task_entries,
     })
 }
 
