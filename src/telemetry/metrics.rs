@@ -63,6 +63,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             match builder.install_recorder() {
                 Ok(handle) => {
                     describe();
+                    start_upkeep(handle.clone());
                     Some(handle)
                 }
                 Err(err) => {
@@ -72,6 +73,21 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             }
         })
         .as_ref()
+}
+
+/// Histogram samples collect in lock-free buckets until upkeep folds them into counts:
+/// without it they would grow by one entry per request between scrapes. Every 5 s,
+/// on a thread of its own (it must run whether or not anyone scrapes).
+fn start_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("opencore-metrics".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
+            handle.run_upkeep();
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(%err, "metrics: no upkeep thread; histograms are folded at scrapes only");
+    }
 }
 
 /// The Prometheus text of every series (empty when no recorder is installed).
