@@ -206,17 +206,29 @@ pub async fn start(mut config: ServeConfig) -> Result<RunningServer, StartError>
         services.actors.register("task", "work item monitor", None),
         services.actors.register(
             "store",
-            if services.config.mongodb_url.is_some() { "mongodb" } else { "embedded store writer" },
+            if services.config.mongodb_url.is_some() {
+                "mongodb"
+            } else {
+                "embedded store writer"
+            },
             None,
         ),
         services.actors.register(
             "bus",
-            if services.config.bus.amqp_url.is_some() { "amqp (lapin)" } else { "embedded bus" },
+            if services.config.bus.amqp_url.is_some() {
+                "amqp (lapin)"
+            } else {
+                "embedded bus"
+            },
             None,
         ),
     ];
     if background.len() > 2 {
-        task_entries.push(services.actors.register("task", "work item expiry sweep", None));
+        task_entries.push(
+            services
+                .actors
+                .register("task", "work item expiry sweep", None),
+        );
     }
     let workers = Arc::new(Workers::start(worker_count));
     let (stop, stop_rx) = watch::channel(false);
