@@ -297,6 +297,20 @@ async fn watches_and_queue_consumers_are_listed_and_gone_after_close() {
     let queued = get(addr, "/admin/api/queues", &auth).await.json();
     assert_eq!(queued["consumers"][0]["queue"], queue.queuename, "{queued}");
     assert_eq!(queued["bus"]["up"], true);
+    // The embedded bus shows the queue itself: its kind, depth and consumers.
+    let declared = &queued["declared"]["queues"];
+    let own = declared
+        .as_array()
+        .and_then(|queues| {
+            queues
+                .iter()
+                .find(|q| q["name"] == queue.queuename.as_str())
+        })
+        .unwrap_or_else(|| panic!("{queued}"));
+    assert_eq!(
+        (&own["kind"], &own["consumers"], &own["messages"]),
+        (&json!("temporary"), &json!(1), &json!(0))
+    );
     let health = get(addr, "/admin/api/health", &auth).await.json();
     assert_eq!(health["up"], true, "{health}");
     assert_eq!(health["store"]["up"], true);

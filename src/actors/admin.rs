@@ -284,6 +284,7 @@ impl Handler<QueuesView> for AdminActor {
             .collect();
         MessageResult(json!({
             "bus": services.queues.bus.health(),
+            "declared": services.queues.bus.snapshot(),
             "consumers": consumers,
             "published": now[0],
             "delivered": now[1],

@@ -69,6 +69,36 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Whether the bus can publish now, and the last error it saw.
     fn health(&self) -> BusHealth;
+
+    /// Queues and exchanges with their depth, for the admin view. Empty where the
+    /// broker holds that state (AMQP: RabbitMQ's own management API has it).
+    fn snapshot(&self) -> BusSnapshot {
+        BusSnapshot::default()
+    }
+}
+
+/// What the admin view shows of a bus's queues and exchanges.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BusSnapshot {
+    pub queues: Vec<QueueStat>,
+    pub exchanges: Vec<ExchangeStat>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueueStat {
+    pub name: String,
+    /// `temporary` or `named`.
+    pub kind: &'static str,
+    /// Messages waiting (not yet delivered to a consumer).
+    pub messages: usize,
+    pub consumers: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExchangeStat {
+    pub name: String,
+    pub kind: &'static str,
+    pub bindings: usize,
 }
 
 /// What kind of queue to consume.

@@ -482,4 +482,42 @@ impl Bus for EmbeddedBus {
             last_error: None,
         }
     }
+
+    fn snapshot(&self) -> crate::bus::BusSnapshot {
+        let mut queues: Vec<crate::bus::QueueStat> = self
+            .registry
+            .queues
+            .iter()
+            .map(|entry| {
+                let queue = entry.value();
+                crate::bus::QueueStat {
+                    name: queue.name.clone(),
+                    kind: match queue.kind {
+                        QueueKind::Temporary => "temporary",
+                        QueueKind::Named => "named",
+                    },
+                    messages: queue.ready_len(),
+                    consumers: queue.consumer_count(),
+                }
+            })
+            .collect();
+        queues.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut exchanges: Vec<crate::bus::ExchangeStat> = self
+            .registry
+            .exchanges
+            .iter()
+            .map(|entry| crate::bus::ExchangeStat {
+                name: entry.key().clone(),
+                kind: entry.value().kind.as_str(),
+                bindings: entry
+                    .value()
+                    .bindings
+                    .read()
+                    .map(|bindings| bindings.len())
+                    .unwrap_or(0),
+            })
+            .collect();
+        exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        crate::bus::BusSnapshot { queues, exchanges }
+    }
 }

@@ -526,9 +526,12 @@ impl Queue {
         drop(discarded);
     }
 
-    #[cfg(test)]
     pub(super) fn ready_len(&self) -> usize {
         self.lock().ready.len
+    }
+
+    pub(super) fn consumer_count(&self) -> usize {
+        self.lock().consumers.len()
     }
 }
 
