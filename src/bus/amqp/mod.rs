@@ -109,7 +109,17 @@ impl Bus for AmqpBus {
     }
 
     async fn publish(&self, message: OutgoingMessage) -> Result<Published, BusError> {
-        publish::publish(&self.shared, message).await
+        // Every step is bounded on its own (confirms by the in-flight deadline, broker
+        // calls by `bounded`); this outer bound covers any wait between them (a channel
+        // being replaced during a reconnect), so a publish answers in bounded time.
+        let limit = crate::bus::PUBLISH_TIMEOUT * 2;
+        match tokio::time::timeout(limit, publish::publish(&self.shared, message)).await {
+            Ok(result) => result,
+            Err(_) => Err(BusError::Unavailable(format!(
+                "RabbitMQ did not take the message within {} s",
+                limit.as_secs()
+            ))),
+        }
     }
 
     async fn delete_temporary(&self, name: &str) -> Result<(), BusError> {
