@@ -414,3 +414,36 @@ async fn connections_page_and_filter() {
         0
     );
 }
+
+/// The dashboard's sign-in is the `signin` command under the caller address's unary
+/// budget: a burst of password guesses from one address is cut off with 429 rather than
+/// running unbounded bcrypt work (here the budget allows one call in flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signin_guesses_share_the_address_budget() {
+    let server = TestServer::start_with(|c| {
+        c.limits.unauth_max_in_flight = 1;
+        c.bcrypt_cost = 10;
+    });
+    let addr = server.http();
+    let guesses: Vec<_> = (0..12)
+        .map(|n| {
+            tokio::spawn(async move {
+                let body = signin_body(ADMIN, &format!("guess-{n}"));
+                http(addr, "POST", "/admin/api/signin", &[], Some(&body))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // The right password still works once the burst is over.
+    admin_cookie(&server).await;
+}

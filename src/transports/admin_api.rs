@@ -21,8 +21,11 @@ use crate::actors::admin::{
     QueuesView, WatchesView, MAX_PAGE,
 };
 use crate::auth::ResolvedUser;
-use crate::error::OpenCoreError;
+use crate::proto::{Envelope, SigninRequest, SigninResponse};
+use crate::protocol::envelope::pack;
 use crate::services::Services;
+use crate::transports::rest::dispatch::{self, Caller};
+use prost::Message as _;
 
 pub const COOKIE: &str = "opencore_admin";
 /// The header a cookie-authenticated state change must carry.
@@ -119,38 +122,53 @@ struct Credentials {
 
 /// `POST /admin/api/signin` `{username, password}`: the same password check as the
 /// `signin` command; an admin gets the session cookie and its user back.
-async fn signin(body: web::Bytes, services: Shared) -> HttpResponse {
+async fn signin(request: HttpRequest, body: web::Bytes, services: Shared) -> HttpResponse {
     let Ok(credentials) = serde_json::from_slice::<Credentials>(&body) else {
         return message(
             actix_web::http::StatusCode::BAD_REQUEST,
             "expected {\"username\": …, \"password\": …}",
         );
     };
-    let directory = services.directory();
-    let user = match directory
-        .signin_password(&credentials.username, &credentials.password)
-        .await
-    {
-        Ok(user) => user,
-        // One answer for unknown users, wrong passwords and disabled users.
-        Err(
-            OpenCoreError::LoginFailed(_)
-            | OpenCoreError::UsernameRequired
-            | OpenCoreError::PasswordRequired
-            | OpenCoreError::DisabledUser(..),
-        ) => return unauthorized("Invalid username or password"),
-        Err(err) => {
-            tracing::warn!(%err, "admin sign-in failed");
-            return unavailable();
-        }
+    // The `signin` command through the unary dispatch, like REST: the per-address budget
+    // and the session family's bcrypt concurrency apply, so this form is no faster a
+    // way to guess passwords (or to load the CPU) than any other sign-in.
+    let envelope = Envelope {
+        command: "signin".into(),
+        id: "admin-signin".into(),
+        data: Some(pack(&SigninRequest {
+            username: credentials.username,
+            password: credentials.password,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let caller = Caller {
+        token: String::new(),
+        ..crate::transports::rest::caller(&request, "")
+    };
+    let reply = match dispatch::run(&services, &caller, envelope).await {
+        Ok(Some(reply)) => reply,
+        Ok(None) => return unavailable(),
+        Err(err) => return refused(err.code()),
+    };
+    if let Some(error) = dispatch::error_of(&reply) {
+        return refused(error.code);
+    }
+    let Some(jwt) = reply
+        .data
+        .as_ref()
+        .and_then(|any| SigninResponse::decode(any.value.as_slice()).ok())
+        .map(|response| response.jwt)
+    else {
+        return unavailable();
+    };
+    let user = match services.directory().resolve_token(&jwt).await {
+        Ok((user, _)) => user,
+        Err(_) => return unavailable(),
     };
     if !user.is_admin() {
         return forbidden();
     }
-    let (jwt, _expires) = match directory.issue_token(&user, false) {
-        Ok(issued) => issued,
-        Err(_) => return unavailable(),
-    };
     let max_age = services.config.short_token_ttl.as_secs();
     tracing::info!(user = %user.username, "admin signed in to the dashboard");
     HttpResponse::Ok()
@@ -159,6 +177,19 @@ async fn signin(body: web::Bytes, services: Shared) -> HttpResponse {
             format!("{COOKIE}={jwt}; HttpOnly; SameSite=Strict; Path=/admin; Max-Age={max_age}"),
         ))
         .json(json!({"user": user_json(&user)}))
+}
+
+/// A refused sign-in: one answer for unknown users, wrong passwords and disabled users;
+/// 429 when the caller's budget is spent.
+fn refused(code: i32) -> HttpResponse {
+    match code {
+        3003 | 3004 | 3006 | 3007 => unauthorized("Invalid username or password"),
+        2005 | 2006 | 2060 | 2065 => message(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "too many sign-in attempts from this address; try again shortly",
+        ),
+        _ => unavailable(),
+    }
 }
 
 /// `POST /admin/api/signout`: clears the cookie (whoever asks: it only removes it).

@@ -5,7 +5,7 @@
 
 mod api_v1;
 mod api_v2;
-mod dispatch;
+pub(crate) mod dispatch;
 mod openapi;
 
 use std::sync::Arc;
@@ -95,7 +95,7 @@ impl From<&OpenCoreError> for ErrorJson {
 
 /// The caller of one request. The client address is the socket's: forwarding headers
 /// are not trusted, so they cannot move a caller into another address's budget.
-fn caller(request: &HttpRequest, envelope_jwt: &str) -> Caller {
+pub(crate) fn caller(request: &HttpRequest, envelope_jwt: &str) -> Caller {
     let peer = request.peer_addr();
     let header = request
         .headers()
