@@ -13,14 +13,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use opencore::proto::SigninRequest;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn(data_dir: &std::path::Path, tcp_port: u16, http_port: u16) -> Child {
     spawn_with(data_dir, tcp_port, http_port, &[], Stdio::null())
 }

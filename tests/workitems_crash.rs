@@ -22,14 +22,6 @@ const QUEUE: &str = "crashqueue";
 const PUSHERS: usize = 4;
 const POPPERS: usize = 4;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn(data_dir: &std::path::Path, tcp_port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_opencore"))
         .args([

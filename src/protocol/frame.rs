@@ -15,6 +15,9 @@ pub enum FrameError {
     Empty,
 }
 
+/// Buffer capacity an idle decoder or writer may keep after a large frame.
+pub const RETAINED_CAPACITY: usize = 64 * 1024;
+
 /// Accumulates bytes and cuts complete frames out of them.
 #[derive(Debug)]
 pub struct FrameDecoder {
@@ -25,7 +28,8 @@ pub struct FrameDecoder {
 impl FrameDecoder {
     pub fn new(max_frame: usize) -> Self {
         FrameDecoder {
-            buffer: BytesMut::with_capacity(8 * 1024),
+            // Allocated by the first bytes: most connections are idle most of the time.
+            buffer: BytesMut::new(),
             max_frame,
         }
     }
@@ -74,7 +78,12 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.buffer.advance(LENGTH_PREFIX);
-        Ok(Some(self.buffer.split_to(size).freeze()))
+        let frame = self.buffer.split_to(size).freeze();
+        if self.buffer.is_empty() && self.buffer.capacity() > RETAINED_CAPACITY {
+            // Do not keep a large frame's allocation alive for an idle connection.
+            self.buffer = BytesMut::new();
+        }
+        Ok(Some(frame))
     }
 }
 
@@ -114,6 +123,26 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_decoder_keeps_no_large_buffer() {
+        let mut decoder = FrameDecoder::new(4 * 1024 * 1024);
+        assert_eq!(
+            decoder.buffer.capacity(),
+            0,
+            "nothing before the first bytes"
+        );
+        let mut wire = BytesMut::new();
+        encode_frame(&vec![7u8; 1024 * 1024], &mut wire);
+        decoder.extend(&wire);
+        let frame = decoder.next_frame().unwrap().unwrap();
+        assert_eq!(frame.len(), 1024 * 1024);
+        assert!(decoder.buffer.capacity() <= RETAINED_CAPACITY);
+        // Small frames keep their buffer (no allocation per frame).
+        decoder.extend(&[2, 0, 0, 0, 1, 2, 2, 0, 0]);
+        assert_eq!(&decoder.next_frame().unwrap().unwrap()[..], &[1, 2]);
+        assert!(decoder.buffer.capacity() > 0);
+    }
+
+    #[test]
     fn oversized_prefix_is_refused_before_the_body() {
         let mut decoder = FrameDecoder::new(10);
         decoder.extend(&11u32.to_le_bytes());
@@ -142,8 +171,10 @@ mod tests {
     #[test]
     fn a_refused_prefix_allocates_nothing_for_its_body() {
         let mut decoder = FrameDecoder::new(1024);
-        let before = decoder.buffer.capacity();
         decoder.extend(&(512 * 1024 * 1024u32).to_le_bytes());
+        // Only the prefix itself was buffered.
+        let before = decoder.buffer.capacity();
+        assert!(before < 1024, "{before}");
         assert!(decoder.next_frame().is_err());
         assert_eq!(decoder.buffer.capacity(), before);
     }

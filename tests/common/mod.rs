@@ -51,6 +51,15 @@ impl TestServer {
     }
 }
 
+/// A loopback port free right now (for servers started as child processes).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A client speaking length-prefixed envelopes over TCP, numbering `seq` itself.
 pub struct RawClient {
     pub stream: TcpStream,

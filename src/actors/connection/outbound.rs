@@ -16,7 +16,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 
 use crate::proto::Envelope;
-use crate::protocol::frame::encode_frame;
+use crate::protocol::frame::{encode_frame, RETAINED_CAPACITY};
 
 /// Where a connection's envelopes go.
 pub enum Sink {
@@ -115,7 +115,8 @@ impl Outbound {
     /// The writer loop. Ends when the queue is closed and empty, or the transport fails,
     /// or one write makes no progress for `write_timeout` (zero: no timeout).
     pub async fn run_writer(self, mut sink: Sink, write_timeout: Duration) -> io::Result<()> {
-        let mut buffer = BytesMut::with_capacity(16 * 1024);
+        // Only stream sinks use it; grown by the first batch (idle connections hold none).
+        let mut buffer = BytesMut::new();
         let deadline = Deadline(write_timeout);
         loop {
             match self.take_batch() {
@@ -193,6 +194,9 @@ async fn write_envelopes(
                     return Err(closed());
                 }
                 written += n;
+            }
+            if buffer.capacity() > RETAINED_CAPACITY {
+                *buffer = BytesMut::new();
             }
             deadline.run(writer.flush()).await
         }

@@ -322,7 +322,15 @@ fn map_error(shared: &Shared, error: &lapin::Error) -> BusError {
         None if matches!(error.kind(), lapin::ErrorKind::ChannelsLimitReached) => {
             // A channel per consumer: the broker's channel_max (2047 by default)
             // bounds the consumers of one node.
-            BusError::Refused("too many consumers on this node's RabbitMQ connection".into())
+            tracing::warn!(
+                "RabbitMQ refused another channel: this node holds as many queue consumers as \
+                 the broker's channel_max allows (docs/scaling.md)"
+            );
+            BusError::Refused(
+                "too many consumers on this node's RabbitMQ connection (the broker's \
+                 channel_max, 2047 by default)"
+                    .into(),
+            )
         }
         None => {
             shared.connection_lost.notify_one();
