@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks deploy/ offline: every kustomize overlay renders and validates against the
 # Kubernetes schemas (strict, pinned version), and checkov passes on the Dockerfile,
-# the manifests and the rendered overlays (skips are annotated with their reason).
-# Needs kubectl, kubernetes-validate and checkov on PATH (or TOOLS_BIN=<venv>/bin).
+# the manifests and the rendered overlays (skips are annotated with their reason);
+# hadolint passes on the Dockerfile.
+# Needs kubectl, kubernetes-validate, checkov and hadolint on PATH (or TOOLS_BIN=<venv>/bin).
 set -euo pipefail
 cd "$(dirname "$0")"
 BIN="${TOOLS_BIN:+$TOOLS_BIN/}"
@@ -19,3 +20,5 @@ done
 kubectl kustomize k8s/components/servicemonitor >/dev/null
 "${BIN}checkov" -d . --compact --quiet
 echo "deploy: checkov passed"
+"${BIN}hadolint" Dockerfile
+echo "deploy: hadolint passed"
