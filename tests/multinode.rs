@@ -59,6 +59,11 @@ fn backends(test: &str) -> Option<(String, String)> {
     Some((mongo, amqp))
 }
 
+/// The two tests run one after the other: each starts two nodes, and together they
+/// would load SecantusDB (single-threaded) enough to slow the change streams that the
+/// one-second checks depend on.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn unique(prefix: &str) -> String {
     format!("{prefix}{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
@@ -266,6 +271,7 @@ async fn two_nodes_serve_one_system() {
     let Some((mongo, amqp)) = backends("two_nodes_serve_one_system") else {
         return;
     };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(&mongo, &amqp);
     let (a, b) = (&cluster.a, &cluster.b);
     let admin_a = connect(&a.ws(ADMIN, PASSWORD)).await;
@@ -684,6 +690,7 @@ async fn sigterm_moves_clients_to_the_other_node_without_losing_acknowledged_req
     let Some((mongo, amqp)) = backends("sigterm_moves_clients_to_the_other_node") else {
         return;
     };
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(&mongo, &amqp);
     let ws_balancer = Balancer::start(vec![
         (cluster.a.http, cluster.a.http),
@@ -702,9 +709,10 @@ async fn sigterm_moves_clients_to_the_other_node_without_losing_acknowledged_req
         format!("grpc://{ADMIN}:{PASSWORD}@{}", grpc_balancer.addr),
     ];
     let a_gone = Arc::new(AtomicBool::new(false));
+    let writing = Arc::new(AtomicUsize::new(0));
     let mut writers = Vec::new();
     for (writer, url) in urls.iter().enumerate() {
-        let (url, a_gone) = (url.clone(), a_gone.clone());
+        let (url, a_gone, writing) = (url.clone(), a_gone.clone(), writing.clone());
         writers.push(tokio::spawn(async move {
             let client = connect(&url).await;
             // A request that went to a node as it closed gets no answer: give up on it
@@ -732,6 +740,9 @@ async fn sigterm_moves_clients_to_the_other_node_without_losing_acknowledged_req
                     .await;
                 match result {
                     Ok(_) => {
+                        if acknowledged.is_empty() {
+                            writing.fetch_add(1, Ordering::SeqCst);
+                        }
                         acknowledged.push(n);
                         if a_gone.load(Ordering::SeqCst) {
                             after_a += 1;
@@ -744,8 +755,17 @@ async fn sigterm_moves_clients_to_the_other_node_without_losing_acknowledged_req
             acknowledged
         }));
     }
-    // Load on A for a moment, then SIGTERM.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every writer is connected (through the balancer, to A) and writing; a moment of
+    // load, then SIGTERM.
+    let since = Instant::now();
+    while writing.load(Ordering::SeqCst) < urls.len() {
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "the writers did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     cluster.a.sigterm();
     let clean = tokio::task::block_in_place(|| cluster.a.exited_cleanly(Duration::from_secs(30)));
     assert!(clean, "node A exits cleanly after draining");
