@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, ADMIN};
+use common::{free_port, http_get, try_http, ADMIN};
 use futures_util::FutureExt;
 use openiap_client::{
     AddWorkItemQueueRequest, Client, ClientEvent, CountRequest, DeleteWorkItemQueueRequest,
@@ -77,7 +77,7 @@ struct Node {
 }
 
 impl Node {
-    fn start(name: &str, data_dir: &Path, mongo: &str, database: &str, amqp: &str) -> Node {
+    async fn start(name: &str, data_dir: &Path, mongo: &str, database: &str, amqp: &str) -> Node {
         let (http, grpc, tcp) = (free_port(), free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_opencore"))
             .args(["serve", "--bind", "127.0.0.1", "--no-pipe"])
@@ -107,34 +107,19 @@ impl Node {
             http: format!("127.0.0.1:{http}").parse().unwrap(),
             grpc: format!("127.0.0.1:{grpc}").parse().unwrap(),
         };
-        node.wait_ready();
+        node.wait_ready().await;
         node
     }
 
-    fn wait_ready(&self) {
+    async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = std::net::TcpStream::connect(self.http)
-                .ok()
-                .and_then(|mut s| {
-                    use std::io::Read;
-                    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-                    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                        .ok()?;
-                    let mut answer = String::new();
-                    s.read_to_string(&mut answer).ok()?;
-                    Some(answer.starts_with("HTTP/1.1 200"))
-                })
-                .unwrap_or(false);
-            if ready {
-                return;
-            }
+        while !readyz(self.http).await {
             assert!(
                 Instant::now() < deadline,
                 "node {} never became ready",
                 self.name
             );
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -184,13 +169,13 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(mongo: &str, amqp: &str) -> Cluster {
+    async fn start(mongo: &str, amqp: &str) -> Cluster {
         std::env::set_var("enable_analytics", "false");
         let database = unique("opencore_multinode_");
         let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         // One after the other: the first creates the admin, roles and indexes.
-        let a = Node::start("node-a", dirs.0.path(), mongo, &database, amqp);
-        let b = Node::start("node-b", dirs.1.path(), mongo, &database, amqp);
+        let a = Node::start("node-a", dirs.0.path(), mongo, &database, amqp).await;
+        let b = Node::start("node-b", dirs.1.path(), mongo, &database, amqp).await;
         Cluster {
             a,
             b,
@@ -272,7 +257,7 @@ async fn two_nodes_serve_one_system() {
         return;
     };
     let _serial = ONE_AT_A_TIME.lock().await;
-    let cluster = Cluster::start(&mongo, &amqp);
+    let cluster = Cluster::start(&mongo, &amqp).await;
     let (a, b) = (&cluster.a, &cluster.b);
     let admin_a = connect(&a.ws(ADMIN, PASSWORD)).await;
     let admin_b = connect(&b.grpc(ADMIN, PASSWORD)).await;
@@ -663,17 +648,9 @@ impl Balancer {
 
 /// True when `GET /readyz` answers 200 (a stopped node refuses the connection).
 async fn readyz(http: SocketAddr) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(http).await else {
-        return false;
-    };
-    let request = b"GET /readyz HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request).await.is_err() {
-        return false;
-    }
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer).await;
-    answer.starts_with(b"HTTP/1.1 200")
+    try_http(http, "GET", "/readyz", &[], None)
+        .await
+        .is_some_and(|answer| answer.status == 200)
 }
 
 impl Drop for Balancer {
@@ -691,7 +668,7 @@ async fn sigterm_moves_clients_to_the_other_node_without_losing_acknowledged_req
         return;
     };
     let _serial = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(&mongo, &amqp);
+    let mut cluster = Cluster::start(&mongo, &amqp).await;
     let ws_balancer = Balancer::start(vec![
         (cluster.a.http, cluster.a.http),
         (cluster.b.http, cluster.b.http),

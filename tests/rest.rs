@@ -11,49 +11,31 @@ use common::*;
 use opencore::proto::{QueryRequest, QueryResponse};
 use prost::{Message, Name};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-/// One HTTP/1.1 request; returns (status, body as JSON or `Value::String` if not JSON).
-async fn http(
+/// One HTTP/1.1 request (always with a JSON body, empty if none); returns (status, body
+/// as JSON or `Value::String` if not JSON).
+async fn rest(
     addr: SocketAddr,
     method: &str,
     path: &str,
     bearer: Option<&str>,
     body: Option<&[u8]>,
 ) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect http");
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let body = body.unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("send head");
-    // A refused body may close the socket before it is all written.
-    let _ = stream.write_all(body).await;
-    let mut response = Vec::new();
-    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
-        .await
-        .expect("http answer");
-    let text = String::from_utf8_lossy(&response).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    let value = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()));
-    (status, value)
+    let answer = send_http(
+        addr,
+        method,
+        path,
+        &bearer_header(bearer),
+        Some(body.unwrap_or_default()),
+    )
+    .await;
+    let body = answer.text();
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    (answer.status, value)
 }
 
 async fn v2(addr: SocketAddr, bearer: Option<&str>, envelope: Value) -> (u16, Value) {
-    http(
+    rest(
         addr,
         "POST",
         "/api/v2",
@@ -323,14 +305,14 @@ async fn v2_error_replies() {
     }
 
     // Malformed and deeply nested JSON.
-    let (status, reply) = http(addr, "POST", "/api/v2", None, Some(b"{\"command\":")).await;
+    let (status, reply) = rest(addr, "POST", "/api/v2", None, Some(b"{\"command\":")).await;
     assert_eq!((status, code(&reply)), (400, 2181), "{reply}");
     let nested = format!(
         "{{\"command\":\"ping\",\"data\":{}{}}}",
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
-    let (status, reply) = http(addr, "POST", "/api/v2", None, Some(nested.as_bytes())).await;
+    let (status, reply) = rest(addr, "POST", "/api/v2", None, Some(nested.as_bytes())).await;
     assert_eq!(status, 400, "{reply}");
 
     // Protobuf-form requests get errors as 200 + `error` envelope (the Node client).
@@ -357,9 +339,9 @@ async fn bodies_over_the_message_limit_are_refused() {
         "{{\"command\":\"ping\",\"pad\":\"{}\"}}",
         "x".repeat(100 * 1024)
     );
-    let (status, reply) = http(addr, "POST", "/api/v2", None, Some(big.as_bytes())).await;
+    let (status, reply) = rest(addr, "POST", "/api/v2", None, Some(big.as_bytes())).await;
     assert_eq!(status, 413, "{reply}");
-    let (status, _) = http(
+    let (status, _) = rest(
         addr,
         "POST",
         "/api/v1/entities/entities",
@@ -384,13 +366,13 @@ async fn v1_crud_round_trip_and_acls() {
     let a = signin(addr, "resta", "pw-12345").await;
     let b = signin(addr, "restb", "pw-12345").await;
 
-    assert_eq!(http(addr, "GET", "/api/v1/me", None, None).await.0, 401);
-    let (status, me) = http(addr, "GET", "/api/v1/me", Some(&a), None).await;
+    assert_eq!(rest(addr, "GET", "/api/v1/me", None, None).await.0, 401);
+    let (status, me) = rest(addr, "GET", "/api/v1/me", Some(&a), None).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["username"], "resta");
 
     let doc = json!({"name": "secret of a", "kind": "rest"}).to_string();
-    let (status, inserted) = http(
+    let (status, inserted) = rest(
         addr,
         "POST",
         "/api/v1/entities/entities",
@@ -401,7 +383,7 @@ async fn v1_crud_round_trip_and_acls() {
     assert_eq!(status, 200, "{inserted}");
     let id = inserted["_id"].as_str().expect("_id").to_string();
 
-    let (status, found) = http(
+    let (status, found) = rest(
         addr,
         "GET",
         "/api/v1/query/entities?query=%7B%22kind%22%3A%22rest%22%7D&top=10",
@@ -412,7 +394,7 @@ async fn v1_crud_round_trip_and_acls() {
     assert_eq!(status, 200, "{found}");
     assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
     let query = json!({"query": {"kind": "rest"}, "projection": {"name": 1}}).to_string();
-    let (status, found) = http(
+    let (status, found) = rest(
         addr,
         "POST",
         "/api/v1/query/entities",
@@ -422,7 +404,7 @@ async fn v1_crud_round_trip_and_acls() {
     .await;
     assert_eq!(status, 200, "{found}");
     assert_eq!(found[0]["name"], "secret of a");
-    let (status, count) = http(
+    let (status, count) = rest(
         addr,
         "GET",
         "/api/v1/count/entities?query=%7B%22kind%22%3A%22rest%22%7D",
@@ -432,7 +414,7 @@ async fn v1_crud_round_trip_and_acls() {
     .await;
     assert_eq!((status, count), (200, json!(1)));
     let pipeline = json!([{"$match": {"kind": "rest"}}, {"$count": "n"}]).to_string();
-    let (status, agg) = http(
+    let (status, agg) = rest(
         addr,
         "POST",
         "/api/v1/aggregate/entities",
@@ -442,12 +424,12 @@ async fn v1_crud_round_trip_and_acls() {
     .await;
     assert_eq!(status, 200, "{agg}");
     assert_eq!(agg[0]["n"], 1);
-    let (status, collections) = http(addr, "GET", "/api/v1/collections", Some(&a), None).await;
+    let (status, collections) = rest(addr, "GET", "/api/v1/collections", Some(&a), None).await;
     assert_eq!(status, 200, "{collections}");
     assert!(collections.is_array());
 
     // Another user sees nothing, cannot update or delete it (v1 and v2 alike).
-    let (status, found) = http(
+    let (status, found) = rest(
         addr,
         "GET",
         "/api/v1/query/entities?query=%7B%22kind%22%3A%22rest%22%7D",
@@ -465,7 +447,7 @@ async fn v1_crud_round_trip_and_acls() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(results(&reply, "results"), json!([]));
     let stolen = json!({"_id": id, "name": "taken by b", "kind": "rest"}).to_string();
-    let (status, err) = http(
+    let (status, err) = rest(
         addr,
         "PUT",
         "/api/v1/entities/entities",
@@ -479,7 +461,7 @@ async fn v1_crud_round_trip_and_acls() {
         "{err}"
     );
     // Deleting what one may not see deletes nothing (the owner's delete below finds it).
-    let (status, err) = http(
+    let (status, err) = rest(
         addr,
         "DELETE",
         &format!("/api/v1/entities/entities/{id}"),
@@ -494,7 +476,7 @@ async fn v1_crud_round_trip_and_acls() {
 
     // The owner updates and deletes.
     let changed = json!({"_id": id, "name": "changed", "kind": "rest"}).to_string();
-    let (status, updated) = http(
+    let (status, updated) = rest(
         addr,
         "PUT",
         "/api/v1/entities/entities",
@@ -504,7 +486,7 @@ async fn v1_crud_round_trip_and_acls() {
     .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["name"], "changed");
-    let (status, deleted) = http(
+    let (status, deleted) = rest(
         addr,
         "DELETE",
         &format!("/api/v1/entities/entities/{id}"),
@@ -515,7 +497,7 @@ async fn v1_crud_round_trip_and_acls() {
     assert_eq!((status, deleted), (200, json!({"affectedrows": 1})));
 
     // Bad input.
-    let (status, err) = http(
+    let (status, err) = rest(
         addr,
         "POST",
         "/api/v1/entities/entities",
@@ -525,7 +507,7 @@ async fn v1_crud_round_trip_and_acls() {
     .await;
     assert_eq!((status, err["code"].clone()), (400, json!(2181)));
     assert_eq!(
-        http(addr, "GET", "/api/v1/collections", Some("garbage"), None)
+        rest(addr, "GET", "/api/v1/collections", Some("garbage"), None)
             .await
             .0,
         401
@@ -535,7 +517,7 @@ async fn v1_crud_round_trip_and_acls() {
 #[tokio::test(flavor = "multi_thread")]
 async fn openapi_document_is_valid_3_1() {
     let server = TestServer::start();
-    let (status, doc) = http(server.http(), "GET", "/api/openapi.json", None, None).await;
+    let (status, doc) = rest(server.http(), "GET", "/api/openapi.json", None, None).await;
     assert_eq!(status, 200);
     assert!(
         doc["openapi"]

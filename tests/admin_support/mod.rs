@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 pub struct Response {
     pub status: u16,
@@ -34,7 +32,8 @@ impl Response {
     }
 }
 
-/// One request; `headers` are full header lines without CRLF.
+/// One request; `headers` are full header lines without CRLF. A POST always has a
+/// (possibly empty) JSON body.
 pub async fn http(
     addr: SocketAddr,
     method: &str,
@@ -42,38 +41,16 @@ pub async fn http(
     headers: &[String],
     body: Option<&str>,
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).await.expect("connect http");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for header in headers {
-        request.push_str(header);
-        request.push_str("\r\n");
-    }
-    let body = body.unwrap_or("");
-    if !body.is_empty() || method == "POST" {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
-        .await
-        .expect("http answer")
-        .expect("read");
-    let text = String::from_utf8_lossy(&response).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let body = match body {
+        None if method == "POST" => Some(""),
+        body => body,
+    };
+    let answer =
+        crate::common::send_http(addr, method, path, headers, body.map(str::as_bytes)).await;
     Response {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
+        status: answer.status,
+        body: answer.text(),
+        head: answer.head,
     }
 }
 

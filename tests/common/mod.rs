@@ -223,35 +223,89 @@ pub fn error_message(envelope: &Envelope) -> Option<String> {
     (envelope.command == "error").then(|| decode::<ErrorResponse>(envelope).message)
 }
 
-/// Plain HTTP/1.1 GET; returns (status, body).
-pub async fn http_get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect http");
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send request");
+/// An HTTP/1.1 response as the tests read it (the body as sent, chunked or not).
+pub struct HttpAnswer {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`), plain HTTP/1.1 with no
+/// client library. `headers` are whole header lines; a body is sent as JSON. `None`
+/// when nothing listens or no answer comes within [`WAIT`].
+pub async fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: Option<&[u8]>,
+) -> Option<HttpAnswer> {
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for header in headers {
+        head.push_str(header);
+        head.push_str("\r\n");
+    }
+    if let Some(body) = body {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.ok()?;
+    if let Some(body) = body {
+        // A refused body may close the socket before it is all written.
+        let _ = stream.write_all(body).await;
+    }
     let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+    // A reset after the answer (a refused body) still leaves the answer read.
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
         .await
-        .expect("http answer")
-        .expect("read");
-    let text = String::from_utf8_lossy(&response).to_string();
-    let status = text
+        .ok()?;
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n");
+    let (head, body) = match split {
+        Some(at) => (&response[..at], response[at + 4..].to_vec()),
+        None => (&response[..], Vec::new()),
+    };
+    let head = String::from_utf8_lossy(head).into_owned();
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
+    Some(HttpAnswer { status, head, body })
+}
+
+/// [`try_http`] that must be answered.
+pub async fn send_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: Option<&[u8]>,
+) -> HttpAnswer {
+    try_http(addr, method, path, headers, body)
+        .await
+        .unwrap_or_else(|| panic!("no HTTP answer to {method} {path} from {addr}"))
+}
+
+pub fn bearer_header(token: Option<&str>) -> Vec<String> {
+    token
+        .map(|t| vec![format!("Authorization: Bearer {t}")])
         .unwrap_or_default()
-        .to_string();
-    // Chunked bodies: good enough for JSON checks to search within.
-    (status, body)
+}
+
+/// Plain HTTP/1.1 GET; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, String) {
+    let answer = send_http(addr, "GET", path, &bearer_header(bearer), None).await;
+    (answer.status, answer.text())
 }
 
 /// Resident set size of process `pid` in KiB (`VmRSS` in /proc/<pid>/status); 0 if unknown.
