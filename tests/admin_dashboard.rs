@@ -70,6 +70,14 @@ async fn dashboard_signs_in_lists_and_closes_connections() {
     let mut admin = RawClient::connect(server.tcp()).await;
     let jwt = admin.signin(ADMIN, ADMIN_PASSWORD).await.jwt;
     let mut other = RawClient::connect(server.tcp()).await;
+    // The server registers an accepted connection asynchronously.
+    eventually("both connections registered", || async {
+        get(http_addr, "/admin/api/connections", &bearer(&jwt))
+            .await
+            .json()["total"]
+            == 2
+    })
+    .await;
     let list = get(http_addr, "/admin/api/connections", &bearer(&jwt))
         .await
         .json();
